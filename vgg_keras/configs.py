@@ -1,0 +1,103 @@
+"""The paper's Table 1 as data: one entry per configuration, one tuple per block.
+
+Each layer is written as in the paper: ``"conv3-64"`` is a 3x3 convolution with 64 channels,
+``"conv1-256"`` a 1x1 convolution, ``"LRN"`` local response normalisation. Every block ends
+with a 2x2 max-pool, and every configuration shares the head FC-4096, FC-4096, FC-classes.
+
+>>> CONFIGS["A"][2]
+('conv3-256', 'conv3-256')
+>>> parse_layer("conv1-512")
+(1, 512)
+"""
+
+CONFIGS = {
+    "A": (
+        ("conv3-64",),
+        ("conv3-128",),
+        ("conv3-256", "conv3-256"),
+        ("conv3-512", "conv3-512"),
+        ("conv3-512", "conv3-512"),
+    ),
+    "A-LRN": (
+        ("conv3-64", "LRN"),
+        ("conv3-128",),
+        ("conv3-256", "conv3-256"),
+        ("conv3-512", "conv3-512"),
+        ("conv3-512", "conv3-512"),
+    ),
+    "B": (
+        ("conv3-64",) * 2,
+        ("conv3-128",) * 2,
+        ("conv3-256",) * 2,
+        ("conv3-512",) * 2,
+        ("conv3-512",) * 2,
+    ),
+    "C": (
+        ("conv3-64",) * 2,
+        ("conv3-128",) * 2,
+        ("conv3-256", "conv3-256", "conv1-256"),
+        ("conv3-512", "conv3-512", "conv1-512"),
+        ("conv3-512", "conv3-512", "conv1-512"),
+    ),
+    "D": (
+        ("conv3-64",) * 2,
+        ("conv3-128",) * 2,
+        ("conv3-256",) * 3,
+        ("conv3-512",) * 3,
+        ("conv3-512",) * 3,
+    ),
+    "E": (
+        ("conv3-64",) * 2,
+        ("conv3-128",) * 2,
+        ("conv3-256",) * 4,
+        ("conv3-512",) * 4,
+        ("conv3-512",) * 4,
+    ),
+}
+
+FC_UNITS = 4096
+"""Width of fc6 and fc7 (the paper's FC-4096)."""
+
+LRN_PARAMS = {"size": 5, "k": 2.0, "alpha": 1e-4, "beta": 0.75}
+"""Krizhevsky et al. (2012) LRN, as the paper uses it in A-LRN (Caffe semantics)."""
+
+IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)
+"""ImageNet training-set mean RGB on the 0-255 scale, subtracted by the paper's networks."""
+
+IMAGENET_PCA_EIGVAL = (0.2175, 0.0188, 0.0045)
+"""Eigenvalues of the ImageNet RGB pixel covariance (RGB in [0, 1]), for the colour shift."""
+
+IMAGENET_PCA_EIGVEC = (
+    (-0.5675, 0.7192, 0.4009),
+    (-0.5808, -0.0045, -0.8140),
+    (-0.5836, -0.6948, 0.4203),
+)
+"""Eigenvectors as columns, matching ``IMAGENET_PCA_EIGVAL``."""
+
+GFLOPS_224 = {"A": 15.22, "A-LRN": 15.22, "B": 22.62, "C": 23.54, "D": 30.94, "E": 39.26}
+"""Forward GFLOPs (2 x multiply-adds) of one 224x224 image at width 1, from the paper sheet."""
+
+MIN_INPUT_SIZE = 32
+"""Five 2x2 pools leave a 1x1 map at 32 pixels; below that the network has nothing to read."""
+
+
+def canonical_arch(arch):
+    """Return the table key for ``arch`` (case-insensitive), or raise a ValueError listing them.
+
+    >>> canonical_arch("a-lrn")
+    'A-LRN'
+    """
+    key = str(arch).upper()
+    if key not in CONFIGS:
+        raise ValueError(
+            f"Unknown VGG configuration {arch!r}; valid ones are {', '.join(CONFIGS)}."
+        )
+    return key
+
+
+def parse_layer(spec):
+    """``"conv3-64"`` -> ``(3, 64)`` (kernel size, channels); ``"LRN"`` -> ``None``."""
+    if spec == "LRN":
+        return None
+    kind, channels = spec.split("-")
+    return int(kind[len("conv"):]), int(channels)

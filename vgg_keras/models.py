@@ -1,0 +1,278 @@
+"""The VGG family: one builder reading the configuration table, plus its dense form and the
+paper's pre-initialisation of deeper nets from a trained A.
+
+Model code uses ``keras`` and ``keras.ops`` only, so it runs on TensorFlow, JAX and PyTorch.
+"""
+
+import logging
+
+import keras
+
+from .configs import (
+    CONFIGS, FC_UNITS, IMAGENET_MEAN_RGB, MIN_INPUT_SIZE, canonical_arch, parse_layer,
+)
+from .layers import InputNormalization, LocalResponseNormalization, MinimumSpatialSize
+
+log = logging.getLogger(__name__)
+
+PREPROCESSING = {
+    "imagenet": {"mean": IMAGENET_MEAN_RGB, "std": None, "channel_order": "rgb"},
+}
+"""Named input normalisations; ``"imagenet"`` is the paper's mean-RGB subtraction."""
+
+INITIALIZERS = ("paper", "glorot")
+
+PREINIT_CONV_LAYERS = 4
+"""The paper copies the first four conv layers and the three FC layers of a trained A."""
+
+
+def scaled(channels, width):
+    """Channel count after applying the width multiplier (never below one)."""
+    return max(1, int(round(channels * width)))
+
+
+def _kernel_initializer(init):
+    if init == "paper":
+        # "10^-2 variance" in the text; Caffe's released prototxts use std 0.01.
+        return keras.initializers.RandomNormal(mean=0.0, stddev=0.01)
+    if init == "glorot":
+        return keras.initializers.GlorotUniform()
+    raise ValueError(f"init must be one of {INITIALIZERS}, got {init!r}.")
+
+
+def _normalization_layer(preprocessing):
+    if isinstance(preprocessing, str):
+        if preprocessing not in PREPROCESSING:
+            raise ValueError(
+                f"Unknown preprocessing {preprocessing!r}; valid ones are "
+                f"{', '.join(PREPROCESSING)}, None, or a dict with 'mean' (and 'std', "
+                f"'channel_order')."
+            )
+        preprocessing = PREPROCESSING[preprocessing]
+    if not isinstance(preprocessing, dict):
+        raise ValueError(f"preprocessing must be a name, a dict or None, got {preprocessing!r}.")
+    # float32 even under mixed precision: 0-255 inputs lose too much in float16.
+    return InputNormalization(**preprocessing, name="normalization", dtype="float32")
+
+
+def _check_input_shape(input_shape, include_top):
+    if len(input_shape) != 3:
+        raise ValueError(f"input_shape must be (height, width, channels), got {input_shape}.")
+    height, width, _ = input_shape
+    for size in (height, width):
+        if size is None:
+            if include_top:
+                raise ValueError(
+                    "With include_top=True the input height and width must be known: fc6 reads "
+                    "the whole pool5 map. Use include_top=False, or to_dense(model) for images "
+                    "of any size."
+                )
+        elif size < MIN_INPUT_SIZE:
+            raise ValueError(
+                f"Input must be at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} pixels (five 2x2 "
+                f"pools); got input_shape={tuple(input_shape)}."
+            )
+
+
+def vgg_backbone(inputs, arch, *, width=1.0, init="paper"):
+    """Apply the conv blocks of ``arch`` to ``inputs`` and return the pool5 tensor.
+
+    Layer names follow Caffe: ``block{b}_conv{i}``, ``block{b}_pool``, and ``lrn``.
+    """
+    x = inputs
+    for block_index, block in enumerate(CONFIGS[canonical_arch(arch)], start=1):
+        conv_index = 0
+        for spec in block:
+            parsed = parse_layer(spec)
+            if parsed is None:
+                x = LocalResponseNormalization(name="lrn")(x)
+                continue
+            kernel_size, channels = parsed
+            conv_index += 1
+            x = keras.layers.Conv2D(
+                scaled(channels, width), kernel_size, padding="same", activation="relu",
+                kernel_initializer=_kernel_initializer(init), bias_initializer="zeros",
+                name=f"block{block_index}_conv{conv_index}",
+            )(x)
+        x = keras.layers.MaxPooling2D(2, strides=2, name=f"block{block_index}_pool")(x)
+    return x
+
+
+def vgg_head(x, outputs, *, width=1.0, dropout=0.5, init="paper", output_name="fc8"):
+    """fc6 (reading the whole pool5 map), fc7 with dropout, then a linear ``output_name`` layer."""
+    x = keras.layers.Flatten(name="flatten")(x)
+    for index in (6, 7):
+        x = keras.layers.Dense(
+            scaled(FC_UNITS, width), activation="relu", name=f"fc{index}",
+            kernel_initializer=_kernel_initializer(init), bias_initializer="zeros",
+        )(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name=f"drop{index}")(x)
+    return keras.layers.Dense(
+        outputs, name=output_name,
+        kernel_initializer=_kernel_initializer(init), bias_initializer="zeros",
+    )(x)
+
+
+def build_vgg(arch, num_classes=1000, *, input_shape=(224, 224, 3), include_top=True, width=1.0,
+              dropout=0.5, init="paper", preprocessing="imagenet", weights=None, name=None):
+    """Build configuration ``arch`` of the paper's Table 1 as a Functional Keras model.
+
+    The model takes RGB images with values in [0, 255] and normalises them itself in its first
+    layer (``preprocessing``), so no separate ``preprocess_input`` is needed. With the top it
+    returns logits; for probabilities apply ``keras.ops.softmax(model(images))`` or append a
+    ``keras.layers.Softmax()``.
+
+    Args:
+        arch: "A", "A-LRN", "B", "C", "D" or "E" (case-insensitive).
+        num_classes: outputs of fc8.
+        input_shape: (height, width, 3); at least 32x32. With the top, fc6 reads the whole pool5
+            map (7x7 at 224), so smaller crops keep the same architecture.
+        include_top: False returns the conv backbone (pool5 output); its height and width may
+            then be None.
+        width: multiplier on every channel count, conv and FC alike (1.0 is the paper).
+        dropout: rate after fc6 and fc7 (0 removes the layers).
+        init: "paper" (N(0, 0.01) weights, zero biases) or "glorot" (Glorot uniform).
+        preprocessing: "imagenet" (subtract ImageNet's mean RGB), a dict of
+            ``InputNormalization`` arguments (``mean``, ``std``, ``channel_order``), or None.
+        weights: reserved for importing pretrained weights; must be None for now.
+        name: model name (default ``vgg_<arch>``).
+
+    >>> model = build_vgg("D", num_classes=10, input_shape=(64, 64, 3), width=0.25)
+    >>> model(keras.ops.zeros((2, 64, 64, 3))).shape
+    (2, 10)
+    """
+    key = canonical_arch(arch)
+    if not width > 0:
+        raise ValueError(f"width must be positive, got {width}.")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
+    if include_top and (int(num_classes) != num_classes or num_classes < 1):
+        raise ValueError(f"num_classes must be a positive integer, got {num_classes}.")
+    if init not in INITIALIZERS:
+        raise ValueError(f"init must be one of {INITIALIZERS}, got {init!r}.")
+    if weights is not None:
+        raise NotImplementedError(
+            "Loading pretrained weights with build_vgg(weights=...) is not implemented yet; "
+            "build with weights=None and use model.load_weights(path) for weights saved by Keras."
+        )
+    input_shape = tuple(input_shape)
+    _check_input_shape(input_shape, include_top)
+
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = inputs
+    if preprocessing is not None:
+        x = _normalization_layer(preprocessing)(x)
+    x = vgg_backbone(x, key, width=width, init=init)
+    if include_top:
+        x = vgg_head(x, int(num_classes), width=width, dropout=dropout, init=init)
+    default_name = "vgg_" + key.lower().replace("-", "_") + ("" if include_top else "_backbone")
+    return keras.Model(inputs, x, name=name or default_name)
+
+
+def _layer_chain(model):
+    """The model's layers in order, checking that each one feeds only the next."""
+    layers = model.layers
+    for layer in layers:
+        if len(layer._inbound_nodes) > 1:
+            raise ValueError(f"Layer {layer.name!r} is used more than once; to_dense needs a chain.")
+        node = layer._inbound_nodes[0] if layer._inbound_nodes else None
+        if node is not None and len(node.input_tensors) > 1:
+            raise ValueError(
+                f"Layer {layer.name!r} has several inputs; to_dense needs a chain of layers."
+            )
+    return layers
+
+
+def to_dense(model):
+    """The fully convolutional form of ``model`` for dense evaluation (paper Section 3.2).
+
+    fc6 becomes a convolution whose kernel covers the pool5 map the model was built for (7x7 at
+    224), every later Dense layer a 1x1 convolution, all with the same weight values reshaped.
+    The result accepts images of any size at least the model's input (height and width may
+    differ) and returns the class score map, e.g. 2x2 at 256 and 6x6 at 384 for a 224 model.
+
+    >>> dense = to_dense(build_vgg("A", 10, input_shape=(64, 64, 3), width=0.25))
+    >>> dense(keras.ops.zeros((1, 96, 128, 3))).shape
+    (1, 2, 3, 10)
+    """
+    layers = _layer_chain(model)
+    input_shape = model.input_shape
+    height, width, channels = input_shape[1:]
+    if height is None or width is None:
+        raise ValueError("to_dense needs a model built for a fixed input size (include_top=True).")
+    inputs = keras.Input(shape=(None, None, channels), name="image")
+    x = MinimumSpatialSize(height, width, name="minimum_size")(inputs)
+    flattened_shape = None
+    for layer in layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if isinstance(layer, keras.layers.Flatten):
+            flattened_shape = tuple(layer.input.shape[1:])
+            continue
+        if isinstance(layer, keras.layers.Dense):
+            kernel, bias = layer.get_weights()
+            if flattened_shape is not None:
+                kernel_size = flattened_shape[:2]
+                # Flatten is row-major over (height, width, channels), so a reshape is exact.
+                kernel = kernel.reshape(flattened_shape + (kernel.shape[-1],))
+                flattened_shape = None
+            else:
+                kernel_size = (1, 1)
+                kernel = kernel.reshape((1, 1) + kernel.shape)
+            conv = keras.layers.Conv2D(
+                layer.units, kernel_size, activation=layer.activation, name=layer.name,
+                dtype=layer.dtype_policy,
+            )
+            x = conv(x)
+            conv.set_weights([kernel, bias])
+            continue
+        clone = layer.__class__.from_config(layer.get_config())
+        x = clone(x)
+        clone.set_weights(layer.get_weights())
+    return keras.Model(inputs, x, name=f"{model.name}_dense")
+
+
+def _load_if_path(model_or_path):
+    if isinstance(model_or_path, keras.Model):
+        return model_or_path
+    return keras.saving.load_model(model_or_path, safe_mode=True)
+
+
+def preinitialize(model, source, *, conv_layers=PREINIT_CONV_LAYERS, fc_layers=("fc6", "fc7", "fc8")):
+    """Copy the paper's pre-initialisation from a trained (shallower) net into ``model``.
+
+    The first ``conv_layers`` conv layers of ``source`` (for A: block1_conv1, block2_conv1,
+    block3_conv1, block3_conv2) and its FC layers go into the layers of the same names in
+    ``model``; everything else keeps its initialisation. ``source`` is a model or a ``.keras``
+    path. Returns the names copied, in order, and logs them.
+
+    >>> a = build_vgg("A", 10, input_shape=(64, 64, 3), width=0.25)
+    >>> d = build_vgg("D", 10, input_shape=(64, 64, 3), width=0.25)
+    >>> preinitialize(d, a)
+    ['block1_conv1', 'block2_conv1', 'block3_conv1', 'block3_conv2', 'fc6', 'fc7', 'fc8']
+    """
+    source = _load_if_path(source)
+    convs = [layer.name for layer in source.layers if isinstance(layer, keras.layers.Conv2D)]
+    names = convs[:conv_layers] + [name for name in fc_layers if _has_layer(source, name)]
+    copied = []
+    for name in names:
+        if not _has_layer(model, name):
+            raise ValueError(f"preinitialize: the target model has no layer {name!r} to copy into.")
+        source_weights = source.get_layer(name).get_weights()
+        target = model.get_layer(name)
+        target_shapes = [tuple(w.shape) for w in target.get_weights()]
+        source_shapes = [tuple(w.shape) for w in source_weights]
+        if source_shapes != target_shapes:
+            raise ValueError(
+                f"preinitialize: layer {name!r} has weight shapes {source_shapes} in the source "
+                f"but {target_shapes} in the target (different width, input size or classes?)."
+            )
+        target.set_weights(source_weights)
+        copied.append(name)
+    log.info("preinitialize: copied %s from %s into %s", ", ".join(copied), source.name, model.name)
+    return copied
+
+
+def _has_layer(model, name):
+    return any(layer.name == name for layer in model.layers)
