@@ -1,0 +1,97 @@
+"""Test protocols on models whose answer is known."""
+
+import numpy as np
+import pytest
+import keras
+
+import vgg_keras
+from vgg_keras import evaluate
+
+
+def tiny(seed=0, arch="A"):
+    keras.utils.set_random_seed(seed)
+    return vgg_keras.build_vgg(arch, 6, input_shape=(64, 64, 3), width=0.125, init="glorot")
+
+
+def test_topk_error_hand_worked():
+    posteriors = np.array([[0.1, 0.6, 0.3], [0.5, 0.2, 0.3], [1 / 3, 1 / 3, 1 / 3]])
+    labels = np.array([1, 2, 0])
+    assert evaluate.topk_error(posteriors, labels, 1) == pytest.approx(2 / 3)
+    assert evaluate.topk_error(posteriors, labels, 2) == pytest.approx(1 / 3)  # tie counts against
+    assert evaluate.topk_error(posteriors, labels, 3) == 0.0
+    assert evaluate.errors(posteriors, labels) == {"top1": pytest.approx(200 / 3), "top5": 0.0}
+
+
+def test_dense_equals_center_crop_when_q_is_the_crop():
+    model = tiny()
+    images = np.random.default_rng(0).uniform(0, 255, (4, 64, 64, 3)).astype("float32")
+    labels = np.arange(4)
+    center, _ = evaluate.collect_posteriors(model, [(images, labels)], "center", flip=False)
+    dense, seen = evaluate.collect_posteriors(model, [(images, labels)], "dense", flip=False)
+    np.testing.assert_array_equal(seen, labels)
+    np.testing.assert_allclose(dense, center, atol=1e-6)
+    np.testing.assert_allclose(center, evaluate.softmax(model(images)), atol=1e-6)
+
+
+def test_flip_averaging_of_a_symmetric_image_changes_nothing():
+    model = tiny()
+    half = np.random.default_rng(1).uniform(0, 255, (2, 96, 48, 3)).astype("float32")
+    symmetric = np.concatenate([half, half[:, :, ::-1]], axis=2)
+    dense = vgg_keras.to_dense(model)
+    with_flip = evaluate.dense_posteriors(dense, symmetric, flip=True)
+    without = evaluate.dense_posteriors(dense, symmetric, flip=False)
+    np.testing.assert_allclose(with_flip, without, atol=1e-7)
+    # ...while on an ordinary image flipping does change the answer.
+    ordinary = np.random.default_rng(2).uniform(0, 255, (2, 96, 96, 3)).astype("float32")
+    assert np.abs(evaluate.dense_posteriors(dense, ordinary, True)
+                  - evaluate.dense_posteriors(dense, ordinary, False)).max() > 1e-6
+
+
+def test_dense_averages_the_score_map_before_the_softmax():
+    model = tiny()
+    image = np.random.default_rng(3).uniform(0, 255, (1, 96, 128, 3)).astype("float32")
+    dense = vgg_keras.to_dense(model)
+    score_map = keras.ops.convert_to_numpy(dense(image))
+    assert score_map.shape == (1, 2, 3, 6)
+    expected = evaluate.softmax(score_map.mean(axis=(1, 2)))
+    np.testing.assert_allclose(evaluate.dense_posteriors(dense, image, flip=False), expected,
+                               atol=1e-7)
+
+
+def test_multicrop_averages_crop_posteriors_and_fusion_averages_models():
+    first, second = tiny(0), tiny(1)
+    crops = np.random.default_rng(4).uniform(0, 255, (2, 5, 64, 64, 3)).astype("float32")
+    labels = np.array([0, 3])
+    got, _ = evaluate.collect_posteriors(first, [(crops, labels)], "multicrop")
+    expected = evaluate.softmax(first(crops.reshape(10, 64, 64, 3))).reshape(2, 5, 6).mean(1)
+    np.testing.assert_allclose(got, expected, atol=1e-7)
+
+    images = crops[:, 0]
+    rows = evaluate.evaluate_classifier(
+        [first, second], lambda q, m: [(images, labels)], scales=(64,), methods=("center",),
+        flip=False)
+    fused = 0.5 * (evaluate.softmax(first(images)) + evaluate.softmax(second(images)))
+    assert rows == [{"models": [first.name, second.name], "scales": [64], "method": "center",
+                     **evaluate.errors(fused, labels)}]
+
+
+def test_multiscale_and_combined_rows():
+    model = tiny()
+    rng = np.random.default_rng(5)
+    data = {q: rng.uniform(0, 255, (3, q, q, 3)).astype("float32") for q in (64, 80)}
+    labels = np.array([1, 2, 3])
+
+    def batches(q, method):
+        if method == "multicrop":
+            return [(np.stack([data[q][:, :64, :64], data[q][:, -64:, -64:]], axis=1), labels)]
+        return [(data[q], labels)]
+
+    rows = evaluate.evaluate_classifier(model, batches, scales=(64, 80),
+                                        methods=("dense", "multicrop"))
+    assert [(r["scales"], r["method"]) for r in rows] == [
+        ([64], "dense"), ([80], "dense"), ([64, 80], "dense"),
+        ([64], "multicrop"), ([80], "multicrop"), ([64, 80], "multicrop"),
+        ([64, 80], "dense+multicrop"),
+    ]
+    table = evaluate.format_table(rows)
+    assert "| 64,80 | dense+multicrop |" in table

@@ -1,0 +1,174 @@
+"""The paper's test protocols (Section 3.2) and its error metrics.
+
+Every protocol reduces to soft-max posteriors per image, which are then averaged: over the
+original and flipped image, over the 50 crops of a scale, over scales, over dense and multi-crop,
+over models (fusion). Errors are top-1 and top-5 as in Tables 3-6.
+
+>>> results = evaluate_classifier(model, dataset, scales=(256, 384, 512), methods=("dense",))
+>>> print(format_table(results))
+"""
+
+import json
+import logging
+
+import keras
+import numpy as np
+
+from .models import to_dense
+
+log = logging.getLogger(__name__)
+
+METHODS = ("center", "dense", "multicrop")
+
+
+def softmax(logits):
+    """Numerically stable soft-max over the last axis, in float64 numpy."""
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def topk_error(posteriors, labels, k):
+    """Share of images whose label is not among the ``k`` highest-scoring classes.
+
+    Ties are broken against the label (a constant score never counts as correct).
+
+    >>> topk_error(np.array([[0.1, 0.7, 0.2]]), np.array([2]), 1)
+    1.0
+    """
+    posteriors = np.asarray(posteriors)
+    labels = np.asarray(labels).astype(int)
+    k = min(k, posteriors.shape[-1])
+    true_score = posteriors[np.arange(len(labels)), labels]
+    higher = (posteriors > true_score[:, None]).sum(axis=1)
+    ties = (posteriors == true_score[:, None]).sum(axis=1) - 1
+    return float(np.mean(higher + ties >= k))
+
+
+def errors(posteriors, labels):
+    """``{"top1": ..., "top5": ...}`` errors in percent."""
+    return {
+        "top1": 100.0 * topk_error(posteriors, labels, 1),
+        "top5": 100.0 * topk_error(posteriors, labels, 5),
+    }
+
+
+def _to_numpy(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def dense_posteriors(dense_model, images, flip=True):
+    """Soft-max of the spatially averaged class score map, averaged with the flipped image.
+
+    ``images`` is a batch of equal-sized whole images (N, H, W, 3), RGB in [0, 255].
+    """
+    scores = _to_numpy(dense_model(images, training=False)).mean(axis=(1, 2))
+    posteriors = softmax(scores)
+    if flip:
+        flipped = _to_numpy(dense_model(images[:, :, ::-1], training=False)).mean(axis=(1, 2))
+        posteriors = 0.5 * (posteriors + softmax(flipped))
+    return posteriors
+
+
+def crop_posteriors(model, crops, flip=False):
+    """Mean soft-max over a set of crops of one image each: ``crops`` is (N, K, h, w, 3).
+
+    Multi-crop evaluation passes the 50 crops (5x5 grid x 2 flips) of each image as K.
+    """
+    crops = np.asarray(crops)
+    n, k = crops.shape[:2]
+    flat = crops.reshape((n * k,) + crops.shape[2:])
+    posteriors = softmax(_to_numpy(model(flat, training=False))).reshape(n, k, -1).mean(axis=1)
+    if flip:
+        flipped = softmax(_to_numpy(model(flat[:, :, ::-1], training=False)))
+        posteriors = 0.5 * (posteriors + flipped.reshape(n, k, -1).mean(axis=1))
+    return posteriors
+
+
+def collect_posteriors(model, batches, method, *, flip=True, dense_model=None):
+    """Run one protocol over an eval pipeline's batches; return (posteriors, labels).
+
+    ``batches`` yields ``(images, labels)`` as ``vgg_keras.data.eval_pipeline`` makes them for
+    ``method``: center crops (N, c, c, 3), whole images (N, H, W, 3) for dense, or crop sets
+    (N, 50, c, c, 3) for multicrop.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    all_posteriors, all_labels = [], []
+    for images, labels in batches:
+        images = np.asarray(images, dtype="float32")
+        if method == "dense":
+            dense_model = dense_model or to_dense(model)
+            posteriors = dense_posteriors(dense_model, images, flip=flip)
+        elif method == "multicrop":
+            posteriors = crop_posteriors(model, images, flip=False)  # flips are among the crops
+        else:
+            posteriors = crop_posteriors(model, images[:, None], flip=flip)
+        all_posteriors.append(posteriors)
+        all_labels.append(np.asarray(labels).reshape(-1))
+    if not all_posteriors:
+        raise ValueError("The evaluation data is empty.")
+    return np.concatenate(all_posteriors), np.concatenate(all_labels)
+
+
+def evaluate_classifier(models, make_batches, *, scales, methods=("dense",), flip=True):
+    """Evaluate one model or several (fusion) over test scales and methods.
+
+    ``make_batches(scale, method)`` returns an iterable of batches for that scale and method
+    (e.g. ``lambda q, m: vgg_keras.data.eval_pipeline(ds, scale=q, mode=m, ...)``).
+
+    Returns a list of rows ``{"models", "scales", "method", "top1", "top5"}``: one per
+    (scale, method), one per method over all scales (multi-scale), the dense + multi-crop
+    combination when both are asked for, each for the fusion of all models when there are
+    several. Posteriors are averaged exactly as in the paper.
+    """
+    if isinstance(models, keras.Model):
+        models = [models]
+    names = [m.name for m in models]
+    dense_models = [to_dense(m) if "dense" in methods else None for m in models]
+    store, labels = {}, None
+    for scale in scales:
+        for method in methods:
+            per_model = []
+            for model, dense in zip(models, dense_models):
+                posteriors, seen = collect_posteriors(model, make_batches(scale, method), method,
+                                                      flip=flip, dense_model=dense)
+                if labels is None:
+                    labels = seen
+                elif not np.array_equal(labels, seen):
+                    raise ValueError("The evaluation data came in a different order between runs; "
+                                     "the eval pipeline must be deterministic.")
+                per_model.append(posteriors)
+            store[(scale, method)] = np.mean(per_model, axis=0)
+    rows = []
+
+    def add(selected_scales, method, posteriors):
+        rows.append({"models": names, "scales": list(selected_scales), "method": method,
+                     **errors(posteriors, labels)})
+
+    for method in methods:
+        for scale in scales:
+            add([scale], method, store[(scale, method)])
+        if len(scales) > 1:
+            add(scales, method, np.mean([store[(s, method)] for s in scales], axis=0))
+    if "dense" in methods and "multicrop" in methods:
+        combined = np.mean([store[(s, m)] for s in scales for m in ("dense", "multicrop")], axis=0)
+        add(scales, "dense+multicrop", combined)
+    return rows
+
+
+def format_table(rows, title="top-1 / top-5 error (%)"):
+    """Rows as a markdown table in the layout of the paper's Tables 3-6."""
+    lines = [f"{title}", "", "| model(s) | test scale(s) | method | top-1 | top-5 |",
+             "|---|---|---|---|---|"]
+    for row in rows:
+        scales = ",".join(str(s) for s in row["scales"])
+        lines.append(f"| {' + '.join(row['models'])} | {scales} | {row['method']} | "
+                     f"{row['top1']:.1f} | {row['top5']:.1f} |")
+    return "\n".join(lines)
+
+
+def write_json(rows, path):
+    with open(path, "w") as handle:
+        json.dump(rows, handle, indent=1)
