@@ -90,8 +90,8 @@ def collect_posteriors(model, batches, method, *, flip=True, dense_model=None):
     """Run one protocol over an eval pipeline's batches; return (posteriors, labels).
 
     ``batches`` yields ``(images, labels)`` as ``vgg_keras.data.eval_pipeline`` makes them for
-    ``method``: center crops (N, c, c, 3), whole images (N, H, W, 3) for dense, or crop sets
-    (N, 50, c, c, 3) for multicrop.
+    ``method``: center crops (N, c, c, 3), whole images (N, H, W, 3) for dense, or the crop
+    sets of N images for multicrop, (N, K, c, c, 3) or flattened to (N * K, c, c, 3).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -102,6 +102,9 @@ def collect_posteriors(model, batches, method, *, flip=True, dense_model=None):
             dense_model = dense_model or to_dense(model)
             posteriors = dense_posteriors(dense_model, images, flip=flip)
         elif method == "multicrop":
+            labels = np.asarray(labels).reshape(-1)
+            if images.ndim == 4:
+                images = images.reshape((len(labels), -1) + images.shape[1:])
             posteriors = crop_posteriors(model, images, flip=False)  # flips are among the crops
         else:
             posteriors = crop_posteriors(model, images[:, None], flip=flip)

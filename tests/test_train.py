@@ -1,0 +1,174 @@
+"""train_cls.py end to end: flags, resume after kill -9, NaN handling, and learning."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+import train_cls
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--arch", "A", "--width", "0.125", "--crop", "32", "--scale", "36:44", "--batch-size",
+        "16", "--init", "glorot", "--data", "vgg_shapes/small", "--verbose", "2"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--arch", "F"], "unknown configuration 'F'"),
+        (["--scale", "512:256"], "SMIN <= SMAX"),
+        (["--scale", "big"], "integers"),
+        (["--width", "0"], "must be positive"),
+        (["--val-fraction", "1.5"], "between 0 and 1"),
+        (["--precision", "float8"], "invalid choice"),
+        (["--dropout", "1"], r"\[0, 1\)"),
+        (["--epochs", "-3"], "must be positive"),
+    ],
+)
+def test_bad_flags_are_argparse_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train_cls.main(argv)
+    assert exit_info.value.code == 2
+    import re
+
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_scale_smaller_than_crop_fails_before_training(tfds_dir, tmp_path):
+    from vgg_keras.classification import train_classifier
+
+    with pytest.raises(ValueError, match="smaller than the crop"):
+        train_classifier(scale=200, crop=224, run_dir=str(tmp_path))
+
+
+def run_script(args, env, **kwargs):
+    return subprocess.Popen([sys.executable, str(ROOT / "train_cls.py"), *args], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            **kwargs)
+
+
+def read_weights(path):
+    values = {}
+    with h5py.File(path, "r") as handle:
+        handle.visititems(lambda name, obj: values.__setitem__(name, obj[()])
+                          if isinstance(obj, h5py.Dataset) else None)
+    return values
+
+
+def test_killed_run_resumes_to_the_same_weights(tfds_dir, tmp_path):
+    env = dict(os.environ, TFDS_DATA_DIR=str(tfds_dir), TF_DETERMINISTIC_OPS="1",
+               CUDA_VISIBLE_DEVICES="")
+    args = TINY + ["--epochs", "3", "--steps-per-epoch", "50", "--lr", "0.01"]
+    straight = run_script(args + ["--run-dir", str(tmp_path / "straight")], env)
+    out, _ = straight.communicate(timeout=600)
+    assert straight.returncode == 0, out[-3000:]
+
+    killed_dir = tmp_path / "killed"
+    victim = run_script(args + ["--run-dir", str(killed_dir)], env)
+    state = killed_dir / "checkpoints" / "state.json"
+    deadline = time.time() + 400
+    while time.time() < deadline and not state.exists():
+        time.sleep(0.2)
+    assert state.exists(), "the first epoch never finished"
+    time.sleep(0.5)  # inside epoch 2 (an epoch takes seconds)
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate()
+    assert json.loads(state.read_text())["epoch"] == 1
+
+    resumed = run_script(args + ["--run-dir", str(killed_dir)], env)
+    out, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, out[-3000:]
+    assert "Resuming" in out or "resuming" in out.lower()
+
+    a = read_weights(tmp_path / "straight" / "checkpoints" / "last.weights.h5")
+    b = read_weights(killed_dir / "checkpoints" / "last.weights.h5")
+    assert a.keys() == b.keys() and len(a) > 10
+    for name in a:
+        np.testing.assert_allclose(b[name], a[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    history = json.loads(state.read_text())["history"]
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    for name in ("model.keras", "summary.json", "history.csv", "history.png"):
+        assert (killed_dir / name).exists(), name
+    assert (killed_dir / "saved_model" / "saved_model.pb").exists()
+    summary = json.loads((killed_dir / "summary.json").read_text())
+    assert 0 <= summary["top1_error"] <= 100 and summary["top5_error"] <= summary["top1_error"]
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path):
+    """Epoch 2's data blows the loss up: the run stops, epoch 1's checkpoint stays as it was."""
+    import keras
+    import tensorflow as tf
+
+    from vgg_keras.train import TrainingDiverged, fit_resumable
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile(keras.optimizers.SGD(0.1), keras.losses.SparseCategoricalCrossentropy(True))
+    x = np.random.default_rng(0).normal(size=(40, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+
+    def train_data(start):
+        def epoch(e):
+            scale = tf.where(e >= 1, np.float32(np.inf), np.float32(1.0))
+            return tf.data.Dataset.from_tensor_slices((x, y)).map(lambda a, b: (a * scale, b))
+        return tf.data.Dataset.range(start, 10).flat_map(lambda e: epoch(e).batch(8))
+
+    with pytest.raises(TrainingDiverged, match=r"NaN/Inf at epoch 2, step 1.*epoch 1"):
+        fit_resumable(model, train_data, epochs=3, steps_per_epoch=5, run_dir=tmp_path,
+                      monitor="loss", mode="min", verbose=0)
+    state = json.loads((tmp_path / "checkpoints" / "state.json").read_text())
+    assert state["epoch"] == 1 and len(state["history"]) == 1
+    saved = read_weights(tmp_path / "checkpoints" / "last.weights.h5")
+    kernel = [v for k, v in saved.items() if k.endswith("vars/0") and "dense" in k][0]
+    assert np.all(np.isfinite(kernel)) and np.abs(kernel).max() > 0
+
+
+def test_diverging_run_from_the_command_line_saves_nothing(tfds_dir, tmp_path):
+    env = dict(os.environ, TFDS_DATA_DIR=str(tfds_dir))
+    run_dir = tmp_path / "nan"
+    blowup = run_script(TINY + ["--epochs", "2", "--steps-per-epoch", "4", "--lr", "1e12",
+                                "--run-dir", str(run_dir)], env)
+    out, _ = blowup.communicate(timeout=600)
+    assert blowup.returncode != 0
+    assert "NaN/Inf at epoch 1" in out and "No epoch finished" in out
+    assert not (run_dir / "checkpoints" / "last.weights.h5").exists()
+
+
+TWO_DEVICES = """
+import sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.path.insert(0, sys.argv[1])
+import train_cls
+sys.exit(train_cls.main(sys.argv[2:]))
+"""
+
+
+def test_two_replicas_train_like_one_device(tfds_dir, tmp_path):
+    """Synchronous data parallelism gives the same result as one device (the paper's claim)."""
+    env = dict(os.environ, TFDS_DATA_DIR=str(tfds_dir), TF_DETERMINISTIC_OPS="1")
+    args = TINY + ["--epochs", "2", "--steps-per-epoch", "6", "--dropout", "0", "--no-flip",
+                   "--no-color-shift", "--lr", "0.02", "--weight-decay", "0"]
+    runs = {}
+    for mode in ("none", "mirrored"):
+        run_dir = tmp_path / mode
+        process = subprocess.run(
+            [sys.executable, "-c", TWO_DEVICES, str(ROOT), *args, "--distribute", mode,
+             "--run-dir", str(run_dir)],
+            env=env, capture_output=True, text=True, timeout=600)
+        assert process.returncode == 0, process.stdout[-2000:] + process.stderr[-3000:]
+        runs[mode] = read_weights(run_dir / "checkpoints" / "last.weights.h5")
+    assert "2 replica(s)" in process.stdout
+    one, two = runs["none"], runs["mirrored"]
+    kernels = [name for name in one if name.endswith("vars/0") and not name.startswith("optimizer")]
+    assert kernels
+    for name in kernels:
+        np.testing.assert_allclose(two[name], one[name], rtol=1e-4, atol=1e-5, err_msg=name)

@@ -1,0 +1,251 @@
+"""The paper's augmentation as batched Keras layers that run inside the training step, on the
+accelerator, on every backend (``keras`` and ``keras.ops`` only; no TensorFlow import).
+
+* :class:`RandomHorizontalFlip`: mirror each image with probability 1/2 (boxes follow).
+* :class:`PCAColorShift`: Krizhevsky et al.'s colour shift along the RGB principal components.
+* :class:`RandomScaleCrop`: scale jittering and the random crop for images already decoded to
+  one size (in-memory arrays), as one per-image affine resampling
+  (``keras.ops.image.affine_transform``) that draws S and the crop position exactly as the
+  host pipeline (:mod:`vgg_keras.data`) does.
+
+All are active only when called with ``training=True`` (``model.fit``); at inference the flip
+and colour shift are the identity and :class:`RandomScaleCrop` takes the central crop at the
+paper's single test scale ``Q = (Smin + Smax) / 2``. Each is seeded through a
+``keras.random.SeedGenerator`` and serialisable, and computes in float32 whatever the global
+precision policy, because images are in [0, 255].
+
+How a training script composes them (the pipeline hands over geometry only, the model's first
+layers do the photometric work; ``augment_on="device"`` is what makes the pipeline leave it):
+
+>>> train = vgg_keras.data.train_pipeline(ds, scale=(256, 512), batch_size=256, seed=1,
+...                                        augment_on="device")
+>>> augmentation = training_augmentation(flip=True, color_shift=True, seed=1)
+>>> trainer = keras.Sequential([augmentation, model])      # fit this; save `model`
+>>> trainer.compile(...); trainer.fit(train, ...)
+"""
+
+import keras
+from keras import ops
+
+from .configs import IMAGENET_PCA_EIGVAL, IMAGENET_PCA_EIGVEC
+
+
+def _float32_by_default(kwargs):
+    # Images are in [0, 255]: half precision would round colour shifts and sample positions.
+    kwargs.setdefault("dtype", "float32")
+    return kwargs
+
+
+def _images_and_boxes(inputs):
+    if isinstance(inputs, dict):
+        return inputs["images"], inputs.get("boxes")
+    return inputs, None
+
+
+@keras.saving.register_keras_serializable(package="vgg_keras")
+class RandomHorizontalFlip(keras.layers.Layer):
+    """Mirror each image of a batch left-right with probability ``probability``.
+
+    Takes images ``(B, H, W, C)``, or a dict ``{"images": ..., "boxes": (B, 4) or (B, N, 4)}``
+    with boxes ``[ymin, xmin, ymax, xmax]`` normalised to the image, which are flipped with
+    their images and returned in a dict of the same form.
+
+    >>> flip = RandomHorizontalFlip(seed=0)
+    >>> flipped = flip(images, training=True)        # about half of them mirrored
+    >>> flip(images) is images                        # inference: unchanged
+    True
+    """
+
+    def __init__(self, probability=0.5, seed=None, **kwargs):
+        super().__init__(**_float32_by_default(kwargs))
+        if not 0.0 <= probability <= 1.0:
+            raise ValueError(f"probability must be in [0, 1], got {probability}.")
+        self.probability = float(probability)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=None):
+        if not training:
+            return inputs
+        images, boxes = _images_and_boxes(inputs)
+        batch = ops.shape(images)[0]
+        flip = keras.random.uniform((batch,), seed=self.seed_generator) < self.probability
+        images = ops.where(ops.reshape(flip, (-1, 1, 1, 1)), ops.flip(images, axis=2), images)
+        if boxes is None:
+            return images
+        ymin, xmin, ymax, xmax = ops.unstack(boxes, 4, axis=-1)
+        mirrored = ops.stack([ymin, 1.0 - xmax, ymax, 1.0 - xmin], axis=-1)
+        mask = ops.reshape(flip, (-1,) + (1,) * (len(boxes.shape) - 1))
+        return {**inputs, "images": images, "boxes": ops.where(mask, mirrored, boxes)}
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(probability=self.probability, seed=self.seed)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="vgg_keras")
+class PCAColorShift(keras.layers.Layer):
+    """AlexNet's colour augmentation: add ``value_range * eigvec @ (alpha * eigval)`` to every
+    pixel of an image, with ``alpha ~ N(0, stddev)`` drawn per image and component.
+
+    ``eigval``/``eigvec`` (columns) are the principal components of the training set's RGB
+    pixels on a [0, 1] scale (ImageNet's by default; ``vgg_keras.data.compute_statistics``
+    gives a dataset's own); images are RGB in [0, ``value_range``]. The shift of one image has
+    covariance ``value_range**2 * eigvec @ diag((stddev * eigval)**2) @ eigvec.T``. Results are
+    clipped to [0, value_range] (``clip=False`` keeps them exact).
+
+    >>> shift = PCAColorShift(seed=0)
+    >>> shifted = shift(images, training=True)
+    """
+
+    def __init__(self, stddev=0.1, eigval=IMAGENET_PCA_EIGVAL, eigvec=IMAGENET_PCA_EIGVEC,
+                 value_range=255.0, clip=True, seed=None, **kwargs):
+        super().__init__(**_float32_by_default(kwargs))
+        self.stddev = float(stddev)
+        self.eigval = [float(v) for v in eigval]
+        self.eigvec = [[float(v) for v in row] for row in eigvec]
+        if len(self.eigval) != 3 or len(self.eigvec) != 3 or any(len(r) != 3 for r in self.eigvec):
+            raise ValueError("eigval must have 3 values and eigvec be 3x3 (columns = vectors).")
+        self.value_range = float(value_range)
+        self.clip = bool(clip)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=None):
+        if not training:
+            return inputs
+        images = ops.cast(inputs, self.compute_dtype)
+        batch = ops.shape(images)[0]
+        alpha = keras.random.normal((batch, 3), stddev=self.stddev, seed=self.seed_generator)
+        weights = alpha * ops.convert_to_tensor(self.eigval, self.compute_dtype)
+        eigvec = ops.convert_to_tensor(self.eigvec, self.compute_dtype)
+        shift = self.value_range * ops.matmul(weights, ops.transpose(eigvec))  # (B, 3)
+        images = images + ops.reshape(shift, (-1, 1, 1, 3))
+        if self.clip:
+            images = ops.clip(images, 0.0, self.value_range)
+        return images
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(stddev=self.stddev, eigval=self.eigval, eigvec=self.eigvec,
+                      value_range=self.value_range, clip=self.clip, seed=self.seed)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="vgg_keras")
+class RandomScaleCrop(keras.layers.Layer):
+    """Scale jittering and the random crop, batched on the device, for same-size images.
+
+    Per image: S is drawn uniformly from the integers ``[scale[0], scale[1]]`` (or is
+    ``scale``), the image is rescaled isotropically to shorter side S (``H' x W'``, rounded),
+    and a ``crop x crop`` window is placed uniformly over the integer positions of the
+    rescaled image (``floor(u * (H' - crop + 1))``). Rescale and crop are one bilinear
+    ``keras.ops.image.affine_transform`` with the pixel-centre convention of ``tf.image.resize``
+    and clamped borders: the same draws and the same pixels as ``vgg_keras.data``'s host path.
+
+    Inference (``training`` false): the central crop at ``Q = round((Smin + Smax) / 2)``.
+
+    >>> layer = RandomScaleCrop(scale=(72, 96), crop=64, seed=0)
+    >>> layer(keras.ops.zeros((8, 120, 160, 3)), training=True).shape
+    (8, 64, 64, 3)
+    """
+
+    def __init__(self, scale=(256, 512), crop=224, seed=None, **kwargs):
+        super().__init__(**_float32_by_default(kwargs))
+        low, high = (scale, scale) if isinstance(scale, (int, float)) else scale
+        if int(low) != low or int(high) != high or not crop <= low <= high:
+            raise ValueError(
+                f"scale must be an integer S or a range (Smin, Smax) with crop <= Smin <= Smax; "
+                f"got scale={scale}, crop={crop}."
+            )
+        self.scale = (int(low), int(high))
+        self.crop = int(crop)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def sample(self, batch, height, width, training=True):
+        """The draws for a batch: ``(S, rescaled (B, 2), offsets (B, 2))`` as float32 tensors."""
+        low, high = self.scale
+        if training:
+            u = keras.random.uniform((batch, 3), seed=self.seed_generator)
+            scale = ops.minimum(ops.floor(u[:, 0] * (high - low + 1)), high - low) + low
+        else:
+            u = None
+            scale = ops.full((batch,), float(round((low + high) / 2)))
+        size = ops.cast(ops.stack([height, width]), "float32")
+        shorter = ops.minimum(size[0], size[1])
+        rescaled = ops.maximum(ops.round(scale[:, None] * size[None, :] / shorter), 1.0)
+        room = rescaled - self.crop
+        if training:
+            offsets = ops.minimum(ops.floor(u[:, 1:] * (room + 1.0)), room)
+        else:
+            offsets = ops.floor(room / 2.0)
+        return scale, rescaled, offsets
+
+    def call(self, inputs, training=None):
+        images = ops.cast(inputs, self.compute_dtype)
+        shape = ops.shape(images)
+        batch, height, width = shape[0], shape[1], shape[2]
+        _, rescaled, offsets = self.sample(batch, height, width, training=bool(training))
+        size = ops.cast(ops.stack([height, width]), "float32")
+        step = size[None, :] / rescaled  # source pixels per output pixel, (B, 2) as (y, x)
+        start = (offsets + 0.5) * step - 0.5
+        zeros = ops.zeros_like(step[:, 0])
+        transform = ops.stack(
+            [step[:, 1], zeros, start[:, 1], zeros, step[:, 0], start[:, 0], zeros, zeros], axis=1)
+        # affine_transform keeps the input size; pad (replicating the edge, which the clamped
+        # sampling would read anyway) when the image is smaller than the crop.
+        pad_h = max(0, self.crop - height) if isinstance(height, int) else 0
+        pad_w = max(0, self.crop - width) if isinstance(width, int) else 0
+        if pad_h:  # ops.pad's "edge" mode is not on every backend: repeat the last row
+            images = ops.concatenate([images, ops.repeat(images[:, -1:], pad_h, axis=1)], 1)
+        if pad_w:
+            images = ops.concatenate([images, ops.repeat(images[:, :, -1:], pad_w, axis=2)], 2)
+        out = ops.image.affine_transform(images, transform, interpolation="bilinear",
+                                         fill_mode="nearest")
+        return out[:, : self.crop, : self.crop, :]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.crop, self.crop, input_shape[-1])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(scale=list(self.scale), crop=self.crop, seed=self.seed)
+        return config
+
+
+def _offset_seed(seed, index):
+    return None if seed is None else int(seed) + index
+
+
+def training_augmentation(*, flip=True, color_shift=True, scale=None, crop=None, seed=None,
+                          stddev=0.1, eigval=IMAGENET_PCA_EIGVAL, eigvec=IMAGENET_PCA_EIGVEC,
+                          name="training_augmentation"):
+    """A ``keras.Sequential`` of the requested augmentations, to place before the model during
+    ``fit`` (it is the identity at inference, but there is no need to export it).
+
+    ``scale``/``crop`` add :class:`RandomScaleCrop` first (in-memory images of one size);
+    leave them None when the input pipeline already crops.
+
+    >>> augmentation = training_augmentation(seed=0)                  # flip + colour shift
+    >>> trainer = keras.Sequential([augmentation, model])
+    >>> in_memory = training_augmentation(scale=(72, 96), crop=64, seed=0)
+    """
+    layers = []
+    if scale is not None or crop is not None:
+        if scale is None or crop is None:
+            raise ValueError("Give both scale and crop for the in-memory scale-and-crop layer.")
+        layers.append(RandomScaleCrop(scale, crop, seed=_offset_seed(seed, 0), name="scale_crop"))
+    if flip:
+        layers.append(RandomHorizontalFlip(seed=_offset_seed(seed, 1), name="flip"))
+    if color_shift:
+        layers.append(PCAColorShift(stddev, eigval, eigvec, seed=_offset_seed(seed, 2),
+                                    name="color_shift"))
+    return keras.Sequential(layers, name=name)

@@ -1,0 +1,43 @@
+"""Input pipelines for VGG (paper Section 3): datasets, scale jittering, crops, colour shift,
+boxes, and the test-time protocols, on tf.data and TensorFlow Datasets.
+
+Importing this module registers the embedded dataset with TFDS, so ``tfds.load("vgg_shapes")``
+works afterwards (it builds locally in seconds; nothing is downloaded).
+
+>>> import vgg_keras.data as data
+>>> train = data.load("vgg_shapes", "train")                # or "imagenet2012", or a directory
+>>> data.info(train).class_names
+('circle', 'square', 'triangle', 'diamond', 'star', 'cross', 'ring', 'crescent', 'arrow', 'heart')
+>>> batches = data.train_pipeline(train, scale=(72, 96), crop=64, batch_size=32, seed=0)
+>>> val = data.eval_pipeline(data.load("vgg_shapes", "validation"), scale=84, crop=64,
+...                          mode="center", batch_size=64)
+
+Every example of every source is ``{"image": encoded bytes, "label": int32, "boxes": float32
+[N, 4] normalised [ymin, xmin, ymax, xmax], "filename": string}``; see :mod:`.sources`.
+"""
+
+from . import embedded, ops
+from .pipelines import MULTICROP_GRID, eval_pipeline, train_pipeline
+from .sources import (
+    EMBEDDED_NAME, DatasetInfo, VggShapes, VggShapesConfig, info, load, probe_image,
+    shapes_config,
+)
+from .stats import Statistics, compute_statistics
+
+__all__ = [
+    "EMBEDDED_NAME",
+    "MULTICROP_GRID",
+    "DatasetInfo",
+    "Statistics",
+    "VggShapes",
+    "VggShapesConfig",
+    "compute_statistics",
+    "embedded",
+    "eval_pipeline",
+    "info",
+    "load",
+    "ops",
+    "probe_image",
+    "shapes_config",
+    "train_pipeline",
+]

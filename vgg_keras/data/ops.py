@@ -1,0 +1,275 @@
+"""Per-image TensorFlow functions the pipelines are composed of: decoding, the paper's isotropic
+rescaling and crops, boxes following them, and the AlexNet colour shift.
+
+Geometry convention (the one of ``tf.image.resize`` and ``keras.ops.image.affine_transform``):
+pixel ``i`` of an image covers ``[i, i + 1)`` and its centre is ``i + 0.5``. Rescaling an
+``H x W`` image so that its shorter side is ``S`` gives ``H' x W'`` (:func:`rescaled_size`),
+and pixel ``i`` of the rescaled image samples the source at ``(i + 0.5) * H / H' - 0.5``
+(bilinear, clamped at the border). A crop at ``offset`` of the rescaled image is therefore a
+single affine resampling of the source, which :func:`decode_rescale_crop` applies to only the
+window of the file the crop needs, decoded with ``tf.io.decode_and_crop_jpeg`` for JPEGs. The
+result equals rescaling the whole image and cropping it, without decoding or resizing the rest.
+
+Boxes are ``[ymin, xmin, ymax, xmax]`` normalised to the image: they are unchanged by isotropic
+rescaling and follow a crop by :func:`crop_boxes` and a flip by :func:`flip_boxes`.
+
+>>> crop, rescaled, offset = decode_rescale_crop(jpeg_bytes, 256, 224, center_offset)
+>>> rescaled_size([375, 500], 256).numpy()
+array([256, 341], dtype=int32)
+"""
+
+import tensorflow as tf
+
+from ..configs import IMAGENET_PCA_EIGVAL, IMAGENET_PCA_EIGVEC
+
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+# ----------------------------------------------------------------------------------------------
+# Decoding.
+
+
+def is_jpeg(image_bytes):
+    """True for JPEG bytes, whatever the file was called (PNGs named .JPEG exist in ImageNet)."""
+    return tf.equal(tf.strings.substr(image_bytes, 0, 3), _JPEG_MAGIC)
+
+
+def decode(image_bytes):
+    """Decode JPEG (RGB, grayscale or CMYK), PNG (with or without alpha, palette, 16-bit), GIF
+    (first frame) or BMP to ``uint8 [H, W, 3]`` RGB. Alpha is dropped, gray is replicated.
+
+    >>> decode(tf.io.read_file("cmyk.jpg")).shape
+    TensorShape([375, 500, 3])
+    """
+    image = tf.cond(
+        is_jpeg(image_bytes),
+        lambda: tf.io.decode_jpeg(image_bytes, channels=3),
+        lambda: tf.io.decode_image(image_bytes, channels=3, expand_animations=False,
+                                   dtype=tf.uint8),
+    )
+    image.set_shape([None, None, 3])
+    return image
+
+
+# ----------------------------------------------------------------------------------------------
+# Geometry of the paper's rescaling and crops.
+
+
+def rescaled_size(size, scale):
+    """``[H', W']`` of an image of ``size`` rescaled isotropically so its shorter side is
+    ``scale``; the longer side is rounded to the nearest pixel (never below 1).
+
+    >>> rescaled_size([375, 500], 256).numpy()
+    array([256, 341], dtype=int32)
+    """
+    size = tf.cast(size, tf.float64)
+    scale = tf.cast(scale, tf.float64)
+    # size * scale / shorter side is exactly ``scale`` on the shorter side after rounding.
+    out = tf.round(size * scale / tf.reduce_min(size))
+    return tf.cast(tf.maximum(out, 1.0), tf.int32)
+
+
+def sample_scale(seed, scale):
+    """The training scale S: ``scale`` itself if an int, else an integer drawn uniformly from
+    ``[scale[0], scale[1]]`` (both ends included) with the stateless ``seed``."""
+    if isinstance(scale, (int, float)) or (tf.is_tensor(scale) and scale.shape.rank == 0):
+        return tf.cast(scale, tf.int32)
+    low, high = scale
+    return tf.random.stateless_uniform([], seed, minval=int(low), maxval=int(high) + 1,
+                                       dtype=tf.int32)
+
+
+def sample_offset(seed, rescaled, crop):
+    """Top-left corner ``[y, x]`` of a crop drawn uniformly over all integer positions inside
+    an image of size ``rescaled`` (``floor(u * (H' - crop + 1))``, u uniform in [0, 1))."""
+    room = tf.cast(rescaled - crop + 1, tf.float32)
+    u = tf.random.stateless_uniform([2], seed)
+    return tf.minimum(tf.cast(tf.floor(u * room), tf.int32), rescaled - crop)
+
+
+def center_offset(rescaled, crop):
+    """Top-left corner of the central crop (rounded down on odd margins)."""
+    return (rescaled - crop) // 2
+
+
+def grid_offsets(rescaled, crop, n=5):
+    """``[n * n, 2]`` top-left corners of the paper's regular n x n grid of crops: corners,
+    edges and centre included, positions rounded to whole pixels, row-major."""
+    room = tf.cast(rescaled - crop, tf.float32)
+    steps = tf.linspace(0.0, 1.0, n)
+    ys = tf.cast(tf.round(steps * room[0]), tf.int32)
+    xs = tf.cast(tf.round(steps * room[1]), tf.int32)
+    grid_y, grid_x = tf.meshgrid(ys, xs, indexing="ij")
+    return tf.reshape(tf.stack([grid_y, grid_x], axis=-1), [-1, 2])
+
+
+def _source_coordinate(index, size, rescaled):
+    """Where output pixel centre ``index`` of a rescaled axis samples the source axis."""
+    return (tf.cast(index, tf.float64) + 0.5) * tf.cast(size, tf.float64) / tf.cast(
+        rescaled, tf.float64) - 0.5
+
+
+def crop_window(size, rescaled, offset, crop):
+    """The smallest source window ``[y, x, height, width]`` (int32) holding every source pixel
+    that the bilinear samples of a ``crop`` at ``offset`` of the rescaled image read."""
+    first = _source_coordinate(offset, size, rescaled)
+    last = _source_coordinate(offset + crop - 1, size, rescaled)
+    upper = tf.cast(size - 1, tf.float64)
+    # One spare pixel on each side: libjpeg's chroma upsampling replicates the edge of a cropped
+    # window, so a window's first and last columns can differ from a whole-image decode.
+    start = tf.cast(tf.floor(tf.clip_by_value(first - 1.0, 0.0, upper)), tf.int32)
+    stop = tf.cast(tf.math.ceil(tf.clip_by_value(last + 1.0, 0.0, upper)), tf.int32)
+    return tf.concat([start, stop - start + 1], axis=0)
+
+
+def crop_samples(size, rescaled, offset, crop):
+    """Where a ``crop`` at ``offset`` of the rescaled image samples the source: ``(first, step)``
+    (float64 ``[2]`` each, (y, x)): crop pixel ``i`` reads source coordinate
+    ``first + i * step``. The same numbers drive ``vgg_keras.augment.RandomScaleCrop``."""
+    step = tf.cast(size, tf.float64) / tf.cast(rescaled, tf.float64)
+    first = (tf.cast(offset, tf.float64) + 0.5) * step - 0.5
+    return first, step
+
+
+def _edge_pad(image):
+    # Replicate the border by one pixel (concat: tf.pad's SYMMETRIC mode is far slower).
+    image = tf.concat([image[:1], image, image[-1:]], axis=0)
+    return tf.concat([image[:, :1], image, image[:, -1:]], axis=1)
+
+
+def resample(window, first, step, crop, flip=False):
+    """Bilinear samples ``window[first + i * step]`` for ``i < crop`` on both axes, clamped at
+    the border as ``tf.image.resize`` does: float32 ``[crop, crop, 3]``, mirrored left-right
+    when the boolean ``flip`` is True.
+
+    ``tf.image.crop_and_resize`` samples linearly between its box ends, which is exactly this
+    grid; it reads uint8 directly, and mirrors for free when the box's x ends are swapped. It
+    fills samples outside the image with a constant, so when a sample falls outside
+    (upscaling, at the image border) the window gets a replicated edge.
+    """
+    size = tf.cast(tf.shape(window)[:2], tf.float64)
+    last = first + (crop - 1) * step
+    outside = tf.reduce_any(first < 0.0) | tf.reduce_any(last > size - 1.0)
+    window, first, size = tf.cond(
+        outside, lambda: (_edge_pad(window), first + 1.0, size + 2.0),
+        lambda: (window, first, size))
+    last = first + (crop - 1) * step
+    span = tf.maximum(size - 1.0, 1.0)
+    box = tf.cast(tf.concat([first / span, last / span], axis=0), tf.float32)
+    box = tf.where(flip, tf.gather(box, [0, 3, 2, 1]), box)
+    return tf.image.crop_and_resize(window[None], box[None], [0], [crop, crop],
+                                    method="bilinear")[0]
+
+
+def rescale(image, scale):
+    """Rescale isotropically so the shorter side is ``scale`` (bilinear); float32.
+
+    >>> rescale(tf.zeros([375, 500, 3], tf.uint8), 256).shape
+    TensorShape([256, 341, 3])
+    """
+    size = rescaled_size(tf.shape(image)[:2], scale)
+    return tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear")
+
+
+def decode_rescale_crop(image_bytes, scale, crop, offset_fn, flip=False):
+    """Rescale an encoded image to shorter side ``scale`` and cut a ``crop x crop`` patch at
+    ``offset_fn(rescaled_size, crop)``, decoding only the source window the patch reads;
+    mirror it when the boolean ``flip`` is True (at no cost: it is the same sampling).
+
+    Returns ``(patch float32 [crop, crop, 3] in [0, 255], rescaled size [2], offset [2])``;
+    the patch equals ``rescale(decode(image_bytes), scale)`` cropped at ``offset``.
+
+    >>> patch, rescaled, offset = decode_rescale_crop(data, 256, 224, center_offset)
+    """
+
+    def from_source(size, read_window):
+        rescaled = rescaled_size(size, scale)
+        offset = offset_fn(rescaled, crop)
+        window = crop_window(size, rescaled, offset, crop)
+        first, step = crop_samples(size, rescaled, offset, crop)
+        pixels = read_window(window)
+        first = first - tf.cast(window[:2], tf.float64)
+        return resample(pixels, first, step, crop, flip), rescaled, offset
+
+    def jpeg():
+        size = tf.image.extract_jpeg_shape(image_bytes)[:2]
+        return from_source(size, lambda w: tf.io.decode_and_crop_jpeg(image_bytes, w, channels=3))
+
+    def other():
+        image = decode(image_bytes)
+        return from_source(tf.shape(image)[:2],
+                           lambda w: tf.slice(image, [w[0], w[1], 0], [w[2], w[3], 3]))
+
+    patch, rescaled, offset = tf.cond(is_jpeg(image_bytes), jpeg, other)
+    patch.set_shape([crop, crop, 3])
+    return patch, rescaled, offset
+
+
+def rescaled_crops(image, offsets, crop):
+    """``[len(offsets), crop, crop, 3]`` patches of an (already rescaled) image, pixel-exact."""
+    size = tf.cast(tf.shape(image)[:2], tf.float32)
+    offsets = tf.cast(offsets, tf.float32)
+    # crop_and_resize samples y1 * (H - 1) ... y2 * (H - 1): whole-pixel boxes copy pixels.
+    boxes = tf.concat([offsets, offsets + crop - 1], axis=1) / tf.tile(
+        tf.maximum(size - 1, 1.0), [2])
+    return tf.image.crop_and_resize(
+        tf.cast(image, tf.float32)[None], boxes, tf.zeros([tf.shape(offsets)[0]], tf.int32),
+        [crop, crop], method="bilinear",
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Boxes.
+
+
+def crop_boxes(boxes, rescaled, offset, crop):
+    """Image-normalised ``boxes [N, 4]`` relative to a ``crop`` at ``offset`` of the image
+    rescaled to ``rescaled``; not clipped (a box reaching out of the crop leaves [0, 1])."""
+    rescaled = tf.cast(tf.tile(rescaled, [2]), tf.float32)
+    offset = tf.cast(tf.tile(offset, [2]), tf.float32)
+    return (tf.cast(boxes, tf.float32) * rescaled - offset) / float(crop)
+
+
+def flip_boxes(boxes):
+    """Boxes of the horizontally flipped image: x -> 1 - x (xmin and xmax swap)."""
+    ymin, xmin, ymax, xmax = tf.unstack(boxes, axis=-1)
+    return tf.stack([ymin, 1.0 - xmax, ymax, 1.0 - xmin], axis=-1)
+
+
+def clip_boxes(boxes):
+    """Boxes clipped to [0, 1] and their remaining areas (0 for boxes cut away entirely)."""
+    clipped = tf.clip_by_value(boxes, 0.0, 1.0)
+    area = tf.maximum(clipped[:, 2] - clipped[:, 0], 0.0) * tf.maximum(
+        clipped[:, 3] - clipped[:, 1], 0.0)
+    return clipped, area
+
+
+def best_box(boxes):
+    """The box the crop keeps best: ``(clipped box [4], present)`` where the chosen box has the
+    largest area left inside the crop; ``present`` is False when no box is left at all (the
+    box is then all zeros and must be masked out, e.g. by a zero sample weight)."""
+    clipped, area = clip_boxes(tf.reshape(boxes, [-1, 4]))
+    present = tf.reduce_any(area > 0.0)
+    index = tf.argmax(tf.concat([area, [-1.0]], axis=0), output_type=tf.int32)
+    box = tf.where(present, tf.gather(tf.concat([clipped, tf.zeros([1, 4])], 0), index),
+                   tf.zeros([4]))
+    return box, present
+
+
+# ----------------------------------------------------------------------------------------------
+# Photometric augmentation on the host (the Keras layers in vgg_keras.augment do the same on
+# the accelerator).
+
+
+def pca_color_shift(seed, stddev=0.1, eigval=IMAGENET_PCA_EIGVAL, eigvec=IMAGENET_PCA_EIGVEC,
+                    value_range=255.0):
+    """Krizhevsky et al.'s colour shift ``value_range * eigvec @ (alpha * eigval)``, alpha ~
+    N(0, stddev) per component: a ``[3]`` RGB offset to add to every pixel of one image.
+
+    The eigen decomposition is of RGB in [0, 1] (as the usual ImageNet constants), hence the
+    ``value_range`` factor for images in [0, 255]. Its covariance is
+    ``value_range**2 * eigvec @ diag((stddev * eigval)**2) @ eigvec.T``.
+    """
+    alpha = tf.random.stateless_normal([3], seed, stddev=stddev)
+    eigvec = tf.constant(eigvec, tf.float32)
+    return value_range * tf.linalg.matvec(eigvec, alpha * tf.constant(eigval, tf.float32))

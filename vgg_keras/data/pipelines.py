@@ -1,0 +1,322 @@
+"""The paper's training and test protocols as tf.data pipelines over :func:`~.sources.load`.
+
+Training (Section 3.1): per image, S drawn uniformly from ``[Smin, Smax]`` (or fixed), isotropic
+rescale to shorter side S and one random ``crop x crop`` patch, decoded from only the window of
+the file it needs; random horizontal flip; AlexNet PCA colour shift. Evaluation (Section 3.2):
+rescale to Q, then the central crop, the whole image (dense) or the 5 x 5 x 2 multi-crop set.
+Images leave as RGB float32 in [0, 255]; the model subtracts the mean itself.
+
+>>> ds = vgg_keras.data.load("vgg_shapes", "train")
+>>> train = train_pipeline(ds, scale=(72, 96), crop=64, batch_size=32, seed=0)
+>>> images, labels = next(iter(train))          # (32, 64, 64, 3) float32, (32,) int32
+>>> val = eval_pipeline(vgg_keras.data.load("vgg_shapes", "validation"), scale=84, crop=64)
+"""
+
+import secrets
+
+import tensorflow as tf
+
+from ..configs import IMAGENET_PCA_EIGVAL, IMAGENET_PCA_EIGVEC
+from . import ops
+from .sources import attach_info
+
+MULTICROP_GRID = 5
+"""The paper's multi-crop grid: 5 x 5 positions, each also flipped: 50 crops per scale."""
+
+MODES = ("center", "dense", "multicrop")
+
+
+def _check_scale(scale, crop, what):
+    if isinstance(scale, (tuple, list)):
+        if len(scale) != 2 or any(int(s) != s for s in scale) or scale[0] > scale[1]:
+            raise ValueError(f"{what} must be an int S or a pair (Smin, Smax); got {scale}.")
+        low = int(scale[0])
+        scale = (int(scale[0]), int(scale[1]))
+    elif isinstance(scale, (int, float)) and int(scale) == scale:
+        low = scale = int(scale)
+    else:
+        raise ValueError(f"{what} must be an int S or a pair (Smin, Smax); got {scale!r}.")
+    if crop is not None and low < crop:
+        raise ValueError(
+            f"{what}={scale} is smaller than crop={crop}: the paper's crops are cut from images "
+            f"whose shorter side is at least the crop (S >= 224 for 224 crops)."
+        )
+    return scale
+
+
+def _check_batch_size(batch_size):
+    if batch_size is None or int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    return int(batch_size)
+
+
+def _meta(dataset):
+    return getattr(dataset, "_vgg_info", None)
+
+
+def _check_elements(dataset, need_boxes):
+    spec = dataset.element_spec
+    if not isinstance(spec, dict) or "image" not in spec or "label" not in spec:
+        raise ValueError(
+            "The pipelines take the examples of vgg_keras.data.load: dicts with 'image' "
+            f"(encoded bytes), 'label' and 'boxes'; got {spec}."
+        )
+    if need_boxes:
+        meta = _meta(dataset)
+        if (meta is not None and not meta.has_boxes) or "boxes" not in spec:
+            name = meta.name if meta is not None else "this dataset"
+            raise ValueError(
+                f"boxes=True needs a source with bounding boxes; {name} has none (use the "
+                "embedded dataset, a TFDS dataset with objects/bbox, or a VOC-XML directory)."
+            )
+
+
+def _epoch_keys(seed, repeat, initial_epoch):
+    """One int64 key per epoch.
+
+    With ``repeat`` (the resumable stream), epoch e's key is a stateless function of (seed, e),
+    so a run resumed at ``initial_epoch=e`` gets exactly the batches it would have had, however
+    often the dataset object was iterated (``tf.distribute`` iterates it more than once).
+    Without it, each pass over the dataset draws the next number of ``Dataset.random(seed)``'s
+    per-iteration sequence, so ``fit(epochs=N)`` on the finite dataset sees N different epochs.
+    """
+    if repeat:
+        def key(epoch):
+            folded = tf.random.experimental.stateless_fold_in(
+                tf.constant([seed, 0], tf.int64), epoch)
+            return folded[0] ^ folded[1]
+
+        return tf.data.Dataset.range(initial_epoch, _NEVER).map(key)
+    if initial_epoch:
+        raise ValueError("initial_epoch needs repeat=True (a resumable, endless stream).")
+    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+
+
+_NEVER = 2**62
+"""An epoch count no run reaches: the resumable stream is endless in practice."""
+
+
+def _example_seed(key, index, stream):
+    """A stateless seed for one random draw (``stream``) of example ``index`` of an epoch."""
+    return tf.random.experimental.stateless_fold_in(tf.stack([key, index]), stream)
+
+
+def _ignore_errors(dataset):
+    # Files are validated when listed (sources.probe_image); this only guards against a file
+    # that changed since, or a decoder stricter than PIL, so that an epoch never dies. TF logs
+    # each error it skips.
+    return dataset.ignore_errors(log_warning=True)
+
+
+def train_pipeline(dataset, *, scale=(256, 512), crop=224, batch_size, flip=True,
+                   color_shift=True, boxes=False, seed=None, augment_on="host", repeat=False,
+                   initial_epoch=0, eigval=IMAGENET_PCA_EIGVAL, eigvec=IMAGENET_PCA_EIGVEC,
+                   drop_remainder=True, steps_per_epoch=None):
+    """Training batches by the paper's recipe, ready for ``model.fit``.
+
+    Args:
+        dataset: what :func:`vgg_keras.data.load` returned (shuffled by reading its file list
+            in a new order each epoch), or any dataset of such examples (shuffled through a
+            buffer).
+        scale: S (single-scale training) or ``(Smin, Smax)`` (scale jittering, S drawn per
+            image uniformly from the integers in that range). At least ``crop``.
+        crop: side of the square crop (224 in the paper).
+        batch_size: examples per batch.
+        flip: random horizontal flip, probability 1/2.
+        color_shift: AlexNet PCA colour shift, alpha ~ N(0, 0.1), with ``eigval``/``eigvec``
+            (ImageNet's by default; :func:`compute_statistics` gives a dataset's own).
+        boxes: also return one box per example (see Returns).
+        seed: the same seed gives the same batches (order, S, crops, flips, colours); None
+            draws one. Epoch ``e`` is a pure function of ``(seed, e)``: the ``e``-th pass
+            over the returned dataset, or with ``repeat`` the ``e``-th epoch of the stream.
+        augment_on: ``"host"`` applies ``flip`` and ``color_shift`` here, in tf.data;
+            ``"device"`` leaves them to Keras layers placed before the model
+            (``vgg_keras.augment.training_augmentation(flip=..., color_shift=..., seed=...)``,
+            also attached to the result as ``.augmentation``), so that they run on the
+            accelerator. With ``boxes=True`` the flip stays on the host (boxes follow it).
+        repeat: an endless stream of epochs (for ``fit(steps_per_epoch=...)``), starting at
+            epoch ``initial_epoch``: a resumed run gets exactly the batches it would have had.
+        drop_remainder: drop the last incomplete batch of each epoch.
+        steps_per_epoch: end each epoch after this many batches (``fit(steps_per_epoch=...)``
+            with fewer steps than a full pass), so that ``initial_epoch`` stays aligned with
+            Keras's epochs. Must not exceed the batches in one pass.
+
+    Returns:
+        A ``tf.data.Dataset`` of ``(images, labels)``: float32 ``(B, crop, crop, 3)`` RGB in
+        [0, 255] (a colour-shifted value can be clipped at 0 or 255) and int32 ``(B,)``.
+        With ``boxes=True``: ``(images, {"label": (B,), "box": (B, 4)}, {"label": (B,),
+        "box": (B,)})``: ``box`` is the box the crop keeps most of, ``[ymin, xmin, ymax, xmax]``
+        relative to the crop and clipped to it; the third element is Keras sample weights,
+        1 where a box is present and 0 where the crop cut every box away (that example's
+        ``box`` is then [0, 0, 0, 0], to be masked by the weight, never learnt from).
+
+    >>> train = train_pipeline(load("vgg_shapes"), scale=(72, 96), crop=64, batch_size=32,
+    ...                        seed=0)
+    >>> model.fit(train, epochs=10)
+    """
+    scale = _check_scale(scale, crop, "scale")
+    batch_size = _check_batch_size(batch_size)
+    if augment_on not in ("host", "device"):
+        raise ValueError(f"augment_on must be 'host' or 'device', got {augment_on!r}.")
+    _check_elements(dataset, boxes)
+    if steps_per_epoch is not None:
+        steps_per_epoch = _check_batch_size(steps_per_epoch)
+        meta_now = _meta(dataset)
+        if meta_now is not None and steps_per_epoch > meta_now.num_examples // batch_size:
+            raise ValueError(
+                f"steps_per_epoch={steps_per_epoch} batches of {batch_size} is more than one pass "
+                f"over the {meta_now.num_examples} examples of {meta_now.name!r} "
+                f"({meta_now.num_examples // batch_size} batches).")
+    if seed is None:
+        seed = secrets.randbits(31)
+    seed = int(seed)
+    host_flip = flip and (augment_on == "host" or boxes)
+    host_color = color_shift and augment_on == "host"
+    eigval = tuple(float(v) for v in eigval)
+    eigvec = tuple(tuple(float(v) for v in row) for row in eigvec)
+
+    meta = _meta(dataset)
+    if meta is not None and meta.epoch_source is not None:
+        epoch_source = meta.epoch_source
+    else:
+        def epoch_source(key):
+            return dataset.shuffle(4096, seed=key, reshuffle_each_iteration=False)
+
+    def transform(key, index, example):
+        jitter = _example_seed(key, index, 1)
+        position = _example_seed(key, index, 2)
+        size = ops.sample_scale(jitter, scale)
+        mirrored = tf.random.stateless_uniform([], _example_seed(key, index, 3)) < 0.5
+        mirrored = tf.logical_and(mirrored, host_flip)
+        image, rescaled, offset = ops.decode_rescale_crop(
+            example["image"], size, crop, lambda r, c: ops.sample_offset(position, r, c),
+            flip=mirrored)
+        if host_color:
+            shift = ops.pca_color_shift(_example_seed(key, index, 4), 0.1, eigval, eigvec)
+            image = tf.clip_by_value(image + shift, 0.0, 255.0)
+        label = tf.cast(example["label"], tf.int32)
+        if not boxes:
+            return image, label
+        kept = ops.crop_boxes(example["boxes"], rescaled, offset, crop)
+        kept = tf.cond(mirrored, lambda: ops.flip_boxes(kept), lambda: kept)
+        box, present = ops.best_box(kept)
+        return image, {"label": label, "box": box}, {
+            "label": tf.ones([], tf.float32), "box": tf.cast(present, tf.float32)}
+
+    def one_epoch(key):
+        examples = epoch_source(key).enumerate()
+        examples = examples.map(lambda i, ex: transform(key, i, ex),
+                                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return _ignore_errors(examples)
+
+    def epoch_batches(key):
+        # Batched per epoch, so that epoch e holds the same batches however it is reached.
+        batches = one_epoch(key).batch(batch_size, drop_remainder=drop_remainder)
+        return batches if steps_per_epoch is None else batches.take(steps_per_epoch)
+
+    keys = _epoch_keys(seed, repeat, initial_epoch)
+    batches = keys.flat_map(epoch_batches)
+    batches = batches.prefetch(tf.data.AUTOTUNE)
+    if meta is not None:
+        attach_info(batches, meta)  # info() works on the batches too
+    if augment_on == "device":
+        from .. import augment  # keras only; imported lazily to keep this module light
+
+        batches.augmentation = augment.training_augmentation(
+            flip=flip and not boxes, color_shift=color_shift, seed=seed,
+            eigval=eigval, eigvec=eigvec)
+    return batches
+
+
+def eval_pipeline(dataset, *, scale, mode="center", crop=224, batch_size=None, boxes=False):
+    """Test batches by the paper's protocols at test scale Q = ``scale``, in the dataset's order.
+
+    Modes and what each batch is:
+
+    * ``"center"``: ``(images (B, crop, crop, 3), labels (B,))``, the central crop of each
+      image rescaled to shorter side Q (``batch_size`` default 32).
+    * ``"dense"``: ``(images (1, H', W', 3), labels (1,))``, one whole image rescaled to shorter
+      side Q per batch (sizes differ, so images cannot share a batch without padding, which
+      would change the averaged score map). Feed it to ``vgg_keras.to_dense(model)``, average
+      the score map spatially, and for flip averaging also feed ``images[:, :, ::-1]``.
+      ``batch_size`` must be None or 1.
+    * ``"multicrop"``: ``(images (B * 50, crop, crop, 3), labels (B,))``: for each of B images
+      (``batch_size`` default 1), its 50 crops: the 5 x 5 grid (corners, edges and centre,
+      row-major) and then the same 25 mirrored. ``model.predict`` on it gives ``(N * 50, C)``;
+      ``reshape(-1, 50, C)`` and average the soft-max over axis 1.
+
+    Args:
+        dataset: examples from :func:`vgg_keras.data.load`.
+        scale: Q, the shorter side after rescaling (at least ``crop`` for center/multicrop).
+        mode: "center", "dense" or "multicrop".
+        crop: crop side for center and multicrop.
+        batch_size: see the modes.
+        boxes: ``"center"`` and ``"dense"`` only: labels become ``{"label": (B,), "boxes":
+            (B, M, 4), "num_boxes": (B,)}`` with every ground-truth box, rows past
+            ``num_boxes`` filled with -1. Center: relative to the crop and not clipped (IoU
+            with a box predicted on the crop is then the IoU in the image); dense: relative to
+            the image.
+
+    >>> val = eval_pipeline(load("vgg_shapes", "validation"), scale=84, crop=64)
+    >>> model.evaluate(val)
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+    scale = _check_scale(scale, None if mode == "dense" else crop, "scale")
+    if isinstance(scale, tuple):
+        raise ValueError(
+            f"eval_pipeline takes one test scale Q, got {scale}; for several scales run it once "
+            "per Q and average the soft-max outputs (the paper's multi-scale evaluation)."
+        )
+    _check_elements(dataset, boxes)
+    if boxes and mode == "multicrop":
+        raise ValueError("boxes=True is for the 'center' and 'dense' modes.")
+    if mode == "dense":
+        if batch_size not in (None, 1):
+            raise ValueError(
+                "Dense evaluation batches one whole image at a time (sizes differ); give "
+                f"batch_size=None or 1, got {batch_size}."
+            )
+        batch_size = 1
+    elif batch_size is None:
+        batch_size = 32 if mode == "center" else 1
+    batch_size = _check_batch_size(batch_size)
+
+    def targets(example, rescaled=None, offset=None):
+        label = tf.cast(example["label"], tf.int32)
+        if not boxes:
+            return label
+        found = example["boxes"]
+        if mode == "center":
+            found = ops.crop_boxes(found, rescaled, offset, crop)
+        return {"label": label, "boxes": found, "num_boxes": tf.shape(found)[0]}
+
+    def center(example):
+        image, rescaled, offset = ops.decode_rescale_crop(
+            example["image"], scale, crop, ops.center_offset)
+        return image, targets(example, rescaled, offset)
+
+    def dense(example):
+        image = ops.rescale(ops.decode(example["image"]), scale)
+        return image, targets(example)
+
+    def multicrop(example):
+        image = ops.rescale(ops.decode(example["image"]), scale)
+        offsets = ops.grid_offsets(tf.shape(image)[:2], crop, MULTICROP_GRID)
+        crops = ops.rescaled_crops(image, offsets, crop)
+        return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0), targets(example)
+
+    transform = {"center": center, "dense": dense, "multicrop": multicrop}[mode]
+    examples = _ignore_errors(dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE,
+                                          deterministic=True))
+    if boxes:
+        padding = (0.0, {"label": 0, "boxes": -1.0, "num_boxes": 0})
+        batches = examples.padded_batch(batch_size, padding_values=padding)
+    else:
+        batches = examples.batch(batch_size)
+    if mode == "multicrop":
+        batches = batches.map(
+            lambda images, labels: (tf.reshape(images, [-1, crop, crop, 3]), labels))
+    batches = batches.prefetch(tf.data.AUTOTUNE)
+    meta = _meta(dataset)
+    return batches if meta is None else attach_info(batches, meta)

@@ -1,0 +1,801 @@
+"""Where examples come from: the embedded TFDS dataset, any TFDS dataset (ImageNet through its
+manual directory), a directory of images with PASCAL-VOC XML boxes, or a class-folder tree.
+
+Every source yields the same example, a dict:
+
+* ``"image"``: ``tf.string``, the encoded file (JPEG, PNG, GIF or BMP; CMYK, grayscale and
+  RGBA files included): decoding is left to the pipeline so that it can decode only the window
+  a crop needs.
+* ``"label"``: ``tf.int32`` scalar, the class index into ``info(dataset).class_names``.
+* ``"boxes"``: ``tf.float32`` ``[N, 4]``, ``[ymin, xmin, ymax, xmax]`` normalised to [0, 1] as
+  TFDS stores them; ``N == 0`` where the source has no boxes.
+* ``"filename"``: ``tf.string``, the file's path relative to the source ("" if unknown), for logs.
+
+>>> ds = load("vgg_shapes", "train", data_dir="/tmp/tfds")   # builds once, in seconds
+>>> info(ds).class_names[:3]
+('circle', 'square', 'triangle')
+>>> ds = load("~/data/flowers", "train[:90%]")                 # a class-folder tree
+
+Files that cannot be used are found *before* training, when the file list is built: each image
+is opened with PIL (and by default decoded at 1/8 scale, which reads every byte of a JPEG at a
+fraction of the cost), and every skipped file is counted by reason and named in the log.
+"""
+
+import collections
+import concurrent.futures
+import dataclasses
+import logging
+import os
+import re
+import xml.etree.ElementTree as ElementTree
+import zlib
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from etils import epath
+from PIL import Image
+
+from . import embedded
+
+log = logging.getLogger("vgg_keras.data")
+
+EMBEDDED_NAME = "vgg_shapes"
+"""TFDS name of the embedded dataset; ``tfds.load(EMBEDDED_NAME)`` works once this is imported."""
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+"""File endings (any case) taken as images in directory sources."""
+
+TF_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "MPO")
+"""PIL formats that ``tf.io`` decodes (MPO is a JPEG with extra frames, as cameras write)."""
+
+ANNOTATION_DIRS = ("Annotations", "Annotation")
+"""Folder names searched for VOC XML files (VOC uses the first, ILSVRC's bbox archives the
+second)."""
+
+SPLIT_DIRS = {
+    "train": ("train",),
+    "validation": ("validation", "val", "valid"),
+    "test": ("test",),
+}
+
+# "name", "name/config", "name:1.0.0", "name/config:1.*.*": anything else is meant as a path.
+_TFDS_NAME = re.compile(r"[a-z][a-z0-9_]*(/[A-Za-z0-9_.-]+)?(:[0-9*]+(\.[0-9*]+){0,2})?")
+
+MAX_NAMED = 20
+"""Skipped files named at WARNING level per reason; the rest go to DEBUG (all are counted)."""
+
+
+# ----------------------------------------------------------------------------------------------
+# The embedded dataset as a TFDS builder.
+
+
+@dataclasses.dataclass(eq=False)
+class VggShapesConfig(tfds.core.BuilderConfig):
+    """Size and seed of the embedded dataset (see :mod:`vgg_keras.data.embedded`)."""
+
+    num_train: int = 3000
+    num_validation: int = 500
+    num_test: int = 500
+    seed: int = 0
+
+
+def shapes_config(num_train=3000, num_validation=500, num_test=500, seed=0):
+    """A config of the embedded dataset at any size; its name encodes the numbers, so every size
+    is stored (and built once) in its own folder.
+
+    >>> builder = tfds.builder("vgg_shapes", config=shapes_config(200, 50, 50), data_dir=tmp)
+    """
+    name = f"n{num_train}_{num_validation}_{num_test}_s{seed}"
+    return VggShapesConfig(
+        name=name, description=f"{num_train}/{num_validation}/{num_test} images, seed {seed}",
+        num_train=num_train, num_validation=num_validation, num_test=num_test, seed=seed,
+    )
+
+
+class VggShapes(tfds.core.GeneratorBasedBuilder):
+    """Ten procedurally drawn shapes, one per image, with its bounding box; no download.
+
+    Configs: ``default`` (3000 train / 500 validation / 500 test images), ``small`` (1000 /
+    200 / 200) and ``large`` (20000 / 2000 / 2000); any other size via :func:`shapes_config`.
+    """
+
+    # TFDS 4.9.10 locates a builder's code through `importlib_resources`, a package it only
+    # declares for Python < 3.9 (so it is missing on 3.11): give the path directly.
+    code_path = epath.Path(__file__)
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "First release."}
+    BUILDER_CONFIGS = [
+        VggShapesConfig(name="default", description="3000/500/500 images, seed 0"),
+        VggShapesConfig(name="small", description="1000/200/200 images, seed 0",
+                        num_train=1000, num_validation=200, num_test=200),
+        VggShapesConfig(name="large", description="20000/2000/2000 images, seed 0",
+                        num_train=20000, num_validation=2000, num_test=2000),
+    ]
+    DEFAULT_CONFIG_NAME = "default"
+
+    def _info(self):
+        names = list(embedded.CLASS_NAMES)
+        return self.dataset_info_from_configs(
+            description=(
+                "Procedurally drawn shapes (vgg_keras): one object per image over a cluttered "
+                "background, random colour, size, aspect, rotation and position; shorter "
+                f"side {embedded.MIN_SIDE}-{embedded.MAX_SIDE} px, aspect up to "
+                f"{embedded.MAX_ASPECT}, JPEG."
+            ),
+            features=tfds.features.FeaturesDict({
+                "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+                "label": tfds.features.ClassLabel(names=names),
+                "objects": tfds.features.Sequence({
+                    "bbox": tfds.features.BBoxFeature(),
+                    "label": tfds.features.ClassLabel(names=names),
+                }),
+                "file_name": tfds.features.Text(),
+            }),
+            supervised_keys=("image", "label"),
+        )
+
+    def _split_generators(self, dl_manager):
+        del dl_manager  # nothing to download
+        config = self.builder_config
+        return {
+            "train": self._generate_examples("train", config.num_train),
+            "validation": self._generate_examples("validation", config.num_validation),
+            "test": self._generate_examples("test", config.num_test),
+        }
+
+    def _generate_examples(self, split, count):
+        seed = self.builder_config.seed
+        # Drawing is numpy and PIL, which release the GIL: threads use every core, and
+        # pool.map keeps the order, so the output does not depend on the thread count.
+        with concurrent.futures.ThreadPoolExecutor(min(8, 2 * (os.cpu_count() or 1))) as pool:
+            made = pool.map(lambda i: embedded.make_example(seed, split, i), range(count))
+            yield from self._encode_examples(split, made)
+
+    def _encode_examples(self, split, made):
+        for index, (jpeg, label, box, _) in enumerate(made):
+            file_name = f"{split}_{index:06d}.jpg"
+            yield file_name, {
+                "image": jpeg,
+                "label": label,
+                "objects": [{"bbox": tfds.features.BBox(*[float(v) for v in box]),
+                             "label": label}],
+                "file_name": file_name,
+            }
+
+
+# ----------------------------------------------------------------------------------------------
+# What a loaded dataset knows about itself.
+
+
+@dataclasses.dataclass
+class DatasetInfo:
+    """What :func:`info` returns for a loaded dataset.
+
+    ``skipped`` maps a reason ("corrupt image", "missing annotation", ...) to the files skipped
+    for it; ``box_problems`` counts boxes that were clipped or dropped, by reason.
+    """
+
+    name: str
+    split: str
+    source: str  # "tfds", "embedded", "voc" or "folder"
+    class_names: tuple
+    num_examples: int
+    has_boxes: bool
+    skipped: dict = dataclasses.field(default_factory=dict)
+    box_problems: dict = dataclasses.field(default_factory=dict)
+    descriptions: tuple = ()
+    # Rebuilds the examples in an order drawn from a tf.int64 key (one epoch), reading files
+    # after shuffling their names; see pipelines.train_pipeline.
+    epoch_source: object = dataclasses.field(default=None, repr=False, compare=False)
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+    @property
+    def num_skipped(self):
+        return sum(len(files) for files in self.skipped.values())
+
+
+def info(dataset):
+    """The :class:`DatasetInfo` (class names, num_classes, sizes, skips) of a dataset.
+
+    ``dataset`` is what :func:`load` returned (a ``tf.data.Dataset``), or a name or path, which
+    is loaded first.
+
+    >>> info(load("vgg_shapes", "train")).num_classes
+    10
+    """
+    if isinstance(dataset, (str, os.PathLike)):
+        dataset = load(dataset)
+    meta = getattr(dataset, "_vgg_info", None)
+    if meta is None:
+        raise ValueError(
+            "info() needs the dataset returned by vgg_keras.data.load (its metadata does not "
+            "survive dataset.map/take/...); call info() on that dataset, or pass the name."
+        )
+    return meta
+
+
+def attach_info(dataset, meta):
+    dataset._vgg_info = meta  # tf.data.Dataset objects accept plain attributes
+    return dataset
+
+
+def _element(image, label, boxes, filename):
+    return {
+        "image": image,
+        "label": tf.cast(label, tf.int32),
+        "boxes": tf.reshape(tf.cast(boxes, tf.float32), (-1, 4)),
+        "filename": filename,
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# load()
+
+
+def load(name_or_path=EMBEDDED_NAME, split="train", *, data_dir=None, manual_dir=None,
+         label_map=None, annotations=None, validate="decode", shuffle_buffer=4096):
+    """Load a split of a dataset as a ``tf.data.Dataset`` of examples (see the module docstring).
+
+    Args:
+        name_or_path: the embedded dataset's name (``"vgg_shapes"``, or ``"vgg_shapes/small"``
+            and other configs), any TFDS name (``"imagenet2012"`` with ``manual_dir``), or a
+            directory: an image folder with one sub-directory per class, or images with VOC
+            XML files beside them or in an ``Annotations/`` (VOC) or ``Annotation/`` (ILSVRC)
+            folder. A directory with ``train/`` and ``val/`` (or ``validation/``) sub-folders
+            is split by them.
+        split: ``"train"``, ``"validation"``, ``"test"``, with TFDS slicing such as
+            ``"train[:90%]"`` (directories too: files are assigned by a hash of their path,
+            so a slice mixes all classes and is the same on every run).
+        data_dir: TFDS data directory (default: TFDS's, ``~/tensorflow_datasets`` or
+            ``$TFDS_DATA_DIR``); the embedded dataset is built there on first use.
+        manual_dir: where the manually downloaded archives are (``imagenet2012``).
+        label_map: directory sources: the classes, as a list of names (label = index), a dict
+            name -> label, or a file with one name per line (``"n01440764 tench, ..."``
+            style lines keep the first word as the name and the rest as its description).
+            Folders or objects of other classes are skipped and counted. Default: every
+            class found under ``name_or_path``, sorted, so all splits agree.
+        annotations: directory sources: the folder holding the XML files, if elsewhere.
+        validate: directory sources: ``"decode"`` decodes every image once at 1/8 scale when
+            listing (finds truncated and corrupt files), ``"header"`` only reads headers,
+            ``"none"`` trusts the files.
+        shuffle_buffer: examples held when a TFDS source is shuffled for training.
+
+    Returns:
+        A ``tf.data.Dataset``; :func:`info` on it gives the class names and counts.
+
+    Raises:
+        FileNotFoundError: a path that does not exist.
+        ValueError: a source with no usable examples, or a split it does not have.
+    """
+    if validate not in ("decode", "header", "none"):
+        raise ValueError(f"validate must be 'decode', 'header' or 'none', got {validate!r}.")
+    text = os.fspath(name_or_path)
+    expanded = os.path.expanduser(text)
+    if os.path.isdir(expanded):
+        return _load_directory(expanded, split, label_map=label_map, annotations=annotations,
+                               validate=validate)
+    if os.path.exists(expanded):
+        raise ValueError(f"{text!r} is a file; load() takes a directory or a dataset name.")
+    if not _TFDS_NAME.fullmatch(text):
+        raise FileNotFoundError(f"No such directory: {text!r}.")
+    return _load_tfds(text, split, data_dir=data_dir, manual_dir=manual_dir,
+                      shuffle_buffer=shuffle_buffer)
+
+
+def block_shuffle(dataset, key, block_size):
+    """Shuffle ``dataset`` (of dicts) within consecutive blocks, driven by an int64 key that may
+    be symbolic (the epoch key inside ``flat_map``).
+
+    ``Dataset.shuffle`` cannot take a tensor seed, so each block of ``block_size`` examples is
+    permuted with a stateless shuffle seeded by (key, block number): the order is a pure
+    function of the key. Components that are not scalars (boxes) travel serialized, because
+    unbatching a zero-sized component crashes TensorFlow 2.21.
+    """
+    spec = dataset.element_spec
+
+    def pack(example):
+        return {k: tf.io.serialize_tensor(v) if spec[k].shape.rank else v
+                for k, v in example.items()}
+
+    def permute(index, block):
+        size = tf.shape(next(iter(block.values())))[0]
+        seed = tf.stack([tf.cast(key, tf.int64), index])
+        order = tf.random.experimental.stateless_shuffle(tf.range(size), seed=seed)
+        return {k: tf.gather(v, order) for k, v in block.items()}
+
+    def unpack(example):
+        return {k: tf.ensure_shape(tf.io.parse_tensor(v, spec[k].dtype), spec[k].shape)
+                if spec[k].shape.rank else v for k, v in example.items()}
+
+    blocks = dataset.map(pack).batch(block_size).enumerate().map(permute)
+    return blocks.unbatch().map(unpack)
+
+
+def _load_tfds(name, split, *, data_dir, manual_dir, shuffle_buffer):
+    download_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError as error:
+        raise ValueError(
+            f"{name!r} is neither an existing directory nor a TFDS dataset name "
+            f"(the embedded dataset is {EMBEDDED_NAME!r})."
+        ) from error
+    try:
+        builder.download_and_prepare(download_config=download_config)
+    except AssertionError as error:  # TFDS reports missing manual files this way
+        raise ValueError(f"Cannot prepare {name!r}: {error}") from error
+    features = builder.info.features
+    if "image" not in features:
+        raise ValueError(f"TFDS dataset {name!r} has no 'image' feature.")
+    if not isinstance(features["image"], tfds.features.Image):
+        raise ValueError(f"The 'image' feature of {name!r} is not a tfds.features.Image.")
+    label_feature, box_key = _tfds_label_and_boxes(name, features)
+    class_names = tuple(label_feature.names)
+    decoders = {"image": tfds.decode.SkipDecoding()}  # the pipeline decodes (and crops)
+
+    def to_element(example):
+        if "label" in features:
+            label = example["label"]
+        else:  # detection datasets: the first object's class
+            label = example["objects"]["label"][0]
+        if box_key:
+            boxes = example["objects"][box_key]
+            if "label" in features and "label" in example["objects"]:
+                boxes = tf.boolean_mask(boxes, example["objects"]["label"] == label)
+        else:
+            boxes = tf.zeros((0, 4), tf.float32)
+        filename = example.get("file_name", tf.constant(""))
+        if filename.dtype != tf.string:
+            filename = tf.strings.as_string(filename)
+        return _element(example["image"], label, boxes, filename)
+
+    try:
+        dataset = builder.as_dataset(split=split, decoders=decoders,
+                                     read_config=tfds.ReadConfig(try_autocache=False))
+    except (ValueError, KeyError) as error:  # unknown split names
+        raise ValueError(f"{name!r} has no split {split!r}: {error}") from error
+    if "label" not in features:  # the first object labels the image: images need one
+        dataset = dataset.filter(lambda example: tf.size(example["objects"]["label"]) > 0)
+    dataset = dataset.map(to_element, num_parallel_calls=tf.data.AUTOTUNE)
+    num_examples = int(dataset.cardinality())
+    if num_examples < 0:  # filtered: TFDS's count (images without objects included)
+        num_examples = builder.info.splits[split].num_examples
+    if num_examples == 0:
+        raise ValueError(f"{name!r} split {split!r} is empty.")
+    records = dataset
+
+    def epoch_source(key):
+        # TFDS wrote its examples in a shuffled order; blocks of them are reshuffled per epoch.
+        return block_shuffle(records, key, shuffle_buffer)
+
+    source = "embedded" if builder.name == EMBEDDED_NAME else "tfds"
+    meta = DatasetInfo(
+        name=name, split=split, source=source, class_names=class_names,
+        num_examples=num_examples, has_boxes=bool(box_key),
+        epoch_source=epoch_source,
+    )
+    return attach_info(dataset, meta)
+
+
+def _tfds_label_and_boxes(name, features):
+    objects = features["objects"] if "objects" in features else None
+    box_key = None
+    if objects is not None:
+        for key in ("bbox", "boxes", "box"):
+            if key in objects.feature:
+                box_key = key
+                break
+    if "label" in features and isinstance(features["label"], tfds.features.ClassLabel):
+        return features["label"], box_key
+    if objects is not None and "label" in objects.feature:
+        return objects.feature["label"], box_key
+    raise ValueError(
+        f"TFDS dataset {name!r} has no ClassLabel 'label' feature (nor objects/label)."
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Directory sources.
+
+
+@dataclasses.dataclass
+class _Record:
+    path: str
+    label: int
+    boxes: np.ndarray  # [N, 4] normalised, float32
+
+
+class _Skips:
+    """Counts skipped files by reason; names the first few at WARNING, all at DEBUG."""
+
+    def __init__(self):
+        self.files = collections.defaultdict(list)
+        self.boxes = collections.Counter()
+
+    def skip(self, reason, path, detail=""):
+        self.files[reason].append(path)
+        level = logging.WARNING if len(self.files[reason]) <= MAX_NAMED else logging.DEBUG
+        log.log(level, "skipping %s: %s%s", path, reason, f" ({detail})" if detail else "")
+
+    def box(self, reason, path, detail=""):
+        self.boxes[reason] += 1
+        level = logging.WARNING if self.boxes[reason] <= MAX_NAMED else logging.DEBUG
+        log.log(level, "%s: %s%s", path, reason, f" ({detail})" if detail else "")
+
+    def summary(self, where, kept):
+        if self.files:
+            counts = ", ".join(f"{len(v)} {k}" for k, v in sorted(self.files.items()))
+            log.warning("%s: kept %d images, skipped %d (%s)", where, kept,
+                        sum(len(v) for v in self.files.values()), counts)
+        if self.boxes:
+            counts = ", ".join(f"{v} {k}" for k, v in sorted(self.boxes.items()))
+            log.warning("%s: box problems: %s", where, counts)
+
+
+def _is_image_file(name):
+    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _walk_files(root, keep, exclude=()):
+    """Sorted paths under ``root`` whose base name passes ``keep``, skipping ``exclude`` dirs."""
+    found = []
+    exclude = {os.path.normpath(path) for path in exclude}
+    for directory, subdirs, files in os.walk(root, followlinks=True):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith(".")
+                            and os.path.normpath(os.path.join(directory, d)) not in exclude)
+        found.extend(os.path.join(directory, f) for f in sorted(files) if keep(f))
+    return found
+
+
+def _split_name_and_slice(split):
+    match = re.fullmatch(r"\s*(\w+)\s*(?:\[\s*(-?\d+%?)?\s*:\s*(-?\d+%?)?\s*\])?\s*", split)
+    if not match:
+        raise ValueError(f"Cannot read split {split!r}; use e.g. 'train' or 'train[:90%]'.")
+    return match.group(1), match.group(2), match.group(3)
+
+
+def _split_root(root, name):
+    aliases = SPLIT_DIRS.get(name, (name,))
+    for alias in aliases:
+        candidate = os.path.join(root, alias)
+        if os.path.isdir(candidate):
+            return candidate
+    has_split_dirs = any(os.path.isdir(os.path.join(root, a))
+                         for names in SPLIT_DIRS.values() for a in names)
+    if name == "train" and not has_split_dirs:
+        return root  # a plain tree is all "train"; hold out a slice for validation
+    raise ValueError(
+        f"{root!r} has no {'/'.join(aliases)} sub-directory for split {name!r}. A directory "
+        f"without split folders is all 'train': hold out a slice, e.g. split='train[90%:]'."
+    )
+
+
+def _slice_bound(text, total):
+    if text is None:
+        return None
+    if text.endswith("%"):
+        return int(round(int(text[:-1]) * total / 100.0))
+    return int(text)
+
+
+def _apply_slice(paths, start, stop):
+    """Slice ``paths`` in the order of a hash of each path: a stable, class-mixed order."""
+    if start is None and stop is None:
+        return paths
+    ordered = sorted(paths, key=lambda p: (zlib.crc32(p.encode()), p))
+    chosen = set(ordered[_slice_bound(start, len(ordered)):_slice_bound(stop, len(ordered))])
+    return [p for p in paths if p in chosen]
+
+
+def _read_label_map(label_map):
+    """``(names, {name: label}, descriptions)`` from a list, dict or file (see ``load``)."""
+    descriptions = ()
+    if isinstance(label_map, (str, os.PathLike)):
+        names, descriptions = [], []
+        with open(os.path.expanduser(label_map), encoding="utf-8") as handle:
+            for line in handle:
+                parts = line.strip().split(maxsplit=1)
+                if parts:
+                    names.append(parts[0])
+                    descriptions.append(parts[1] if len(parts) > 1 else parts[0])
+        label_map, descriptions = names, tuple(descriptions)
+    if isinstance(label_map, dict):
+        mapping = {str(k): int(v) for k, v in label_map.items()}
+        size = max(mapping.values()) + 1 if mapping else 0
+        names = [None] * size
+        for name, label in mapping.items():
+            names[label] = name
+        names = [n if n is not None else f"class_{i}" for i, n in enumerate(names)]
+    else:
+        names = [str(n) for n in label_map]
+        if len(set(names)) != len(names):
+            raise ValueError("label_map has repeated class names.")
+        mapping = {n: i for i, n in enumerate(names)}
+    if not mapping:
+        raise ValueError("label_map is empty.")
+    return tuple(names), mapping, descriptions
+
+
+def probe_image(path, validate="decode"):
+    """Check that an image file can be used: ``(None, (height, width, format))`` or
+    ``(reason, detail)``.
+
+    ``validate="decode"`` decodes the whole file (JPEGs at 1/8 scale, which still reads every
+    byte, so a truncated or corrupt file fails here and not mid-epoch).
+
+    >>> probe_image("photo.JPEG")        # a PNG named .JPEG is fine: the pipeline sniffs bytes
+    (None, (375, 500, 'PNG'))
+    """
+    try:
+        with Image.open(path) as image:
+            fmt, (width, height) = image.format, image.size
+            if fmt not in TF_FORMATS:
+                return "unsupported format", f"{fmt}; convert it to JPEG or PNG"
+            if validate == "decode":
+                if fmt in ("JPEG", "MPO"):
+                    image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+                image.load()
+    except Image.DecompressionBombError as error:
+        return "image too large", str(error)
+    except (OSError, ValueError, SyntaxError, Image.UnidentifiedImageError) as error:
+        return "corrupt image", f"{type(error).__name__}: {error}"
+    if width < 1 or height < 1:
+        return "empty image", f"{width}x{height}"
+    return None, (height, width, fmt)
+
+
+def _probe_all(paths, validate, skips):
+    """Probe ``paths`` in threads (PIL releases the GIL while decoding); keep the good ones."""
+    if validate == "none":
+        return {path: None for path in paths}
+    good = {}
+    workers = min(16, 2 * (os.cpu_count() or 1))
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        for path, (reason, detail) in zip(paths, pool.map(
+                lambda p: probe_image(p, validate), paths, chunksize=64)):
+            if reason is None:
+                good[path] = detail
+            else:
+                skips.skip(reason, path, detail)
+    return good
+
+
+def _find_annotation_dirs(root, split_root, annotations):
+    if annotations is not None:
+        annotations = os.path.expanduser(os.fspath(annotations))
+        if not os.path.isdir(annotations):
+            raise FileNotFoundError(f"No such annotation directory: {annotations!r}.")
+        return [annotations]
+    dirs = []
+    for base in dict.fromkeys((split_root, root)):
+        for name in ANNOTATION_DIRS:
+            candidate = os.path.join(base, name)
+            if os.path.isdir(candidate):
+                dirs.append(candidate)
+    return dirs
+
+
+def _index_xml(dirs, split_root):
+    """{file stem: xml path} for the XML files in ``dirs`` and beside the images."""
+    index = {}
+    roots = list(dirs) + [split_root]
+    for directory in roots:
+        exclude = dirs if directory == split_root else ()
+        for path in _walk_files(directory, lambda f: f.lower().endswith(".xml"), exclude):
+            index.setdefault(os.path.splitext(os.path.basename(path))[0], path)
+    return index
+
+
+def _xml_number(node, tag):
+    return float(node.find(tag).text.strip())
+
+
+def parse_voc_xml(path, mapping, image_size, skips):
+    """The usable objects of one VOC/ILSVRC XML file: ``[(class name, [ymin, xmin, ymax, xmax])]``
+    normalised to [0, 1], in file order.
+
+    VOC coordinates are 1-based pixel indices; like TFDS's ``voc`` we take ``(v - 1) / size``.
+    The size is the XML's ``<size>`` (the boxes were drawn on it) or, when that is missing or
+    broken, the image's own. Boxes reaching outside the image are clipped; inverted
+    (xmin > xmax or ymin > ymax), zero-area, unreadable boxes and unknown classes are dropped.
+    Each case is counted in ``skips`` and named in the log.
+    """
+    try:
+        root = ElementTree.parse(path).getroot()
+    except (ElementTree.ParseError, OSError) as error:
+        skips.box("unreadable annotation", path, str(error))
+        return None
+    height, width = image_size
+    size = root.find("size")
+    try:
+        xml_width, xml_height = _xml_number(size, "width"), _xml_number(size, "height")
+        if xml_width > 0 and xml_height > 0:
+            width, height = xml_width, xml_height
+    except (AttributeError, ValueError, TypeError):
+        pass
+    objects = []
+    for obj in root.iter("object"):
+        name_node = obj.find("name")
+        name = name_node.text.strip() if name_node is not None and name_node.text else ""
+        if mapping is not None and name not in mapping:
+            skips.box("unknown class", path, repr(name))
+            continue
+        try:
+            bndbox = obj.find("bndbox")
+            xmin, ymin, xmax, ymax = (
+                _xml_number(bndbox, tag) for tag in ("xmin", "ymin", "xmax", "ymax"))
+        except (AttributeError, ValueError, TypeError):
+            skips.box("unreadable box", path)
+            continue
+        if xmin > xmax or ymin > ymax:
+            skips.box("inverted box", path, f"x {xmin}..{xmax}, y {ymin}..{ymax}")
+            continue
+        box = np.array([(ymin - 1) / height, (xmin - 1) / width,
+                        (ymax - 1) / height, (xmax - 1) / width])
+        clipped = np.clip(box, 0.0, 1.0)
+        if not np.allclose(clipped, box):
+            skips.box("box clipped to the image", path)
+        if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
+            skips.box("zero-area box", path)
+            continue
+        objects.append((name, clipped.astype(np.float32)))
+    return objects
+
+
+def _load_directory(path, split, *, label_map, annotations, validate):
+    name, start, stop = _split_name_and_slice(split)
+    root = os.path.normpath(path)
+    split_root = _split_root(root, name)
+    annotation_dirs = _find_annotation_dirs(root, split_root, annotations)
+    images = _walk_files(split_root, _is_image_file, exclude=annotation_dirs)
+    xml_index = _index_xml(annotation_dirs, split_root)
+    if not images:
+        raise ValueError(f"No image files ({', '.join(IMAGE_EXTENSIONS)}) under {split_root!r}.")
+    images = _apply_slice(images, start, stop)
+    if not images:
+        raise ValueError(f"Split {split!r} of {root!r} selects no images.")
+
+    names, mapping, descriptions = (None, None, ())
+    if label_map is not None:
+        names, mapping, descriptions = _read_label_map(label_map)
+    skips = _Skips()
+    if xml_index:
+        records, names = _voc_records(root, images, xml_index, names, mapping, validate, skips)
+        source = "voc"
+    else:
+        records, names = _folder_records(root, split_root, images, names, mapping, validate, skips)
+        source = "folder"
+    where = f"{root} [{split}]"
+    skips.summary(where, len(records))
+    if not records:
+        raise ValueError(
+            f"No usable images in {where}: skipped "
+            + ", ".join(f"{len(v)} {k}" for k, v in skips.files.items())
+            + ". See the log for the files."
+        )
+    meta = DatasetInfo(
+        name=root, split=split, source=source, class_names=tuple(names),
+        num_examples=len(records), has_boxes=source == "voc",
+        skipped={k: list(v) for k, v in skips.files.items()}, box_problems=dict(skips.boxes),
+        descriptions=descriptions,
+    )
+    return _records_dataset(records, root, meta)
+
+
+def _folder_records(root, split_root, images, names, mapping, validate, skips):
+    if names is None:
+        # Every class folder of every split, so that train and validation labels agree.
+        found = set()
+        for base in {split_root, *[os.path.join(root, a) for v in SPLIT_DIRS.values() for a in v]}:
+            if os.path.isdir(base):
+                found.update(d for d in os.listdir(base)
+                             if os.path.isdir(os.path.join(base, d)) and not d.startswith(".")
+                             and d not in ANNOTATION_DIRS and not _is_split_dir(base, root, d))
+        names = sorted(found)
+        mapping = {n: i for i, n in enumerate(names)}
+        if not names:
+            raise ValueError(f"{split_root!r} has images but no class sub-directories.")
+    candidates = []
+    for image in images:
+        relative = os.path.relpath(image, split_root)
+        parts = relative.split(os.sep)
+        if len(parts) < 2:
+            skips.skip("not in a class folder", image)
+        elif parts[0] not in mapping:
+            skips.skip("unknown class", image, repr(parts[0]))
+        else:
+            candidates.append((image, mapping[parts[0]]))
+    probed = _probe_all([p for p, _ in candidates], validate, skips)
+    empty = np.zeros((0, 4), np.float32)
+    records = [_Record(p, label, empty) for p, label in candidates if p in probed]
+    return records, names
+
+
+def _is_split_dir(base, root, name):
+    return os.path.normpath(base) == os.path.normpath(root) and any(
+        name == alias for aliases in SPLIT_DIRS.values() for alias in aliases)
+
+
+def _voc_records(root, images, xml_index, names, mapping, validate, skips):
+    with_xml = []
+    for image in images:
+        xml = xml_index.get(os.path.splitext(os.path.basename(image))[0])
+        if xml is None:
+            skips.skip("missing annotation", image)
+        else:
+            with_xml.append((image, xml))
+    probed = _probe_all([p for p, _ in with_xml], validate, skips)
+    parsed = []
+    for image, xml in with_xml:
+        if image not in probed:
+            continue
+        size = probed[image][:2] if probed[image] else _header_size(image)
+        objects = parse_voc_xml(xml, mapping, size, skips)
+        if objects is None:
+            skips.skip("unreadable annotation", image, xml)
+        elif not objects:
+            skips.skip("no usable box", image, xml)
+        else:
+            parsed.append((image, objects))
+    if names is None:
+        # Classes from every XML under the root, so that every split numbers them the same.
+        names = sorted({name for _, objects in parsed for name, _ in objects}
+                       | _all_xml_names(root, xml_index))
+        mapping = {n: i for i, n in enumerate(names)}
+    records = []
+    for image, objects in parsed:
+        # One label per image (ILSVRC: every object has the image's synset). With several
+        # classes (VOC) the first object's class labels the image and keeps its boxes.
+        first = objects[0][0]
+        boxes = np.stack([box for name, box in objects if name == first]).astype(np.float32)
+        records.append(_Record(image, mapping[first], boxes))
+    return records, names
+
+
+def _header_size(path):
+    with Image.open(path) as image:
+        return image.size[1], image.size[0]
+
+
+def _all_xml_names(root, xml_index):
+    """Object names of the XML files under ``root`` that no split image refers to (cheap regex)."""
+    names = set()
+    seen = set(xml_index.values())
+    for path in _walk_files(root, lambda f: f.lower().endswith(".xml")):
+        if path in seen:
+            continue
+        try:
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                text = handle.read()
+        except OSError:
+            continue
+        names.update(n.strip() for n in re.findall(r"<object>.*?<name>(.*?)</name>", text, re.S))
+    return names
+
+
+def _records_dataset(records, root, meta):
+    """A dataset reading the listed files; its ``epoch_source`` shuffles names before reading."""
+    paths = [r.path for r in records]
+    relative = [os.path.relpath(p, root) for p in paths]
+    labels = np.array([r.label for r in records], np.int32)
+    boxes = tf.RaggedTensor.from_row_lengths(
+        np.concatenate([r.boxes for r in records]).reshape(-1, 4).astype(np.float32),
+        np.array([len(r.boxes) for r in records], np.int64),
+    )
+    table = tf.data.Dataset.from_tensor_slices((paths, labels, boxes, relative))
+
+    def read(path, label, box, name):
+        return _element(tf.io.read_file(path), label, box, name)
+
+    def epoch_source(key):
+        # Shuffling names (not bytes) makes a full shuffle cheap at any dataset size.
+        return table.shuffle(len(paths), seed=key, reshuffle_each_iteration=False).map(
+            read, num_parallel_calls=tf.data.AUTOTUNE)
+
+    meta.epoch_source = epoch_source
+    return attach_info(table.map(read, num_parallel_calls=tf.data.AUTOTUNE), meta)

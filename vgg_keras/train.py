@@ -1,0 +1,327 @@
+"""The training machinery both scripts share: run directory, resume, schedule, distribution.
+
+A run directory holds everything a run produces and everything it needs to continue:
+
+    run_dir/
+      checkpoints/last.weights.h5   model + optimizer after the last finished epoch (atomic)
+      checkpoints/best.weights.h5   the epoch with the best monitored validation metric
+      checkpoints/state.json        epoch, schedule state and history (atomic)
+      history.csv, history.png      per-epoch metrics and their plot
+      logs/                         TensorBoard
+      model.keras, saved_model/     the final model (best epoch), for Keras and for serving
+      summary.json                  the evaluation of the final model
+
+Starting the same command again on a run directory continues after the last finished epoch; the
+data of every epoch is a function of (seed, epoch), so a resumed run ends with the same weights
+as one that was never interrupted.
+"""
+
+import csv
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.json"
+LAST_WEIGHTS = "last.weights.h5"
+BEST_WEIGHTS = "best.weights.h5"
+
+
+def parse_scale(text):
+    """``"256"`` -> 256 (single-scale S); ``"256:512"`` -> (256, 512) (jittered S).
+
+    >>> parse_scale("256:512")
+    (256, 512)
+    """
+    parts = str(text).split(":")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"scale must be S or SMIN:SMAX with integers, got {text!r}") from None
+    if len(values) == 1:
+        return values[0]
+    if len(values) == 2 and values[0] <= values[1]:
+        return tuple(values)
+    raise ValueError(f"scale must be S or SMIN:SMAX with SMIN <= SMAX, got {text!r}")
+
+
+def test_scale(scale):
+    """The paper's single test scale Q for a training scale: S, or the middle of [Smin, Smax]."""
+    if isinstance(scale, tuple):
+        return (scale[0] + scale[1]) // 2
+    return scale
+
+
+def multi_test_scales(scale):
+    """The paper's multi-scale Q set: {S-32, S, S+32}, or {Smin, middle, Smax} when jittered."""
+    if isinstance(scale, tuple):
+        return (scale[0], test_scale(scale), scale[1])
+    return (scale - 32, scale, scale + 32)
+
+
+def apply_weight_decay(model, weight_decay):
+    """Caffe's weight decay: ``weight_decay * w`` added to each kernel's gradient.
+
+    That is a loss term ``0.5 * weight_decay * ||w||^2`` on the kernels (Caffe's VGG prototxts
+    do not decay biases). Keras's ``SGD(weight_decay=...)`` is decoupled from momentum, which
+    would make the decay ten times weaker than the paper's at momentum 0.9.
+    """
+    if not weight_decay:
+        return
+    for layer in model.layers:
+        kernel = getattr(layer, "kernel", None)
+        if kernel is not None and kernel.trainable:
+            kernel.regularizer = keras.regularizers.L2(0.5 * weight_decay)
+
+
+def set_precision(precision):
+    """Set Keras's global dtype policy: float32, mixed_float16 or mixed_bfloat16."""
+    keras.mixed_precision.set_global_policy(precision)
+
+
+def distribution_scope(mode="auto"):
+    """A context in which to build and compile for data-parallel training.
+
+    ``auto`` uses, with the TensorFlow backend, ``MultiWorkerMirroredStrategy`` when
+    ``TF_CONFIG`` names several workers and ``MirroredStrategy`` when more than one GPU is
+    visible; with JAX, ``keras.distribution.DataParallel`` over several devices; otherwise
+    nothing. ``mirrored``/``multiworker``/``none`` force a choice.
+    """
+    import contextlib
+
+    backend = keras.backend.backend()
+    if mode == "none":
+        return contextlib.nullcontext(), 1
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        workers = len(json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {}).get("worker", []))
+        if mode == "multiworker" or (mode == "auto" and workers > 1):
+            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        elif mode == "mirrored" or (mode == "auto" and len(tf.config.list_logical_devices("GPU")) > 1):
+            devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+            strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
+        else:
+            return contextlib.nullcontext(), 1
+        print(f"Training with {type(strategy).__name__} over "
+              f"{strategy.num_replicas_in_sync} replicas.")
+        return strategy.scope(), strategy.num_replicas_in_sync
+    if backend == "jax":
+        devices = keras.distribution.list_devices()
+        if mode in ("mirrored", "auto") and len(devices) > 1:
+            keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+            print(f"Training with keras.distribution.DataParallel over {len(devices)} devices.")
+            return contextlib.nullcontext(), len(devices)
+    if mode in ("mirrored", "multiworker"):
+        raise ValueError(f"--distribute {mode} needs the TensorFlow backend (or JAX for mirrored).")
+    return contextlib.nullcontext(), 1
+
+
+def _atomic_write_text(path, text):
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_save_weights(model, path):
+    tmp = str(path).replace(".weights.h5", ".tmp.weights.h5")
+    model.save_weights(tmp)
+    os.replace(tmp, path)
+
+
+def seed_generators(model):
+    """Every ``SeedGenerator`` of ``model`` (dropout, augmentation), in a stable order.
+
+    ``save_weights`` leaves their state out, so a resumed run restores it from the state file
+    and draws the same dropout masks and augmentations as a run never interrupted.
+    """
+    found, seen = [], set()
+
+    def visit(layer):
+        for generator in getattr(layer, "_seed_generators", []):
+            if id(generator) not in seen:
+                seen.add(id(generator))
+                found.append(generator)
+        for child in getattr(layer, "_layers", []):
+            visit(child)
+
+    visit(model)
+    return found
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class ResumableTraining(keras.callbacks.Callback):
+    """Checkpoints, step-down learning-rate schedule, history and NaN guard in one callback.
+
+    After each epoch: divide the learning rate by ``factor`` when ``monitor`` has not improved
+    for ``patience`` epochs (at most ``max_drops`` times: the paper's schedule), write the
+    history, save ``last`` (and ``best``) weights with the optimizer state, then the state
+    file, each atomically, so a kill at any moment leaves a consistent checkpoint.
+    """
+
+    def __init__(self, run_dir, *, monitor="val_accuracy", mode="max", patience=2, factor=0.1,
+                 max_drops=3, target_model=None):
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.checkpoint_dir = self.run_dir / "checkpoints"
+        self.monitor = monitor
+        self.mode = mode
+        self.patience = patience
+        self.factor = factor
+        self.max_drops = max_drops
+        self.target_model = target_model
+        self.state = {"epoch": 0, "best": None, "best_epoch": None, "wait": 0, "drops": 0,
+                      "history": []}
+        self.diverged_at = None
+
+    # -- state --------------------------------------------------------------------------------
+    def restore(self, training_model):
+        """Load the last checkpoint into ``training_model``; return the epoch to start at."""
+        state_path = self.checkpoint_dir / STATE_FILE
+        if not state_path.exists():
+            return 0
+        self.state = json.loads(state_path.read_text())
+        if training_model.optimizer is not None and not training_model.optimizer.built:
+            training_model.optimizer.build(training_model.trainable_variables)
+        training_model.load_weights(self.checkpoint_dir / LAST_WEIGHTS)
+        for generator, value in zip(seed_generators(training_model), self.state["seed_states"]):
+            generator.state.assign(np.asarray(value, dtype=generator.state.dtype))
+        print(f"Resuming {self.run_dir} after epoch {self.state['epoch']} (learning rate "
+              f"{float(keras.ops.convert_to_numpy(training_model.optimizer.learning_rate)):.3g}).")
+        return self.state["epoch"]
+
+    def _improved(self, value):
+        best = self.state["best"]
+        if best is None:
+            return True
+        return value > best if self.mode == "max" else value < best
+
+    # -- callback hooks -----------------------------------------------------------------------
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.diverged_at = (self.state["epoch"] + 1, batch + 1)
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.diverged_at is not None:
+            return  # keep the last good checkpoint untouched
+        logs = dict(logs or {})
+        optimizer = self.model.optimizer
+        logs["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        value = logs.get(self.monitor)
+        weights_model = self.target_model or self.model
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        if value is not None and self._improved(value):
+            self.state.update(best=float(value), best_epoch=epoch + 1, wait=0)
+            _atomic_save_weights(weights_model, self.checkpoint_dir / BEST_WEIGHTS)
+        elif value is not None:
+            self.state["wait"] += 1
+            if self.state["wait"] >= self.patience and self.state["drops"] < self.max_drops:
+                new_lr = logs["learning_rate"] * self.factor
+                optimizer.learning_rate.assign(new_lr)
+                self.state["drops"] += 1
+                self.state["wait"] = 0
+                print(f"\nEpoch {epoch + 1}: {self.monitor} stopped improving; learning rate "
+                      f"divided by {1 / self.factor:g} to {new_lr:.3g} (drop {self.state['drops']}"
+                      f" of {self.max_drops}).")
+        self.state["epoch"] = epoch + 1
+        self.state["seed_states"] = [
+            [int(v) for v in keras.ops.convert_to_numpy(generator.state.value)]
+            for generator in seed_generators(self.model)
+        ]
+        self.state["history"].append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
+        self._write_history()
+        _atomic_save_weights(self.model, self.checkpoint_dir / LAST_WEIGHTS)
+        _atomic_write_text(self.checkpoint_dir / STATE_FILE, json.dumps(self.state, indent=1))
+
+    def _write_history(self):
+        rows = self.state["history"]
+        keys = sorted({k for row in rows for k in row if k != "epoch"})
+        tmp = self.run_dir / "history.csv.tmp"
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["epoch", *keys])
+            for row in rows:
+                writer.writerow([row["epoch"], *[row.get(k, "") for k in keys]])
+        os.replace(tmp, self.run_dir / "history.csv")
+
+
+def plot_history(history, path):
+    """Loss, accuracy and learning rate per epoch, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    groups = [
+        ("loss", [k for k in ("loss", "val_loss") if any(k in r for r in history)]),
+        ("metric", sorted({k for r in history for k in r
+                           if k not in ("epoch", "loss", "val_loss", "learning_rate")})),
+        ("learning rate", ["learning_rate"]),
+    ]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for axis, (title, keys) in zip(axes, groups):
+        for key in keys:
+            axis.plot(epochs, [row.get(key, np.nan) for row in history], marker="o", label=key)
+        axis.set_title(title)
+        axis.set_xlabel("epoch")
+        if keys:
+            axis.legend()
+    axes[2].set_yscale("log")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def fit_resumable(training_model, train_data, *, epochs, steps_per_epoch, run_dir,
+                  validation_data=None, validation_steps=None, monitor="val_accuracy", mode="max",
+                  patience=2, max_drops=3, target_model=None, verbose="auto"):
+    """``training_model.fit`` that resumes from ``run_dir`` and stops cleanly on NaN.
+
+    ``train_data(start_epoch)`` must return a dataset whose batches from position 0 are those of
+    ``start_epoch`` onwards (``steps_per_epoch`` per epoch), each epoch a function of the seed
+    and its number only. ``target_model`` is the model to keep as "best" (e.g. the network
+    without its training-only augmentation wrapper). Returns the callback's state.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    keeper = ResumableTraining(run_dir, monitor=monitor, mode=mode, patience=patience,
+                               max_drops=max_drops, target_model=target_model)
+    start = keeper.restore(training_model)
+    if start >= epochs:
+        log.info("Run in %s already finished %d epochs", run_dir, start)
+        return keeper.state
+    callbacks = [keeper, keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False)]
+    started = time.time()
+    training_model.fit(
+        train_data(start), epochs=epochs, initial_epoch=start, steps_per_epoch=steps_per_epoch,
+        validation_data=validation_data, validation_steps=validation_steps, callbacks=callbacks,
+        verbose=verbose,
+    )
+    if keeper.diverged_at is not None:
+        epoch, step = keeper.diverged_at
+        kept = (f"The last good checkpoint (epoch {keeper.state['epoch']}) is kept in "
+                f"{run_dir / 'checkpoints'}" if keeper.state["epoch"] else
+                "No epoch finished, so nothing was saved")
+        raise TrainingDiverged(
+            f"The loss became NaN/Inf at epoch {epoch}, step {step}. {kept}; lower the learning "
+            f"rate (--lr) or use float32 precision and run again."
+        )
+    keeper.state["train_seconds"] = time.time() - started
+    plot_history(keeper.state["history"], run_dir / "history.png")
+    return keeper.state
