@@ -100,6 +100,20 @@ def test_killed_run_resumes_to_the_same_weights(tfds_dir, tmp_path):
     summary = json.loads((killed_dir / "summary.json").read_text())
     assert 0 <= summary["top1_error"] <= 100 and summary["top5_error"] <= summary["top1_error"]
 
+    # Every protocol on the saved model, from the command line, printed and written as JSON.
+    rows_path = tmp_path / "rows.json"
+    evaluation = run_script(["--evaluate", str(killed_dir / "model.keras"), "--data",
+                             "vgg_shapes/small", "--eval-scales", "36", "44", "--eval-methods",
+                             "center", "dense", "multicrop", "--eval-output", str(rows_path)],
+                            env)
+    out, _ = evaluation.communicate(timeout=600)
+    assert evaluation.returncode == 0, out[-3000:]
+    assert "| 36,44 | dense+multicrop |" in out
+    rows = json.loads(rows_path.read_text())
+    assert [(r["scales"], r["method"]) for r in rows][-1] == ([36, 44], "dense+multicrop")
+    center_at_40 = [r for r in rows if r["method"] == "center" and r["scales"] == [36]][0]
+    assert 0 <= center_at_40["top5"] <= center_at_40["top1"] <= 100
+
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path):
     """Epoch 2's data blows the loss up: the run stops, epoch 1's checkpoint stays as it was."""
@@ -167,8 +181,43 @@ def test_two_replicas_train_like_one_device(tfds_dir, tmp_path):
         assert process.returncode == 0, process.stdout[-2000:] + process.stderr[-3000:]
         runs[mode] = read_weights(run_dir / "checkpoints" / "last.weights.h5")
     assert "2 replica(s)" in process.stdout
-    one, two = runs["none"], runs["mirrored"]
+
+    # Several workers (TF_CONFIG) are refused up front with the reason, not mid-epoch.
+    cluster = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
+    worker_env = dict(env, TF_CONFIG=json.dumps({"cluster": cluster,
+                                                 "task": {"type": "worker", "index": 0}}))
+    refused = subprocess.run([sys.executable, str(ROOT / "train_cls.py"), *args,
+                              "--run-dir", str(tmp_path / "multiworker")],
+                             env=worker_env, capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and "keras-team/keras#20585" in refused.stderr
+    assert not (tmp_path / "multiworker" / "checkpoints").exists()
+
+    one = runs["none"]
     kernels = [name for name in one if name.endswith("vars/0") and not name.startswith("optimizer")]
     assert kernels
-    for name in kernels:
-        np.testing.assert_allclose(two[name], one[name], rtol=1e-4, atol=1e-5, err_msg=name)
+    for mode in ("mirrored",):
+        for name in kernels:
+            np.testing.assert_allclose(runs[mode][name], one[name], rtol=1e-4, atol=1e-5,
+                                       err_msg=f"{mode}: {name}")
+
+
+def test_schedule_divides_by_ten_on_plateau_at_most_three_times_and_holds_at_chance(tmp_path):
+    import keras
+
+    from vgg_keras.train import ResumableTraining
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    keeper = ResumableTraining(tmp_path, patience=2, max_drops=3, hold_below=0.2)
+    keeper.set_model(model)
+    rates = []
+    # At chance (0.1) for 4 epochs: no drop. Then 0.5, then a long plateau.
+    for epoch, accuracy in enumerate([0.1, 0.12, 0.1, 0.11, 0.5] + [0.5] * 10):
+        keeper.on_epoch_end(epoch, {"val_accuracy": accuracy, "loss": 1.0})
+        rates.append(float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)))
+    assert rates[:6] == pytest.approx([0.01] * 6)
+    assert rates[6] == pytest.approx(1e-3)  # two epochs without improvement after 0.5
+    assert rates[8] == pytest.approx(1e-4) and rates[10] == pytest.approx(1e-5)
+    assert rates[-1] == pytest.approx(1e-5)  # three drops at most
+    state = json.loads((tmp_path / "checkpoints" / "state.json").read_text())
+    assert state["drops"] == 3 and state["best"] == 0.5 and state["best_epoch"] == 5

@@ -9,7 +9,7 @@ Model code uses only ``keras``; ``vgg_keras.data`` (tf.data, TFDS) imports Tenso
 
 from .configs import CONFIGS
 from .layers import InputNormalization, LocalResponseNormalization, MinimumSpatialSize
-from .models import build_vgg, preinitialize, to_dense
+from .models import build_localizer, build_vgg, preinitialize, to_dense
 
 __version__ = "0.1.0"
 
@@ -18,6 +18,7 @@ __all__ = [
     "InputNormalization",
     "LocalResponseNormalization",
     "MinimumSpatialSize",
+    "build_localizer",
     "build_vgg",
     "preinitialize",
     "to_dense",

@@ -26,7 +26,7 @@ DEFAULTS = dict(
     init="paper", init_from=None, val_fraction=0.05, epochs=74, steps_per_epoch=None,
     batch_size=256, accumulate=1, lr=1e-2, momentum=0.9, weight_decay=5e-4, lr_patience=2,
     lr_drops=3, precision="float32", jit=False, distribute="auto", seed=0, run_dir=None,
-    eval_batch_size=32, verbose="auto", export=True, flip=True, color_shift=True,
+    eval_batch_size=32, verbose="auto", export=True, flip=True, color_shift=True, optimizer="sgd",
 )
 
 
@@ -54,10 +54,16 @@ def default_run_dir(task, arch, scale):
     return Path("runs") / f"{task}-{arch.lower()}-s{scale_text}"
 
 
-def _optimizer(lr, momentum, accumulate):
-    return keras.optimizers.SGD(
-        learning_rate=lr, momentum=momentum,
-        gradient_accumulation_steps=accumulate if accumulate > 1 else None)
+def make_optimizer(name, lr, momentum, accumulate):
+    """The paper's SGD with momentum, or Adam; ``accumulate`` > 1 sums gradients of that many
+    batches into one update (the paper's batch of 256 on a small machine)."""
+    accumulation = accumulate if accumulate > 1 else None
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate=lr, gradient_accumulation_steps=accumulation)
+    if name != "sgd":
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {name!r}")
+    return keras.optimizers.SGD(learning_rate=lr, momentum=momentum,
+                                gradient_accumulation_steps=accumulation)
 
 
 def _initialize_from(model, path):
@@ -118,6 +124,8 @@ def train_classifier(**options):
     run_dir = Path(o["run_dir"] or default_run_dir("cls", o["arch"], scale))
     run_dir.mkdir(parents=True, exist_ok=True)
     set_precision(o["precision"])
+    # First: MultiWorkerMirroredStrategy must configure collectives before any TF op runs.
+    scope, replicas = distribution_scope(o["distribute"])
 
     train_examples, val_examples = load_splits(o["data"], val_fraction=o["val_fraction"],
                                                data_dir=o["data_dir"])
@@ -128,7 +136,6 @@ def train_classifier(**options):
         {**o, "scale": list(scale) if isinstance(scale, tuple) else scale,
          "classes": list(meta.class_names)}, indent=1, default=str))
 
-    scope, replicas = distribution_scope(o["distribute"])
     keras.utils.set_random_seed(o["seed"])  # here: loading data may have drawn random numbers
     with scope:
         model = build_vgg(o["arch"], meta.num_classes, input_shape=(o["crop"], o["crop"], 3),
@@ -149,7 +156,7 @@ def train_classifier(**options):
             trainer = model
         apply_weight_decay(model, o["weight_decay"])
         trainer.compile(
-            optimizer=_optimizer(o["lr"], o["momentum"], o["accumulate"]),
+            optimizer=make_optimizer(o["optimizer"], o["lr"], o["momentum"], o["accumulate"]),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
                      keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5")],
@@ -175,7 +182,7 @@ def train_classifier(**options):
     state = fit_resumable(
         trainer, train_data, epochs=o["epochs"], steps_per_epoch=steps, run_dir=run_dir,
         validation_data=val_data, validation_steps=val_steps, patience=o["lr_patience"], max_drops=o["lr_drops"],
-        target_model=model, verbose=o["verbose"] if o["verbose"] == "auto" else int(o["verbose"]),
+        target_model=model, hold_below=2.0 / meta.num_classes, verbose=o["verbose"] if o["verbose"] == "auto" else int(o["verbose"]),
     )
     best = run_dir / "checkpoints" / "best.weights.h5"
     if best.exists():

@@ -102,6 +102,9 @@ def common_parser(description, *, default_lr, default_arch="D"):
     opt.add_argument("--accumulate", type=_positive(int), default=1,
                      help="accumulate gradients over N batches before each update, so that "
                           "--batch-size 32 --accumulate 8 trains with the paper's batch of 256")
+    opt.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
+                     help="sgd is the paper's (with --momentum); adam leaves chance sooner in "
+                          "short CPU experiments (then --lr 3e-4 works well)")
     opt.add_argument("--lr", type=_positive(float), default=default_lr,
                      help="initial learning rate")
     opt.add_argument("--momentum", type=_non_negative_float, default=0.9, help="SGD momentum")

@@ -276,3 +276,80 @@ def preinitialize(model, source, *, conv_layers=PREINIT_CONV_LAYERS, fc_layers=(
 
 def _has_layer(model, name):
     return any(layer.name == name for layer in model.layers)
+
+
+REGRESSIONS = ("scr", "pcr")
+BOX_LAYER = "fc8_box"
+"""Name of the localizer's box regression layer (the classifier's ``fc8`` replaced)."""
+
+
+def build_localizer(source="D", num_classes=None, *, regression="pcr", input_shape=(224, 224, 3),
+                    width=1.0, dropout=0.5, init="paper", preprocessing="imagenet", name=None):
+    """The localisation net of the paper's Appendix A: the classification net with its last FC
+    layer replaced by a linear box regressor ``fc8_box``.
+
+    It predicts boxes as ``[cx, cy, w, h]`` relative to the input crop: 4 outputs for
+    single-class regression (``"scr"``), 4 x C for per-class regression (``"pcr"``, class c's box
+    at outputs ``4c:4c+4``, i.e. ``reshape(-1, C, 4)``).
+
+    Args:
+        source: a trained classification model (or a path to its ``.keras`` file), whose conv
+            and fc6/fc7 weights are copied (fine-tuning, as in the paper), or a configuration
+            name ("A" ... "E") to build from random initialisation.
+        num_classes: classes C (PCR needs it); from a classifier it defaults to its fc8 width
+            and must match it when given.
+        regression: "scr" or "pcr".
+        input_shape, width, dropout, init, preprocessing: as :func:`build_vgg`, used when
+            ``source`` is a configuration name (a classifier brings its own); ``init`` also
+            initialises ``fc8_box``.
+
+    The new ``fc8_box`` layer is always randomly initialised. The result shares no layer with
+    ``source``.
+
+    >>> cls = build_vgg("A", 10, input_shape=(64, 64, 3), width=0.25)
+    >>> build_localizer(cls, regression="pcr").output_shape
+    (None, 40)
+    """
+    regression = str(regression).lower()
+    if regression not in REGRESSIONS:
+        raise ValueError(f"regression must be one of {REGRESSIONS}, got {regression!r}.")
+    if init not in INITIALIZERS:
+        raise ValueError(f"init must be one of {INITIALIZERS}, got {init!r}.")
+    if isinstance(source, str) and source.upper() in CONFIGS:
+        if regression == "pcr" and num_classes is None:
+            raise ValueError("Per-class regression needs num_classes.")
+        if num_classes is not None and (int(num_classes) != num_classes or num_classes < 1):
+            raise ValueError(f"num_classes must be a positive integer, got {num_classes}.")
+        key = canonical_arch(source)
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
+        input_shape = tuple(input_shape)
+        _check_input_shape(input_shape, include_top=True)
+        inputs = keras.Input(shape=input_shape, name="image")
+        x = inputs
+        if preprocessing is not None:
+            x = _normalization_layer(preprocessing)(x)
+        x = vgg_backbone(x, key, width=width, init=init)
+        outputs = 4 * int(num_classes) if regression == "pcr" else 4
+        x = vgg_head(x, outputs, width=width, dropout=dropout, init=init, output_name=BOX_LAYER)
+        default = "vgg_" + key.lower().replace("-", "_") + f"_loc_{regression}"
+        return keras.Model(inputs, x, name=name or default)
+
+    classifier = _load_if_path(source)
+    if not _has_layer(classifier, "fc8"):
+        raise ValueError(
+            f"build_localizer: {classifier.name!r} has no 'fc8' layer to replace; pass a "
+            f"classification model from build_vgg / train_cls.py, or a configuration name.")
+    classes = classifier.get_layer("fc8").units
+    if num_classes is not None and int(num_classes) != classes:
+        raise ValueError(f"num_classes={num_classes} but the classifier's fc8 has {classes} "
+                         "outputs; the localizer must use the classifier's classes.")
+    # A structural copy, so that training the localizer leaves the classifier untouched.
+    copy = keras.models.clone_model(classifier)
+    copy.set_weights(classifier.get_weights())
+    outputs = 4 * classes if regression == "pcr" else 4
+    features = copy.get_layer("fc8").input
+    box = keras.layers.Dense(
+        outputs, name=BOX_LAYER, kernel_initializer=_kernel_initializer(init),
+        bias_initializer="zeros")(features)
+    return keras.Model(copy.input, box, name=name or f"{classifier.name}_loc_{regression}")

@@ -104,7 +104,14 @@ def distribution_scope(mode="auto"):
 
         workers = len(json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {}).get("worker", []))
         if mode == "multiworker" or (mode == "auto" and workers > 1):
-            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+            # Fail before any work: Keras 3's fit feeds PerReplica values it cannot convert
+            # under this strategy (keras-team/keras#20585, open; seen with Keras 3.15.1 and
+            # TensorFlow 2.21 on two processes over loopback).
+            raise NotImplementedError(
+                "Multi-worker training (TF_CONFIG with several workers) is blocked by Keras "
+                "3.15's model.fit under MultiWorkerMirroredStrategy (keras-team/keras#20585). "
+                "Train on one machine: --distribute mirrored over its GPUs, or the JAX backend "
+                "with keras.distribution.DataParallel.")
         elif mode == "mirrored" or (mode == "auto" and len(tf.config.list_logical_devices("GPU")) > 1):
             devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
             strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
@@ -173,7 +180,7 @@ class ResumableTraining(keras.callbacks.Callback):
     """
 
     def __init__(self, run_dir, *, monitor="val_accuracy", mode="max", patience=2, factor=0.1,
-                 max_drops=3, target_model=None):
+                 max_drops=3, target_model=None, hold_below=None):
         super().__init__()
         self.run_dir = Path(run_dir)
         self.checkpoint_dir = self.run_dir / "checkpoints"
@@ -183,6 +190,7 @@ class ResumableTraining(keras.callbacks.Callback):
         self.factor = factor
         self.max_drops = max_drops
         self.target_model = target_model
+        self.hold_below = hold_below
         self.state = {"epoch": 0, "best": None, "best_epoch": None, "wait": 0, "drops": 0,
                       "history": []}
         self.diverged_at = None
@@ -228,6 +236,10 @@ class ResumableTraining(keras.callbacks.Callback):
         if value is not None and self._improved(value):
             self.state.update(best=float(value), best_epoch=epoch + 1, wait=0)
             _atomic_save_weights(weights_model, self.checkpoint_dir / BEST_WEIGHTS)
+        elif value is not None and self.hold_below is not None and value < self.hold_below:
+            # Plain VGG sits at chance for several epochs before it learns; lowering the rate
+            # there would freeze it at chance, so the schedule waits until it has left.
+            self.state["wait"] = 0
         elif value is not None:
             self.state["wait"] += 1
             if self.state["wait"] >= self.patience and self.state["drops"] < self.max_drops:
@@ -290,7 +302,7 @@ def plot_history(history, path):
 
 def fit_resumable(training_model, train_data, *, epochs, steps_per_epoch, run_dir,
                   validation_data=None, validation_steps=None, monitor="val_accuracy", mode="max",
-                  patience=2, max_drops=3, target_model=None, verbose="auto"):
+                  patience=2, max_drops=3, target_model=None, hold_below=None, verbose="auto"):
     """``training_model.fit`` that resumes from ``run_dir`` and stops cleanly on NaN.
 
     ``train_data(start_epoch)`` must return a dataset whose batches from position 0 are those of
@@ -301,7 +313,8 @@ def fit_resumable(training_model, train_data, *, epochs, steps_per_epoch, run_di
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     keeper = ResumableTraining(run_dir, monitor=monitor, mode=mode, patience=patience,
-                               max_drops=max_drops, target_model=target_model)
+                               max_drops=max_drops, target_model=target_model,
+                               hold_below=hold_below)
     start = keeper.restore(training_model)
     if start >= epochs:
         log.info("Run in %s already finished %d epochs", run_dir, start)

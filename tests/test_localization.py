@@ -1,0 +1,254 @@
+"""Localisation (Appendix A): PCR loss masking, localizer from a classifier, saving, both test
+protocols on hand-worked cases, bad input, and train_loc.py end to end."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from vgg_keras import boxes as B
+from vgg_keras.localization import (
+    BoxAccuracy, BoxRegressionLoss, dense_boxes, localization_errors, localize_image,
+    pack_targets, protocol1, regression_of,
+)
+from vgg_keras.models import build_localizer, build_vgg
+
+TINY = ["--arch", "A", "--width", "0.125", "--crop", "32", "--scale", "36:44", "--batch-size",
+        "16", "--init", "glorot", "--data", "vgg_shapes/small", "--verbose", "0"]
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    keras.utils.set_random_seed(1)
+    return build_vgg("A", 10, input_shape=(32, 32, 3), width=0.125, init="glorot")
+
+
+# -- loss ------------------------------------------------------------------------------------
+
+
+def test_pcr_loss_penalises_only_the_ground_truth_class():
+    loss = BoxRegressionLoss(num_classes=3)
+    pred = tf.Variable(np.random.default_rng(0).normal(size=(2, 12)).astype("float32"))
+    y = np.array([[0.5, 0.5, 0.2, 0.4, 1], [0.1, 0.2, 0.3, 0.4, 2]], "float32")
+    with tf.GradientTape() as tape:
+        value = loss(y, pred)
+    grad = tape.gradient(value, pred).numpy().reshape(2, 3, 4)
+    p = pred.numpy().reshape(2, 3, 4)
+    expected = np.zeros_like(grad)
+    expected[0, 1] = (p[0, 1] - y[0, :4]) / 2  # mean over the batch of 0.5 * ||.||^2
+    expected[1, 2] = (p[1, 2] - y[1, :4]) / 2
+    np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-7)
+    assert np.all(grad[0, [0, 2]] == 0) and np.all(grad[1, :2] == 0)  # exactly zero
+    manual = np.mean([0.5 * np.sum((p[0, 1] - y[0, :4]) ** 2),
+                      0.5 * np.sum((p[1, 2] - y[1, :4]) ** 2)])
+    np.testing.assert_allclose(float(value), manual, rtol=1e-5)
+    # Other classes' outputs are never read: not even a NaN there reaches the loss.
+    poisoned = p.copy()
+    poisoned[0, 0] = np.nan
+    assert np.isfinite(float(loss(y, poisoned.reshape(2, 12))))
+
+
+def test_scr_loss_and_box_accuracy():
+    y = np.array([[0.5, 0.5, 0.4, 0.4, 7], [0.5, 0.5, 0.4, 0.4, 3]], "float32")
+    pred = np.array([[0.5, 0.5, 0.4, 0.4], [0.1, 0.1, 0.1, 0.1]], "float32")
+    value = float(BoxRegressionLoss()(y, pred))
+    np.testing.assert_allclose(value, 0.5 * (0 + 0.5 * (0.16 * 2 + 0.09 * 2)), rtol=1e-5)
+    metric = BoxAccuracy()
+    metric.update_state(y, pred)
+    assert float(metric.result()) == 0.5
+    with pytest.raises(ValueError, match="40 outputs but the loss expects 4"):
+        BoxRegressionLoss()(y, np.zeros((2, 40), "float32"))
+
+
+def test_pack_targets_masks_degenerate_boxes_and_rejects_foreign_classes():
+    labels = tf.constant([0, 1, 2])
+    yxyx = tf.constant([[0.2, 0.1, 0.6, 0.5], [0.3, 0.3, 0.3, 0.8], [0, 0, 0, 0]], tf.float32)
+    y, weight = pack_targets(labels, yxyx, num_classes=3)
+    np.testing.assert_allclose(y[0].numpy(), [0.3, 0.4, 0.4, 0.4, 0.0], atol=1e-6)
+    assert weight.numpy().tolist() == [1.0, 0.0, 0.0]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="beyond the localizer's head"):
+        pack_targets(tf.constant([0, 5]), yxyx[:2], num_classes=3)
+
+
+# -- model -----------------------------------------------------------------------------------
+
+
+def test_localizer_keeps_the_classifiers_conv_and_fc_weights(classifier):
+    before = {layer.name: [w.copy() for w in layer.get_weights()] for layer in classifier.layers}
+    for regression, outputs in (("scr", 4), ("pcr", 40)):
+        loc = build_localizer(classifier, regression=regression)
+        assert loc.output_shape == (None, outputs)
+        assert regression_of(loc)[0] == regression
+        for layer in loc.layers:
+            if layer.name == "fc8_box" or not layer.weights:
+                continue
+            for a, b in zip(layer.get_weights(), before[layer.name]):
+                np.testing.assert_array_equal(a, b)
+    # No shared layers: training the localizer leaves the classifier alone.
+    loc.get_layer("fc7").set_weights([np.zeros_like(w) for w in loc.get_layer("fc7").get_weights()])
+    np.testing.assert_array_equal(classifier.get_layer("fc7").get_weights()[0], before["fc7"][0])
+    with pytest.raises(ValueError, match="fc8 has 10 outputs"):
+        build_localizer(classifier, 5)
+    with pytest.raises(ValueError, match="regression must be one of"):
+        build_localizer(classifier, regression="xyz")
+    with pytest.raises(ValueError, match="needs num_classes"):
+        build_localizer("A", input_shape=(32, 32, 3), width=0.125)
+
+
+def test_localizer_saves_and_exports(classifier, tmp_path):
+    loc = build_localizer(classifier, regression="pcr")
+    loc.compile(optimizer="sgd", loss=BoxRegressionLoss(10), metrics=[BoxAccuracy(10)])
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    expected = loc.predict(x, verbose=0)
+    loc.save(tmp_path / "loc.keras")
+    loaded = keras.saving.load_model(tmp_path / "loc.keras", safe_mode=True)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    assert isinstance(loaded.loss, BoxRegressionLoss) and loaded.loss.num_classes == 10
+    loc.export(str(tmp_path / "saved_model"), verbose=False)
+    served = tf.saved_model.load(str(tmp_path / "saved_model"))
+    np.testing.assert_allclose(served.serve(x).numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+# -- protocol 1 ------------------------------------------------------------------------------
+
+
+def fixed_predictor(rows):
+    """A 'localizer' that outputs rows[i] for the one-hot input e_i."""
+    rows = np.asarray(rows, "float32")
+    inputs = keras.Input((len(rows),))
+    layer = keras.layers.Dense(rows.shape[1], use_bias=False)
+    model = keras.Model(inputs, layer(inputs))
+    layer.set_weights([rows])
+    return model
+
+
+def test_protocol1_hand_cases():
+    junk = [0.9, 0.9, 0.01, 0.01]
+    rows = [
+        junk + [0.4, 0.4, 0.4, 0.4],           # label 1, exactly its box: right
+        [0.75, 0.75, 0.5, 0.5] + junk,         # label 0, matches the 2nd of two boxes: right
+        [0.25, 0.5, 0.5, 1.0] + junk,          # label 0, IoU exactly 0.5: wrong
+        junk + junk,                           # no ground-truth box: skipped
+        junk + junk,                           # only a degenerate box: skipped
+    ]
+    pad = [-1.0] * 4
+    labels = {
+        "label": np.array([1, 0, 0, 1, 0]),
+        "boxes": np.array([[[0.2, 0.2, 0.6, 0.6], pad], [[0, 0, 0.5, 0.5], [0.5, 0.5, 1, 1]],
+                           [[0, 0, 1, 1], pad], [pad, pad], [[0.5, 0.5, 0.5, 0.9], pad]]),
+        "num_boxes": np.array([1, 2, 1, 0, 1]),
+    }
+    result = protocol1(fixed_predictor(rows), [(np.eye(5, dtype="float32"), labels)])
+    assert result["images"] == 3 and result["skipped"] == 2
+    assert result["error"] == pytest.approx(100 / 3)
+    labels["label"] = np.array([1, 0, 0, 1, 2])
+    with pytest.raises(ValueError, match="Class id 2 is beyond the head's 2 classes"):
+        protocol1(fixed_predictor(rows), [(np.eye(5, dtype="float32"), labels)])
+
+
+# -- protocol 2 ------------------------------------------------------------------------------
+
+
+def test_dense_boxes_are_placed_at_their_window():
+    # A 32x64 image, crop 32: two locations, windows at x = 0 and x = 32 pixels.
+    box_map = np.array([[[[0.5, 0.5, 1.0, 1.0]], [[0.5, 0.5, 1.0, 1.0]]]])
+    out = dense_boxes(box_map, (32, 64), 32)
+    np.testing.assert_allclose(out[0, 0, 0], [0, 0, 1, 0.5])
+    np.testing.assert_allclose(out[0, 1, 0], [0, 0.5, 1, 1])
+    out = dense_boxes(np.array([[[[0.25, 0.5, 0.5, 0.5]]]]), (64, 64), 32)
+    np.testing.assert_allclose(out[0, 0, 0], [0.125, 0, 0.375, 0.25])
+
+
+def test_protocol2_merges_and_rates_by_class_scores():
+    a, a2, far = [0.1, 0.1, 0.5, 0.5], [0.1, 0.1, 0.5, 0.6], [0.6, 0.6, 0.9, 0.9]
+    # SCR: three locations share their box over the classes.
+    scr_boxes = np.array([[a], [a2], [far]])
+    rates = np.array([[0.6, 0.4], [0.7, 0.3], [0.2, 0.8]])
+    guesses = localize_image([(scr_boxes, rates)], np.array([0.6, 0.4]))
+    assert [c for c, _ in guesses] == [0, 1]
+    np.testing.assert_allclose(guesses[0][1], [0.1, 0.1, 0.5, 0.55])  # a, a2 merged: 1.3 > 0.2
+    np.testing.assert_allclose(guesses[1][1], far)                    # 0.8 > 0.4 + 0.3
+    # PCR from two nets/scales: the union is merged per class.
+    pcr1 = np.array([[a, far]])
+    pcr2 = np.array([[a2, far]])
+    guesses = localize_image([(pcr1, np.array([[0.9, 0.1]])), (pcr2, np.array([[0.8, 0.2]]))],
+                             np.array([0.3, 0.7]), top=5)
+    assert [c for c, _ in guesses] == [1, 0]
+    np.testing.assert_allclose(guesses[0][1], far)
+    np.testing.assert_allclose(guesses[1][1], [0.1, 0.1, 0.5, 0.55])
+    # ILSVRC criterion with several ground-truth boxes: the 2nd guess hits the 2nd box.
+    gt = np.array([[0, 0, 0.05, 0.05], [0.1, 0.1, 0.5, 0.55]])
+    assert localization_errors(guesses, 0, gt) == {"top1": 1.0, "top5": 0.0}
+    assert localization_errors(guesses, 1, gt) == {"top1": 1.0, "top5": 1.0}  # right class, bad box
+
+
+# -- train_loc.py ----------------------------------------------------------------------------
+
+
+def test_train_loc_end_to_end_resumes_and_evaluates(tfds_dir, tmp_path, classifier, capsys):
+    import train_loc
+
+    classifier.save(tmp_path / "cls.keras")
+    run_dir = tmp_path / "loc"
+    args = TINY + ["--init-from", str(tmp_path / "cls.keras"), "--steps-per-epoch", "4",
+                   "--run-dir", str(run_dir), "--finetune", "fc", "--regression", "pcr",
+                   "--eval-split", "validation[:24]"]
+    assert train_loc.main(args + ["--epochs", "1"]) == 0
+    assert train_loc.main(args + ["--epochs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "Resuming" in out and "after epoch 1" in out
+    state = json.loads((run_dir / "checkpoints" / "state.json").read_text())
+    assert state["epoch"] == 2
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["protocol1"]["images"] > 0 and 0 <= summary["protocol1_error"] <= 100
+    assert 0 <= summary["protocol2_top5_error"] <= 100
+    trained = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
+    # FC-only fine-tuning: the conv layers are still the classifier's.
+    np.testing.assert_array_equal(trained.get_layer("block3_conv2").get_weights()[0],
+                                  classifier.get_layer("block3_conv2").get_weights()[0])
+    assert not np.array_equal(trained.get_layer("fc7").get_weights()[0],
+                              classifier.get_layer("fc7").get_weights()[0])
+    report = tmp_path / "eval.json"
+    assert train_loc.main(TINY + ["--evaluate", str(run_dir / "model.keras"),
+                                  str(run_dir / "model.keras"), "--classifier",
+                                  str(tmp_path / "cls.keras"), "--eval-scales", "36", "44",
+                                  "--eval-output", str(report), "--eval-split",
+                                  "validation[:16]"]) == 0
+    out = capsys.readouterr().out
+    assert "Protocol 1" in out and "Protocol 2" in out and "top-5 loc" in out
+    tables = json.loads(report.read_text())
+    assert len(tables["protocol1"]) == 2 and [r["scales"] for r in tables["protocol2"]] == [
+        [36], [44], [36, 44]]
+
+
+def test_train_loc_from_scratch_says_so(tfds_dir, tmp_path, capsys):
+    import train_loc
+
+    assert train_loc.main(TINY + ["--regression", "scr", "--epochs", "1", "--steps-per-epoch",
+                                  "2", "--run-dir", str(tmp_path / "scratch"), "--eval-split",
+                                  "validation[:8]"]) == 0
+    assert "from scratch" in capsys.readouterr().out
+
+
+def test_classes_beyond_the_head_and_data_without_boxes_are_clear_errors(tfds_dir, tmp_path,
+                                                                         capsys):
+    import train_loc
+
+    small = build_vgg("A", 3, input_shape=(32, 32, 3), width=0.125)
+    small.save(tmp_path / "cls3.keras")
+    assert train_loc.main(TINY + ["--init-from", str(tmp_path / "cls3.keras"), "--epochs", "1",
+                                  "--run-dir", str(tmp_path / "r1")]) == 2
+    assert "10 classes but the classifier's head has 3" in capsys.readouterr().err
+
+    for name in ("cat", "dog"):
+        folder = tmp_path / "plain" / name
+        folder.mkdir(parents=True)
+        for i in range(4):
+            png = tf.io.encode_png(tf.fill([40, 40, 3], tf.constant(30 * i, tf.uint8)))
+            (folder / f"{i}.png").write_bytes(png.numpy())
+    assert train_loc.main(TINY[:-4] + ["--data", str(tmp_path / "plain"), "--val-fraction",
+                                       "0.5", "--epochs", "1", "--run-dir",
+                                       str(tmp_path / "r2")]) == 2
+    assert "has no bounding boxes" in capsys.readouterr().err
