@@ -17,6 +17,7 @@ from .augment import training_augmentation
 from .models import build_vgg, preinitialize
 from .train import (
     apply_weight_decay, distribution_scope, fit_resumable, set_precision, test_scale,
+    with_training_augmentation,
 )
 
 log = logging.getLogger(__name__)
@@ -144,16 +145,8 @@ def train_classifier(**options):
             _initialize_from(model, o["init_from"])
         else:
             print(f"Training {model.name} from random initialisation ({o['init']}).")
-        augmentation = training_augmentation(flip=o["flip"], color_shift=o["color_shift"],
-                                             seed=o["seed"])
-        if augmentation.layers:
-            # Photometric augmentation runs inside the training step, on the accelerator; the
-            # model that is saved and exported stays the bare network.
-            inputs = keras.Input((o["crop"], o["crop"], 3), name="image")
-            trainer = keras.Model(inputs, model(augmentation(inputs)),
-                                  name=f"{model.name}_trainer")
-        else:
-            trainer = model
+        trainer = with_training_augmentation(model, training_augmentation(
+            flip=o["flip"], color_shift=o["color_shift"], seed=o["seed"]))
         apply_weight_decay(model, o["weight_decay"])
         trainer.compile(
             optimizer=make_optimizer(o["optimizer"], o["lr"], o["momentum"], o["accumulate"]),

@@ -534,7 +534,7 @@ def train_localizer(**options):
     from .augment import training_augmentation
     from .classification import default_run_dir, load_splits, make_optimizer
     from .train import (apply_weight_decay, distribution_scope, fit_resumable, set_precision,
-                        test_scale)
+                        test_scale, with_training_augmentation)
 
     unknown = set(options) - set(DEFAULTS)
     if unknown:
@@ -612,17 +612,11 @@ def train_localizer(**options):
             for layer in model.layers:
                 layer.trainable = layer.name in FC_LAYERS or not layer.weights
             print(f"Fine-tuning {', '.join(FC_LAYERS)} only; the conv layers are frozen.")
-        augmentation = training_augmentation(flip=False, color_shift=o["color_shift"],
-                                             seed=o["seed"])
-        if augmentation.layers:
-            inputs = keras.Input((o["crop"], o["crop"], 3), name="image")
-            trainer = keras.Model(inputs, model(augmentation(inputs)),
-                                  name=f"{model.name}_trainer")
-        else:
-            trainer = model
+        trainer = with_training_augmentation(model, training_augmentation(
+            flip=False, color_shift=o["color_shift"], seed=o["seed"]))
         apply_weight_decay(model, o["weight_decay"])
         trainer.compile(
-            optimizer=make_optimizer(o.get("optimizer", "sgd"), o["lr"], o["momentum"], o["accumulate"]),
+            optimizer=make_optimizer(o["optimizer"], o["lr"], o["momentum"], o["accumulate"]),
             loss=BoxRegressionLoss(classes), metrics=[BoxAccuracy(classes)],
             jit_compile=bool(o["jit"]))
 

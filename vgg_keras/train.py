@@ -166,6 +166,18 @@ def seed_generators(model):
     return found
 
 
+def with_training_augmentation(model, augmentation):
+    """``model`` behind the batched augmentation layers, for ``fit``; ``model`` itself stays the
+    bare network that is saved and exported (it shares its weights with the result).
+
+    The photometric augmentation thus runs inside the training step, on the accelerator.
+    """
+    if not augmentation.layers:
+        return model
+    inputs = keras.Input(model.input_shape[1:], name="image")
+    return keras.Model(inputs, model(augmentation(inputs)), name=f"{model.name}_trainer")
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
