@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vgg_keras import boxes as B
 from vgg_keras.localization import (
     BoxAccuracy, BoxRegressionLoss, dense_boxes, localization_errors, localize_image,
     pack_targets, protocol1, regression_of,
