@@ -56,8 +56,9 @@ def default_run_dir(task, arch, scale):
 
 
 def make_optimizer(name, lr, momentum, accumulate):
-    """The paper's SGD with momentum, or Adam; ``accumulate`` > 1 sums gradients of that many
-    batches into one update (the paper's batch of 256 on a small machine)."""
+    """The paper's SGD with momentum, or Adam; ``accumulate`` > 1 averages the gradients of that
+    many batches into one update, as one batch that many times larger would (the paper's batch
+    of 256 on a small machine)."""
     accumulation = accumulate if accumulate > 1 else None
     if name == "adam":
         return keras.optimizers.Adam(learning_rate=lr, gradient_accumulation_steps=accumulation)
