@@ -55,6 +55,37 @@ def default_run_dir(task, arch, scale):
     return Path("runs") / f"{task}-{arch.lower()}-s{scale_text}"
 
 
+def start_run(o, task):
+    """What every training run does first, in this order: check S against the crop, make the
+    run directory, set the precision, create the distribution strategy (before any TF op, as
+    multi-worker collectives require), load the training and validation examples.
+
+    Returns ``(run_dir, scope, replicas, train_examples, val_examples, info)``.
+    """
+    from . import data as vdata
+
+    scale = o["scale"]
+    smallest = scale[0] if isinstance(scale, tuple) else scale
+    if smallest < o["crop"]:
+        raise ValueError(f"The training scale S={smallest} is smaller than the crop {o['crop']}; "
+                         "S must be at least the crop (the paper: S >= 224).")
+    run_dir = Path(o["run_dir"] or default_run_dir(task, o["arch"], scale))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    set_precision(o["precision"])
+    scope, replicas = distribution_scope(o["distribute"])
+    train_examples, val_examples = load_splits(o["data"], val_fraction=o["val_fraction"],
+                                               data_dir=o["data_dir"])
+    return run_dir, scope, replicas, train_examples, val_examples, vdata.info(train_examples)
+
+
+def write_run_config(run_dir, o, info):
+    """The options of a run and its class names, as ``config.json`` in the run directory."""
+    scale = o["scale"]
+    (run_dir / "config.json").write_text(json.dumps(
+        {**o, "scale": list(scale) if isinstance(scale, tuple) else scale,
+         "classes": list(info.class_names)}, indent=1, default=str))
+
+
 def make_optimizer(name, lr, momentum, accumulate):
     """The paper's SGD with momentum, or Adam; ``accumulate`` > 1 averages the gradients of that
     many batches into one update, as one batch that many times larger would (the paper's batch
@@ -119,24 +150,10 @@ def train_classifier(**options):
     from . import data as vdata
 
     scale = o["scale"]
-    smallest = scale[0] if isinstance(scale, tuple) else scale
-    if smallest < o["crop"]:
-        raise ValueError(f"The training scale S={smallest} is smaller than the crop {o['crop']}; "
-                         "S must be at least the crop (the paper: S >= 224).")
-    run_dir = Path(o["run_dir"] or default_run_dir("cls", o["arch"], scale))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    set_precision(o["precision"])
-    # First: MultiWorkerMirroredStrategy must configure collectives before any TF op runs.
-    scope, replicas = distribution_scope(o["distribute"])
-
-    train_examples, val_examples = load_splits(o["data"], val_fraction=o["val_fraction"],
-                                               data_dir=o["data_dir"])
-    meta = vdata.info(train_examples)
+    run_dir, scope, replicas, train_examples, val_examples, meta = start_run(o, "cls")
     steps = o["steps_per_epoch"] or max(1, meta.num_examples // o["batch_size"])
     q = test_scale(scale)
-    (run_dir / "config.json").write_text(json.dumps(
-        {**o, "scale": list(scale) if isinstance(scale, tuple) else scale,
-         "classes": list(meta.class_names)}, indent=1, default=str))
+    write_run_config(run_dir, o, meta)
 
     keras.utils.set_random_seed(o["seed"])  # here: loading data may have drawn random numbers
     with scope:

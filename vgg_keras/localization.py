@@ -532,9 +532,8 @@ def train_localizer(**options):
     """
     from . import data as vdata
     from .augment import training_augmentation
-    from .classification import default_run_dir, load_splits, make_optimizer
-    from .train import (apply_weight_decay, distribution_scope, fit_resumable, set_precision,
-                        test_scale, with_training_augmentation)
+    from .classification import make_optimizer, start_run, write_run_config
+    from .train import apply_weight_decay, fit_resumable, test_scale, with_training_augmentation
 
     unknown = set(options) - set(DEFAULTS)
     if unknown:
@@ -546,27 +545,15 @@ def train_localizer(**options):
     if o["finetune"] not in FINETUNE:
         raise ValueError(f"finetune must be one of {FINETUNE}, got {o['finetune']!r}.")
     scale = o["scale"]
-    smallest = scale[0] if isinstance(scale, tuple) else scale
-    if smallest < o["crop"]:
-        raise ValueError(f"The training scale S={smallest} is smaller than the crop {o['crop']}; "
-                         "S must be at least the crop (the paper: S >= 224).")
-    run_dir = Path(o["run_dir"] or default_run_dir(f"loc-{regression}", o["arch"], scale))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    set_precision(o["precision"])
-    scope, replicas = distribution_scope(o["distribute"])  # before any TF op (multi-worker)
-
-    train_examples, val_examples = load_splits(o["data"], val_fraction=o["val_fraction"],
-                                               data_dir=o["data_dir"])
-    meta = vdata.info(train_examples)
+    run_dir, scope, replicas, train_examples, val_examples, meta = start_run(
+        o, f"loc-{regression}")
     if not meta.has_boxes:
         raise ValueError(f"{meta.name} has no bounding boxes; localisation needs a source with "
                          "boxes (the embedded dataset, or a directory with VOC XML).")
     steps = o["steps_per_epoch"] or max(1, meta.num_examples // o["batch_size"])
     q = test_scale(scale)
     eval_scales = list(o["eval_scales"] or [q])
-    (run_dir / "config.json").write_text(json.dumps(
-        {**o, "scale": list(scale) if isinstance(scale, tuple) else scale,
-         "classes": list(meta.class_names)}, indent=1, default=str))
+    write_run_config(run_dir, o, meta)
 
     source = classifier_path = None
     if o["init_from"]:
