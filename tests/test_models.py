@@ -110,9 +110,9 @@ def test_bad_arguments_fail_clearly(kwargs, message):
         vgg_keras.build_vgg(**kwargs)
 
 
-def test_weights_are_reserved():
-    with pytest.raises(NotImplementedError, match="weights"):
-        vgg_keras.build_vgg("D", weights="vgg16.h5")
+def test_weights_path_must_exist(tmp_path):
+    with pytest.raises(FileNotFoundError, match="never downloads"):
+        vgg_keras.build_vgg("D", weights=tmp_path / "vgg16.h5")
 
 
 def test_default_model_equals_bare_model_on_mean_subtracted_input():

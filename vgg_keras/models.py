@@ -135,12 +135,23 @@ def build_vgg(arch, num_classes=1000, *, input_shape=(224, 224, 3), include_top=
         init: "paper" (N(0, 0.01) weights, zero biases) or "glorot" (Glorot uniform).
         preprocessing: "imagenet" (subtract ImageNet's mean RGB), a dict of
             ``InputNormalization`` arguments (``mean``, ``std``, ``channel_order``), or None.
-        weights: reserved for importing pretrained weights; must be None for now.
+            With ``weights`` it must stay at its default: the file's convention replaces it.
+        weights: None, or the path of a pretrained weight file you already have (nothing is
+            downloaded): a torchvision ``vgg11``/``vgg13``/``vgg16``/``vgg19`` state dict
+            (``.pth``, configurations A, B, D, E; needs ``pip install 'vgg_keras[torch]'``) or a
+            keras.applications VGG16/VGG19 ``.h5`` file (D, E; ``_notop`` files need
+            ``include_top=False``). The model's first layer then normalises as those weights
+            were trained (torchvision: RGB mean/std; Keras: Caffe's BGR mean), so it still takes
+            RGB in [0, 255]. ``num_classes`` must match the file's fc8, ``width`` its channel
+            counts, and with the top the input must give a 7x7 pool5 (224 to 255 pixels); a
+            mismatch is a ValueError naming the file and the layer. With ``include_top=False``
+            only the conv layers are loaded, at any input size.
         name: model name (default ``vgg_<arch>``).
 
     >>> model = build_vgg("D", num_classes=10, input_shape=(64, 64, 3), width=0.25)
     >>> model(keras.ops.zeros((2, 64, 64, 3))).shape
     (2, 10)
+    >>> vgg16 = build_vgg("D", weights="vgg16-397923af.pth")     # doctest: +SKIP
     """
     key = canonical_arch(arch)
     if not width > 0:
@@ -151,13 +162,16 @@ def build_vgg(arch, num_classes=1000, *, input_shape=(224, 224, 3), include_top=
         raise ValueError(f"num_classes must be a positive integer, got {num_classes}.")
     if init not in INITIALIZERS:
         raise ValueError(f"init must be one of {INITIALIZERS}, got {init!r}.")
-    if weights is not None:
-        raise NotImplementedError(
-            "Loading pretrained weights with build_vgg(weights=...) is not implemented yet; "
-            "build with weights=None and use model.load_weights(path) for weights saved by Keras."
-        )
     input_shape = tuple(input_shape)
     _check_input_shape(input_shape, include_top)
+    pretrained = None
+    if weights is not None:
+        # Imported here: only weight files need the readers (h5py, and torch for .pth files).
+        from .weights import read_pretrained
+
+        pretrained = read_pretrained(weights)
+        preprocessing = pretrained.check_build_args(
+            key, include_top=include_top, num_classes=num_classes, preprocessing=preprocessing)
 
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
@@ -167,7 +181,10 @@ def build_vgg(arch, num_classes=1000, *, input_shape=(224, 224, 3), include_top=
     if include_top:
         x = vgg_head(x, int(num_classes), width=width, dropout=dropout, init=init)
     default_name = "vgg_" + key.lower().replace("-", "_") + ("" if include_top else "_backbone")
-    return keras.Model(inputs, x, name=name or default_name)
+    model = keras.Model(inputs, x, name=name or default_name)
+    if pretrained is not None:
+        pretrained.load_into(model)
+    return model
 
 
 def _layer_chain(model):

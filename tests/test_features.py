@@ -1,0 +1,82 @@
+"""Appendix B descriptors: dense FC7, averaged over scales and flips, L2-normalised."""
+
+import keras
+import numpy as np
+import pytest
+
+from vgg_keras import build_vgg
+from vgg_keras.features import feature_extractor, features
+
+
+@pytest.fixture(scope="module")
+def model():
+    keras.utils.set_random_seed(3)
+    return build_vgg("A", 10, input_shape=(32, 32, 3), width=0.125, init="glorot")
+
+
+def _images(shape, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, shape).astype("float32")
+
+
+def test_at_the_crop_size_the_descriptor_is_the_fc7_output(model):
+    images = _images((3, 32, 32, 3))
+    fc7 = keras.Model(model.input, model.get_layer("fc7").output)
+    expected = 0.5 * (keras.ops.convert_to_numpy(fc7(images, training=False))
+                      + keras.ops.convert_to_numpy(fc7(images[:, :, ::-1], training=False)))
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    got = features(model, images, scales=(32,))
+    assert got.shape == (3, 512)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_rows_have_unit_norm_and_stacking_concatenates_scales(model):
+    images = _images((2, 40, 56, 3))
+    averaged = features(model, images, scales=(32, 48))
+    stacked = features(model, images, scales=(32, 48), combine="stack")
+    assert averaged.shape == (2, 512) and stacked.shape == (2, 1024)
+    np.testing.assert_allclose(np.linalg.norm(averaged, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(stacked, axis=1), 1.0, atol=1e-5)
+    # Each scale's half of the stacked row is that scale's own (normalised) descriptor, scaled.
+    alone = features(model, images, scales=(48,))
+    half = stacked[:, 512:] / np.linalg.norm(stacked[:, 512:], axis=1, keepdims=True)
+    np.testing.assert_allclose(half, alone, atol=1e-5)
+
+
+def test_flip_averaging_leaves_a_mirror_symmetric_image_unchanged(model):
+    half = _images((1, 48, 32, 3), seed=1)
+    symmetric = np.concatenate([half, half[:, :, ::-1]], axis=2)   # 48 x 64, mirror-symmetric
+    np.testing.assert_allclose(features(model, symmetric, scales=(48,), flip=True),
+                               features(model, symmetric, scales=(48,), flip=False), atol=1e-5)
+    lopsided = _images((1, 48, 64, 3), seed=2)
+    assert np.abs(features(model, lopsided, scales=(48,), flip=True)
+                  - features(model, lopsided, scales=(48,), flip=False)).max() > 1e-3
+
+
+def test_a_list_of_images_of_any_size_matches_the_batched_path(model):
+    images = _images((3, 36, 44, 3), seed=4)
+    batched = features(model, images, scales=(32, 40), batch_size=2)
+    one_by_one = features(model, list(images), scales=(32, 40))
+    np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
+    mixed = features(model, [images[0], _images((50, 33, 3), seed=5)], scales=(32,))
+    assert mixed.shape == (2, 512)
+
+
+def test_an_extractor_is_reusable_and_other_layers_can_be_read(model):
+    extractor = feature_extractor(model)
+    images = _images((2, 32, 32, 3), seed=6)
+    np.testing.assert_allclose(features(extractor, images, scales=(32,)),
+                               features(model, images, scales=(32,)), atol=1e-6)
+    assert features(model, images, scales=(32,), layer="fc6").shape == (2, 512)
+    assert feature_extractor(model, "block5_pool")(images).shape == (2, 1, 1, 64)
+
+
+def test_bad_arguments_are_clear_errors(model):
+    images = _images((1, 32, 32, 3))
+    with pytest.raises(ValueError, match="smaller than the model's 32-pixel input"):
+        features(model, images, scales=(24,))
+    with pytest.raises(ValueError, match="no layer 'fc9'"):
+        features(model, images, scales=(32,), layer="fc9")
+    with pytest.raises(ValueError, match="combine"):
+        features(model, images, combine="max")
+    with pytest.raises(ValueError, match=r"\(N, H, W, 3\)"):
+        features(model, images[0], scales=(32,))
