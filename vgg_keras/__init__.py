@@ -3,13 +3,19 @@
 >>> import vgg_keras
 >>> model = vgg_keras.build_vgg("D")                # 138,357,544 weights, logits for 1000 classes
 >>> dense = vgg_keras.to_dense(model)               # any image >= 224 -> class score map
+>>> vgg16 = vgg_keras.build_vgg("D", weights="vgg16-397923af.pth")   # torchvision or Keras file
+>>> vgg_keras.features(vgg16, images)                # Appendix B transfer descriptors
+>>> vgg_keras.export(model, "served/vgg_d")          # SavedModel taking JPEG/PNG bytes
 
 Model code uses only ``keras``; ``vgg_keras.data`` (tf.data, TFDS) imports TensorFlow.
 """
 
 from .configs import CONFIGS
 from .layers import InputNormalization, LocalResponseNormalization, MinimumSpatialSize
+from .export import export
 from .models import build_localizer, build_vgg, preinitialize, to_dense
+from .transfer import features
+from . import transfer
 
 __version__ = "0.1.0"
 
@@ -19,7 +25,10 @@ __all__ = [
     "LocalResponseNormalization",
     "MinimumSpatialSize",
     "build_localizer",
+    "export",
+    "features",
     "build_vgg",
     "preinitialize",
     "to_dense",
+    "transfer",
 ]

@@ -200,7 +200,10 @@ def train_classifier(**options):
         model.load_weights(best)
     model.save(run_dir / "model.keras")
     if o["export"] and keras.backend.backend() == "tensorflow":
-        model.export(str(run_dir / "saved_model"), verbose=False)
+        # The serving SavedModel: JPEG/PNG bytes or uint8 images in, top-5 out (vgg_keras.export).
+        from .export import export
+
+        export(model, run_dir / "saved_model", scale=q)
 
     def batches(scale_q, method):
         size = o["eval_batch_size"] if method == "center" else 1

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from vgg_keras import build_vgg
-from vgg_keras.features import feature_extractor, features
+from vgg_keras.transfer import feature_extractor, features
 
 
 @pytest.fixture(scope="module")
