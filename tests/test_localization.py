@@ -9,10 +9,12 @@ import pytest
 import tensorflow as tf
 
 from vgg_keras.localization import (
-    BoxAccuracy, BoxRegressionLoss, dense_boxes, localization_errors, localize_image,
-    pack_targets, protocol1, regression_of,
+    MONITOR, BoxAccuracy, BoxL2, BoxRegressionLoss, compile_localizer, dense_boxes,
+    freeze_for_finetune, localization_errors, localize_image, pack_targets, protocol1, protocol2,
+    regression_of,
 )
-from vgg_keras.models import build_localizer, build_vgg
+from vgg_keras.models import PRIOR_BOX, build_localizer, build_vgg
+from vgg_keras.train import ResumableTraining
 
 TINY = ["--arch", "A", "--width", "0.125", "--crop", "32", "--scale", "36:44", "--batch-size",
         "16", "--init", "glorot", "--data", "vgg_shapes/small", "--verbose", "0"]
@@ -110,6 +112,49 @@ def test_localizer_saves_and_exports(classifier, tmp_path):
     np.testing.assert_allclose(served.serve(x).numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
+def test_fc_finetuning_starts_from_the_prior_box_and_learns(classifier):
+    """Issue #6: a new fc8_box with a zero bias predicted a box of no size at the crop's corner
+    (IoU 0 everywhere); it starts at the whole crop, and FC-only training lowers the loss
+    without touching the conv layers."""
+    keras.utils.set_random_seed(0)
+    loc = freeze_for_finetune(build_localizer(classifier, regression="pcr"), "fc")
+    assert [w.path.split("/")[0] for w in loc.trainable_weights] == [
+        "fc6", "fc6", "fc7", "fc7", "fc8_box", "fc8_box"]
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (32, 32, 32, 3)).astype("float32")
+    centre = rng.uniform(0.3, 0.7, (32, 2))
+    size = rng.uniform(0.2, 0.5, (32, 2))
+    y = np.concatenate([centre, size, rng.integers(0, 10, (32, 1))], axis=1).astype("float32")
+    start = loc.predict(x, verbose=0).reshape(32, 10, 4)
+    np.testing.assert_allclose(start.mean(axis=(0, 1)), PRIOR_BOX, atol=0.05)
+    compile_localizer(loc, keras.optimizers.SGD(1e-3, momentum=0.9))
+    conv = loc.get_layer("block1_conv1").get_weights()[0].copy()
+    l2 = BoxRegressionLoss(10)
+    before = float(l2(y, loc(x, training=False)))
+    loc.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    after = float(l2(y, loc(x, training=False)))
+    assert before > 0.05 and after < 0.8 * before, (before, after)
+    np.testing.assert_array_equal(loc.get_layer("block1_conv1").get_weights()[0], conv)
+
+
+def test_schedule_follows_box_l2_while_box_accuracy_is_flat(tmp_path):
+    """Issue #6: on val_box_accuracy, flat at 0 while the boxes still moved, the schedule cut
+    the rate every 2 epochs and kept epoch 1's weights as the final model."""
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(1e-3), "mse")
+    keeper = ResumableTraining(tmp_path, monitor=MONITOR[0], mode=MONITOR[1], patience=2)
+    keeper.set_model(model)
+    for epoch, l2 in enumerate([0.4, 0.3, 0.2, 0.1]):
+        keeper.on_epoch_end(epoch, {"val_box_accuracy": 0.0, MONITOR[0]: l2})
+    assert keeper.state["best_epoch"] == 4 and keeper.state["drops"] == 0
+    # BoxL2 is the loss alone, sample-weighted like the loss (no weight decay in it).
+    y = np.array([[0.5, 0.5, 0.4, 0.4, 1], [0.5, 0.5, 0.4, 0.4, 0]], "float32")
+    pred = np.zeros((2, 8), "float32")
+    metric = BoxL2(num_classes=2)
+    metric.update_state(y, pred, sample_weight=np.array([1.0, 0.0]))
+    np.testing.assert_allclose(float(metric.result()), 0.5 * (0.25 * 2 + 0.16 * 2), rtol=1e-5)
+
+
 # -- protocol 1 ------------------------------------------------------------------------------
 
 
@@ -183,6 +228,25 @@ def test_protocol2_merges_and_rates_by_class_scores():
     assert localization_errors(guesses, 1, gt) == {"top1": 1.0, "top5": 1.0}  # right class, bad box
 
 
+def test_protocol2_skips_images_without_usable_boxes_and_rejects_foreign_classes(classifier):
+    loc = build_localizer(classifier, regression="pcr")
+    image = np.random.default_rng(0).uniform(0, 255, (1, 32, 48, 3)).astype("float32")
+    pad = [-1.0] * 4
+
+    def item(label, boxes, count):
+        return image, {"label": np.array([label]), "boxes": np.array([boxes], "float32"),
+                       "num_boxes": np.array([count])}
+
+    good = item(3, [[0.1, 0.1, 0.9, 0.9], pad], 1)
+    none = item(3, [pad, pad], 0)
+    flat = item(3, [[0.5, 0.2, 0.5, 0.8], pad], 1)  # zero height
+    result = protocol2(loc, classifier, lambda q: [good, none, flat], scales=[32])
+    assert result["images"] == 1 and result["skipped"] == 2
+    with pytest.raises(ValueError, match="Class id 12 is beyond the head's 10 classes"):
+        protocol2(loc, classifier, lambda q: [item(12, [[0.1, 0.1, 0.9, 0.9], pad], 1)],
+                  scales=[32])
+
+
 # -- train_loc.py ----------------------------------------------------------------------------
 
 
@@ -202,6 +266,9 @@ def test_train_loc_end_to_end_resumes_and_evaluates(tfds_dir, tmp_path, classifi
     assert state["epoch"] == 2
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["protocol1"]["images"] > 0 and 0 <= summary["protocol1_error"] <= 100
+    assert summary["protocol1"]["mean_iou"] > 0.1  # not the degenerate boxes of issue #6
+    l2 = [row["val_box_l2"] for row in state["history"]]
+    assert state["best_epoch"] == 1 + int(np.argmin(l2))
     assert 0 <= summary["protocol2_top5_error"] <= 100
     trained = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
     # FC-only fine-tuning: the conv layers are still the classifier's.

@@ -166,63 +166,58 @@ sys.exit(train_cls.main(sys.argv[2:]))
 """
 
 
-def test_two_replicas_train_like_one_device(tfds_dir, tmp_path):
-    """Synchronous data parallelism gives the same result as one device (the paper's claim)."""
-    env = dict(os.environ, TFDS_DATA_DIR=str(tfds_dir), TF_DETERMINISTIC_OPS="1")
-    args = TINY + ["--epochs", "2", "--steps-per-epoch", "6", "--dropout", "0", "--no-flip",
-                   "--no-color-shift", "--lr", "0.02", "--weight-decay", "0"]
+PARALLEL_ARGS = TINY + ["--epochs", "2", "--steps-per-epoch", "6", "--dropout", "0", "--no-flip",
+                        "--no-color-shift", "--lr", "0.02", "--weight-decay", "0"]
+
+
+def _train_each_mode(command, env, tmp_path):
+    """Train with ``--distribute none`` and ``mirrored``; return their final weights and the
+    mirrored run's output."""
     runs = {}
     for mode in ("none", "mirrored"):
         run_dir = tmp_path / mode
-        process = subprocess.run(
-            [sys.executable, "-c", TWO_DEVICES, str(ROOT), *args, "--distribute", mode,
-             "--run-dir", str(run_dir)],
-            env=env, capture_output=True, text=True, timeout=600)
+        process = subprocess.run([*command, *PARALLEL_ARGS, "--distribute", mode,
+                                  "--run-dir", str(run_dir)],
+                                 env=env, capture_output=True, text=True, timeout=600)
         assert process.returncode == 0, process.stdout[-2000:] + process.stderr[-3000:]
         runs[mode] = read_weights(run_dir / "checkpoints" / "last.weights.h5")
-    assert "2 replica(s)" in process.stdout
+    return runs, process.stdout
+
+
+def _assert_same_kernels(runs, count):
+    one = runs["none"]
+    kernels = [name for name in one if name.endswith("vars/0") and not name.startswith("optimizer")]
+    assert len(kernels) == count
+    for name in kernels:
+        np.testing.assert_allclose(runs["mirrored"][name], one[name], rtol=1e-4, atol=1e-5,
+                                   err_msg=name)
+
+
+def test_two_replicas_train_like_one_device(tfds_dir, tmp_path):
+    """Synchronous data parallelism gives the same result as one device (the paper's claim)."""
+    env = dict(os.environ, TFDS_DATA_DIR=str(tfds_dir), TF_DETERMINISTIC_OPS="1")
+    runs, output = _train_each_mode([sys.executable, "-c", TWO_DEVICES, str(ROOT)], env, tmp_path)
+    assert "2 replica(s)" in output
+    _assert_same_kernels(runs, 12)  # the normalisation mean, 8 conv and 3 FC layers of A
 
     # Several workers (TF_CONFIG) are refused up front with the reason, not mid-epoch.
     cluster = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
     worker_env = dict(env, TF_CONFIG=json.dumps({"cluster": cluster,
                                                  "task": {"type": "worker", "index": 0}}))
-    refused = subprocess.run([sys.executable, str(ROOT / "train_cls.py"), *args,
+    refused = subprocess.run([sys.executable, str(ROOT / "train_cls.py"), *PARALLEL_ARGS,
                               "--run-dir", str(tmp_path / "multiworker")],
                              env=worker_env, capture_output=True, text=True, timeout=300)
     assert refused.returncode != 0 and "keras-team/keras#20585" in refused.stderr
     assert not (tmp_path / "multiworker" / "checkpoints").exists()
-
-    one = runs["none"]
-    kernels = [name for name in one if name.endswith("vars/0") and not name.startswith("optimizer")]
-    assert kernels
-    for mode in ("mirrored",):
-        for name in kernels:
-            np.testing.assert_allclose(runs[mode][name], one[name], rtol=1e-4, atol=1e-5,
-                                       err_msg=f"{mode}: {name}")
 
 
 def test_jax_data_parallel_trains_like_one_device(tfds_dir, tmp_path):
     """keras.distribution.DataParallel over two (forced host) JAX devices == one device."""
     env = dict(os.environ, TFDS_DATA_DIR=str(tfds_dir), KERAS_BACKEND="jax",
                XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    args = TINY + ["--epochs", "2", "--steps-per-epoch", "6", "--dropout", "0", "--no-flip",
-                   "--no-color-shift", "--lr", "0.02", "--weight-decay", "0"]
-    runs = {}
-    for mode in ("none", "mirrored"):
-        run_dir = tmp_path / mode
-        process = subprocess.run(
-            [sys.executable, str(ROOT / "train_cls.py"), *args, "--distribute", mode,
-             "--run-dir", str(run_dir)], env=env, capture_output=True, text=True, timeout=600)
-        assert process.returncode == 0, process.stdout[-2000:] + process.stderr[-3000:]
-        runs[mode] = read_weights(run_dir / "checkpoints" / "last.weights.h5")
-        assert ("DataParallel over 2 devices" in process.stdout) == (mode == "mirrored")
-    one = runs["none"]
-    kernels = [name for name in one if name.endswith("vars/0") and not name.startswith("optimizer")]
-    assert len(kernels) == 12  # the normalisation mean, 8 conv and 3 FC layers of A
-    for name in kernels:
-        # Measured: max difference 7e-8 after 12 steps.
-        np.testing.assert_allclose(runs["mirrored"][name], one[name], rtol=1e-4, atol=1e-5,
-                                   err_msg=name)
+    runs, output = _train_each_mode([sys.executable, str(ROOT / "train_cls.py")], env, tmp_path)
+    assert "DataParallel over 2 devices" in output
+    _assert_same_kernels(runs, 12)  # measured: max difference 7e-8 after 12 steps
 
 
 def test_schedule_divides_by_ten_on_plateau_at_most_three_times_and_holds_at_chance(tmp_path):

@@ -13,7 +13,7 @@ evaluated by
 
 Targets are packed for Keras into one ``(B, 5)`` tensor ``[cx, cy, w, h, class]`` (see
 :func:`pack_targets`), so that a plain one-output model can be compiled with
-:class:`BoxRegressionLoss` and :class:`BoxAccuracy`.
+:class:`BoxRegressionLoss`, :class:`BoxAccuracy` and :class:`BoxL2`.
 
 >>> from vgg_keras.localization import train_localizer
 >>> summary = train_localizer(init_from="runs/cls_a/model.keras", regression="pcr", crop=64,
@@ -131,6 +131,29 @@ class BoxAccuracy(keras.metrics.MeanMetricWrapper):
     def get_config(self):
         return {"num_classes": self.num_classes, "threshold": self.threshold, "name": self.name,
                 "dtype": self.dtype}
+
+
+@keras.saving.register_keras_serializable(package="vgg_keras")
+class BoxL2(keras.metrics.MeanMetricWrapper):
+    """The box regression loss alone (:class:`BoxRegressionLoss`, without the weight decay that
+    Keras adds to ``loss`` and ``val_loss``): what the localizer's schedule watches."""
+
+    def __init__(self, num_classes=None, name="box_l2", dtype=None):
+        self.num_classes = None if num_classes is None else int(num_classes)
+        loss = BoxRegressionLoss(self.num_classes)
+        super().__init__(loss.call, name=name, dtype=dtype)
+
+    def get_config(self):
+        return {"num_classes": self.num_classes, "name": self.name, "dtype": self.dtype}
+
+
+MONITOR = ("val_box_l2", "min")
+"""What the learning-rate schedule and the best checkpoint follow during localizer training.
+
+Not ``val_box_accuracy``: that is a step function, exactly 0 until the first box passes IoU 0.5,
+and on such a plateau the schedule divided the rate by 10 every ``lr_patience`` epochs and kept
+the first epoch as "best" however far the boxes had moved since (issue #6: an FC-only PCR run
+ended with the weights of its epoch 1, mean IoU 0.0003)."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -518,6 +541,24 @@ def _is_localizer(model):
     return any(layer.name == BOX_LAYER for layer in model.layers)
 
 
+def freeze_for_finetune(localizer, finetune):
+    """``finetune="fc"``: only fc6, fc7 and ``fc8_box`` stay trainable; ``"all"``: every layer."""
+    if finetune not in FINETUNE:
+        raise ValueError(f"finetune must be one of {FINETUNE}, got {finetune!r}.")
+    for layer in localizer.layers:
+        layer.trainable = finetune == "all" or layer.name in FC_LAYERS or not layer.weights
+    return localizer
+
+
+def compile_localizer(model, optimizer, *, trainer=None, jit_compile=False):
+    """Compile ``trainer`` (default ``model``) with the box loss and the metrics for
+    ``model``'s head (SCR or PCR)."""
+    _, classes = regression_of(model)
+    (trainer or model).compile(optimizer=optimizer, loss=BoxRegressionLoss(classes),
+                               metrics=[BoxAccuracy(classes), BoxL2(classes)],
+                               jit_compile=jit_compile)
+
+
 def train_localizer(**options):
     """Train a localizer as in the paper's Appendix A and evaluate it; returns ``summary.json``.
 
@@ -526,8 +567,10 @@ def train_localizer(**options):
     "pcr"), ``finetune`` ("all"/"fc"), ``classifier`` (a ``.keras`` classifier whose class
     scores rate protocol 2's boxes; default ``init_from`` when that is a classifier) and
     ``eval_scales``, ``eval_split`` (what the final evaluation reads, default the validation
-    examples, e.g. ``"validation[:50]"``). ``init_from`` is a classifier (conv and fc6/fc7 copied, fc8_box random)
+    examples, e.g. ``"validation[:50]"``). ``init_from`` is a classifier (conv and fc6/fc7
+    copied; fc8_box new, its kernel random and its bias the whole crop, ``PRIOR_BOX``)
     or a localizer of the same shapes (continued); without it ``arch`` is built from scratch.
+    The schedule and the kept checkpoint follow the validation box loss (:data:`MONITOR`).
     The run directory resumes.
     """
     from . import data as vdata
@@ -575,7 +618,8 @@ def train_localizer(**options):
                     f"{classes}: class ids beyond the head cannot be localised per class.")
             model = build_localizer(source, regression=regression, init=o["init"])
             print(f"Localizer {model.name}: conv and FC layers from {o['init_from']}, "
-                  f"{BOX_LAYER} ({model.output_shape[-1]} outputs, {regression.upper()}) random.")
+                  f"{BOX_LAYER} ({model.output_shape[-1]} outputs, {regression.upper()}) random, "
+                  "starting at the whole-crop box.")
         else:
             model = build_localizer(o["arch"], meta.num_classes, regression=regression,
                                     input_shape=(o["crop"], o["crop"], 3), width=o["width"],
@@ -595,17 +639,15 @@ def train_localizer(**options):
         if classes is not None and meta.num_classes > classes:
             raise ValueError(f"The data has {meta.num_classes} classes but the localizer's head "
                              f"predicts boxes for {classes}.")
+        freeze_for_finetune(model, o["finetune"])
         if o["finetune"] == "fc":
-            for layer in model.layers:
-                layer.trainable = layer.name in FC_LAYERS or not layer.weights
             print(f"Fine-tuning {', '.join(FC_LAYERS)} only; the conv layers are frozen.")
         trainer = with_training_augmentation(model, training_augmentation(
             flip=False, color_shift=o["color_shift"], seed=o["seed"]))
         apply_weight_decay(model, o["weight_decay"])
-        trainer.compile(
-            optimizer=make_optimizer(o["optimizer"], o["lr"], o["momentum"], o["accumulate"]),
-            loss=BoxRegressionLoss(classes), metrics=[BoxAccuracy(classes)],
-            jit_compile=bool(o["jit"]))
+        compile_localizer(
+            model, make_optimizer(o["optimizer"], o["lr"], o["momentum"], o["accumulate"]),
+            trainer=trainer, jit_compile=bool(o["jit"]))
 
     def train_data(start_epoch):
         # Horizontal flips happen here, on the host, because the box must follow them.
@@ -624,8 +666,8 @@ def train_localizer(**options):
     started = time.time()
     state = fit_resumable(
         trainer, train_data, epochs=o["epochs"], steps_per_epoch=steps, run_dir=run_dir,
-        validation_data=val_data, validation_steps=val_steps, monitor="val_box_accuracy",
-        mode="max", patience=o["lr_patience"], max_drops=o["lr_drops"], target_model=model,
+        validation_data=val_data, validation_steps=val_steps, monitor=MONITOR[0],
+        mode=MONITOR[1], patience=o["lr_patience"], max_drops=o["lr_drops"], target_model=model,
         verbose=o["verbose"] if o["verbose"] == "auto" else int(o["verbose"]))
     best = run_dir / "checkpoints" / "best.weights.h5"
     if best.exists():
@@ -634,7 +676,14 @@ def train_localizer(**options):
         layer.trainable = True  # the saved model is a plain network
     model.save(run_dir / "model.keras")
     if o["export"] and keras.backend.backend() == "tensorflow":
-        model.export(str(run_dir / "saved_model"), verbose=False)
+        # Serving SavedModel (vgg_keras.export): image files in; with a classifier of the same
+        # crop, its top-5 classes and each one's box out.
+        from .export import export
+
+        rater = _load(classifier_path) if classifier_path else None
+        if rater is not None and rater.input_shape[1:3] != model.input_shape[1:3]:
+            rater = None
+        export(model, run_dir / "saved_model", scale=q, classifier=rater)
 
     eval_examples = val_examples
     if o["eval_split"]:

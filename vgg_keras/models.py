@@ -98,7 +98,8 @@ def vgg_backbone(inputs, arch, *, width=1.0, init="paper"):
     return x
 
 
-def vgg_head(x, outputs, *, width=1.0, dropout=0.5, init="paper", output_name="fc8"):
+def vgg_head(x, outputs, *, width=1.0, dropout=0.5, init="paper", output_name="fc8",
+             output_bias="zeros"):
     """fc6 (reading the whole pool5 map), fc7 with dropout, then a linear ``output_name`` layer."""
     x = keras.layers.Flatten(name="flatten")(x)
     for index in (6, 7):
@@ -110,7 +111,7 @@ def vgg_head(x, outputs, *, width=1.0, dropout=0.5, init="paper", output_name="f
             x = keras.layers.Dropout(dropout, name=f"drop{index}")(x)
     return keras.layers.Dense(
         outputs, name=output_name,
-        kernel_initializer=_kernel_initializer(init), bias_initializer="zeros",
+        kernel_initializer=_kernel_initializer(init), bias_initializer=output_bias,
     )(x)
 
 
@@ -299,6 +300,17 @@ REGRESSIONS = ("scr", "pcr")
 BOX_LAYER = "fc8_box"
 """Name of the localizer's box regression layer (the classifier's ``fc8`` replaced)."""
 
+PRIOR_BOX = (0.5, 0.5, 1.0, 1.0)
+"""``[cx, cy, w, h]`` a new ``fc8_box`` predicts before training, for every class: the whole crop.
+
+With a zero bias a new head would predict a box of no size at the crop's corner: IoU 0 with every
+object, and the box then moves only as fast as the bias learns, for PCR from a tenth of each batch
+per class (an FC-only PCR run ended at mean IoU 0.0003 that way, issue #6)."""
+
+
+def _box_bias(outputs):
+    return keras.initializers.Constant([v for _ in range(outputs // 4) for v in PRIOR_BOX])
+
 
 def build_localizer(source="D", num_classes=None, *, regression="pcr", input_shape=(224, 224, 3),
                     width=1.0, dropout=0.5, init="paper", preprocessing="imagenet", name=None):
@@ -320,7 +332,8 @@ def build_localizer(source="D", num_classes=None, *, regression="pcr", input_sha
             ``source`` is a configuration name (a classifier brings its own); ``init`` also
             initialises ``fc8_box``.
 
-    The new ``fc8_box`` layer is always randomly initialised. The result shares no layer with
+    The new ``fc8_box`` layer's kernel is randomly initialised (``init``) and its bias starts at
+    the whole-crop box (:data:`PRIOR_BOX`) for every class. The result shares no layer with
     ``source``.
 
     >>> cls = build_vgg("A", 10, input_shape=(64, 64, 3), width=0.25)
@@ -348,7 +361,8 @@ def build_localizer(source="D", num_classes=None, *, regression="pcr", input_sha
             x = _normalization_layer(preprocessing)(x)
         x = vgg_backbone(x, key, width=width, init=init)
         outputs = 4 * int(num_classes) if regression == "pcr" else 4
-        x = vgg_head(x, outputs, width=width, dropout=dropout, init=init, output_name=BOX_LAYER)
+        x = vgg_head(x, outputs, width=width, dropout=dropout, init=init, output_name=BOX_LAYER,
+                     output_bias=_box_bias(outputs))
         default = "vgg_" + key.lower().replace("-", "_") + f"_loc_{regression}"
         return keras.Model(inputs, x, name=name or default)
 
@@ -368,5 +382,5 @@ def build_localizer(source="D", num_classes=None, *, regression="pcr", input_sha
     features = copy.get_layer("fc8").input
     box = keras.layers.Dense(
         outputs, name=BOX_LAYER, kernel_initializer=_kernel_initializer(init),
-        bias_initializer="zeros")(features)
+        bias_initializer=_box_bias(outputs))(features)
     return keras.Model(copy.input, box, name=name or f"{classifier.name}_loc_{regression}")
