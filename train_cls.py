@@ -22,8 +22,9 @@ def main(argv=None):
                             "S or (Smin+Smax)/2)")
     group.add_argument("--eval-methods", nargs="+", choices=("center", "dense", "multicrop"),
                        default=["center", "dense"],
-                       help="test protocols; dense and multicrop together also report their "
-                            "combination")
+                       help="test protocols, for --evaluate and for the evaluation after "
+                            "training (whose first one gives summary.json's top-1/top-5 error); "
+                            "dense and multicrop together also report their combination")
     group.add_argument("--no-eval-flip", action="store_true",
                        help="do not average the soft-max of the horizontally flipped image")
     group.add_argument("--eval-output", default=None, help="write the evaluation rows as JSON")
@@ -40,7 +41,7 @@ def main(argv=None):
                        output=args.eval_output)
         return 0
     options = {k: v for k, v in vars(args).items()
-               if k not in ("evaluate", "eval_scales", "eval_methods", "no_eval_flip", "eval_output")}
+               if k not in ("evaluate", "eval_scales", "no_eval_flip", "eval_output")}
     try:
         train_classifier(**options)
     except TrainingDiverged as error:

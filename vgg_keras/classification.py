@@ -138,10 +138,12 @@ def evaluate_saved(paths, *, data=None, data_dir=None, scales=None, methods=("ce
     return rows
 
 
-def train_classifier(**options):
+def train_classifier(*, eval_methods=("center", "dense"), **options):
     """Train a classifier by the paper's recipe and evaluate it; returns ``summary.json``'s dict.
 
     Options are those of ``train_cls.py`` (see ``DEFAULTS``); the run directory resumes.
+    ``eval_methods`` are the protocols of the evaluation after training, at the paper's single
+    test scale Q (dense evaluation of images of many sizes recompiles per size on JAX).
     """
     unknown = set(options) - set(DEFAULTS)
     if unknown:
@@ -210,15 +212,17 @@ def train_classifier(**options):
         return vdata.eval_pipeline(val_examples, scale=scale_q, mode=method, crop=o["crop"],
                                    batch_size=size).as_numpy_iterator()
 
-    rows = protocols.evaluate_classifier(model, batches, scales=(q,), methods=("center", "dense"))
+    rows = protocols.evaluate_classifier(model, batches, scales=(q,), methods=tuple(eval_methods))
     print(protocols.format_table(rows, title=f"validation, {model.name}, S={scale}"))
+    by_method = {row["method"]: row for row in rows}
     center = rows[0]
     summary = {
         "model": str(run_dir / "model.keras"),
         "arch": o["arch"], "scale": scale, "test_scale": q, "epochs": state["epoch"],
         "best_epoch": state.get("best_epoch"),
         "top1_error": center["top1"], "top5_error": center["top5"],
-        "dense_top1_error": rows[1]["top1"], "dense_top5_error": rows[1]["top5"],
+        **{f"{method}_top{k}_error": by_method[method][f"top{k}"]
+           for method in ("dense", "multicrop") if method in by_method for k in (1, 5)},
         "evaluation": rows, "seconds": round(time.time() - started, 1),
         "train_images": meta.num_examples, "classes": meta.num_classes,
         "chance_top1_error": 100.0 * (1 - 1 / meta.num_classes),
