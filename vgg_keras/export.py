@@ -42,7 +42,8 @@ from pathlib import Path
 
 import keras
 
-from .models import BOX_LAYER, _load_if_path
+from .boxes import decode
+from .models import _load_if_path, is_localizer
 
 FORMATS = ("saved_model", "onnx", "keras")
 SERVE_BYTES = "serve"
@@ -131,10 +132,6 @@ def _check_suffix(path, format):
 # SavedModel
 
 
-def _is_localizer(model):
-    return any(layer.name == BOX_LAYER for layer in model.layers)
-
-
 def _crop_side(model, what):
     height, width = model.input_shape[1:3]
     if height is None or width is None or height != width:
@@ -157,14 +154,14 @@ def _export_saved_model(model, path, *, classifier, scale, top, verbose):
     from .data import ops as image_ops
     from .localization import regression_of
 
-    localizer = model if _is_localizer(model) else None
+    localizer = model if is_localizer(model) else None
     if localizer is None:
         if classifier is not None:
             raise ValueError("classifier= is for localizers; this model is a classifier.")
         classifier = model
     elif classifier is not None:
         classifier = _load_if_path(classifier)
-        if _is_localizer(classifier):
+        if is_localizer(classifier):
             raise ValueError(f"classifier= must be a classifier; {classifier.name} is a "
                              "localizer.")
     crop = _crop_side(model, "model")
@@ -213,14 +210,10 @@ def _export_saved_model(model, path, *, classifier, scale, top, verbose):
         return predict(crops, rescaled, offsets)
 
     def serve_uint8(images):
-        # One size for the batch, so the geometry is computed once; the same composition as the
-        # non-JPEG branch of decode_rescale_crop: read the window the crop needs, resample it.
-        size = tf.shape(images)[1:3]
-        rescaled = image_ops.rescaled_size(size, scale)
-        offset = image_ops.center_offset(rescaled, crop)
-        window = image_ops.crop_window(size, rescaled, offset, crop)
-        first, step = image_ops.crop_samples(size, rescaled, offset, crop)
-        first = first - tf.cast(window[:2], tf.float64)
+        # One size for the batch, so the geometry is computed once, as decode_rescale_crop
+        # computes it per image: read the window the crop needs, resample it.
+        rescaled, offset, window, first, step = image_ops.crop_geometry(
+            tf.shape(images)[1:3], scale, crop, image_ops.center_offset)
         pixels = tf.slice(images, [0, window[0], window[1], 0], [-1, window[2], window[3], 3])
         crops = tf.map_fn(lambda image: image_ops.resample(image, first, step, crop), pixels,
                           fn_output_signature=tf.TensorSpec([crop, crop, 3], tf.float32))
@@ -251,8 +244,7 @@ def _boxes_in_image(boxes, rescaled, offsets, crop):
     """
     import tensorflow as tf
 
-    cx, cy, w, h = tf.unstack(boxes, 4, axis=-1)
-    yxyx = tf.stack([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2], axis=-1)
+    yxyx = decode(boxes)
     offsets = tf.tile(tf.cast(offsets, tf.float32), [1, 2])[:, None, :]
     rescaled = tf.tile(tf.cast(rescaled, tf.float32), [1, 2])[:, None, :]
     return tf.clip_by_value((offsets + float(crop) * yxyx) / rescaled, 0.0, 1.0)
@@ -319,7 +311,7 @@ def _export_onnx_here(model, path, verbose):
         # are fixed but the batch, which stays dynamic.
         warnings.simplefilter("ignore")
         model.export(path, format="onnx", input_signature=[spec], verbose=verbose)
-    _name_onnx_outputs(path, "boxes" if _is_localizer(model) else "logits")
+    _name_onnx_outputs(path, "boxes" if is_localizer(model) else "logits")
 
 
 def _name_onnx_outputs(path, output_name):

@@ -33,7 +33,8 @@ from keras import ops
 
 from . import boxes as B
 from .classification import DEFAULTS as CLS_DEFAULTS
-from .models import BOX_LAYER, REGRESSIONS, build_localizer, to_dense
+from .evaluate import softmax
+from .models import BOX_LAYER, REGRESSIONS, build_localizer, is_localizer, to_dense
 
 log = logging.getLogger(__name__)
 
@@ -354,12 +355,6 @@ def _image_rates(score_map, locations):
     return np.broadcast_to(mean, (locations[0] * locations[1], mean.shape[-1]))
 
 
-def softmax(x):
-    x = np.asarray(x, dtype=np.float64)
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def protocol2(localizers, classifiers, make_batches, *, scales, top=5, flip=True,
               merge_threshold=0.5, threshold=0.5):
     """Protocol 2 (paper Table 9): dense localisation at ``scales``, greedy merging rated by
@@ -537,10 +532,6 @@ DEFAULTS = {**CLS_DEFAULTS, "lr": 1e-3, "regression": "pcr", "finetune": "all",
 """train_loc.py's options: train_cls.py's, learning rate 1e-3, and the localisation ones."""
 
 
-def _is_localizer(model):
-    return any(layer.name == BOX_LAYER for layer in model.layers)
-
-
 def freeze_for_finetune(localizer, finetune):
     """``finetune="fc"``: only fc6, fc7 and ``fc8_box`` stay trainable; ``"all"``: every layer."""
     if finetune not in FINETUNE:
@@ -601,13 +592,13 @@ def train_localizer(**options):
     source = classifier_path = None
     if o["init_from"]:
         source = _load(o["init_from"])
-        if not _is_localizer(source):
+        if not is_localizer(source):
             classifier_path = o["init_from"]
     classifier_path = o["classifier"] or classifier_path
 
     keras.utils.set_random_seed(o["seed"])  # here: loading data may have drawn random numbers
     with scope:
-        if source is not None and not _is_localizer(source):
+        if source is not None and not is_localizer(source):
             if source.input_shape[1:3] != (o["crop"], o["crop"]):
                 raise ValueError(f"The classifier {o['init_from']} takes "
                                  f"{source.input_shape[1:3]} crops but --crop is {o['crop']}.")
@@ -675,12 +666,15 @@ def train_localizer(**options):
     for layer in model.layers:
         layer.trainable = True  # the saved model is a plain network
     model.save(run_dir / "model.keras")
+    # The --init-from classifier is still as loaded: build_localizer trained a copy of it.
+    classifier = (source if classifier_path and classifier_path == o["init_from"]
+                  else _load(classifier_path) if classifier_path else None)
     if o["export"] and keras.backend.backend() == "tensorflow":
         # Serving SavedModel (vgg_keras.export): image files in; with a classifier of the same
         # crop, its top-5 classes and each one's box out.
         from .export import export
 
-        rater = _load(classifier_path) if classifier_path else None
+        rater = classifier
         if rater is not None and rater.input_shape[1:3] != model.input_shape[1:3]:
             rater = None
         export(model, run_dir / "saved_model", scale=q, classifier=rater)
@@ -701,8 +695,7 @@ def train_localizer(**options):
         "seconds": round(time.time() - started, 1), "train_images": meta.num_examples,
         "classes": meta.num_classes,
     }
-    if classifier_path:
-        classifier = _load(classifier_path)
+    if classifier is not None:
         rows = [run_protocol2(model, classifier, eval_examples, scales=[s]) for s in eval_scales]
         if len(eval_scales) > 1:
             rows.append(run_protocol2(model, classifier, eval_examples, scales=eval_scales))

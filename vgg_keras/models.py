@@ -174,18 +174,28 @@ def build_vgg(arch, num_classes=1000, *, input_shape=(224, 224, 3), include_top=
         preprocessing = pretrained.check_build_args(
             key, include_top=include_top, num_classes=num_classes, preprocessing=preprocessing)
 
+    default_name = "vgg_" + key.lower().replace("-", "_") + ("" if include_top else "_backbone")
+    model = _vgg_model(key, input_shape, int(num_classes) if include_top else None, width=width,
+                       dropout=dropout, init=init, preprocessing=preprocessing,
+                       name=name or default_name)
+    if pretrained is not None:
+        pretrained.load_into(model)
+    return model
+
+
+def _vgg_model(key, input_shape, outputs, *, width, dropout, init, preprocessing, name,
+               output_name="fc8", output_bias="zeros"):
+    """Normalisation, the conv blocks and (unless ``outputs`` is None) the FC head, as a
+    Functional model: the graph both builders share."""
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
     if preprocessing is not None:
         x = _normalization_layer(preprocessing)(x)
     x = vgg_backbone(x, key, width=width, init=init)
-    if include_top:
-        x = vgg_head(x, int(num_classes), width=width, dropout=dropout, init=init)
-    default_name = "vgg_" + key.lower().replace("-", "_") + ("" if include_top else "_backbone")
-    model = keras.Model(inputs, x, name=name or default_name)
-    if pretrained is not None:
-        pretrained.load_into(model)
-    return model
+    if outputs is not None:
+        x = vgg_head(x, outputs, width=width, dropout=dropout, init=init,
+                     output_name=output_name, output_bias=output_bias)
+    return keras.Model(inputs, x, name=name)
 
 
 def _layer_chain(model):
@@ -308,6 +318,11 @@ object, and the box then moves only as fast as the bias learns, for PCR from a t
 per class (an FC-only PCR run ended at mean IoU 0.0003 that way, issue #6)."""
 
 
+def is_localizer(model):
+    """Whether ``model`` is a localization net (it has the box regression layer)."""
+    return _has_layer(model, BOX_LAYER)
+
+
 def _box_bias(outputs):
     return keras.initializers.Constant([v for _ in range(outputs // 4) for v in PRIOR_BOX])
 
@@ -355,16 +370,11 @@ def build_localizer(source="D", num_classes=None, *, regression="pcr", input_sha
             raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
         input_shape = tuple(input_shape)
         _check_input_shape(input_shape, include_top=True)
-        inputs = keras.Input(shape=input_shape, name="image")
-        x = inputs
-        if preprocessing is not None:
-            x = _normalization_layer(preprocessing)(x)
-        x = vgg_backbone(x, key, width=width, init=init)
         outputs = 4 * int(num_classes) if regression == "pcr" else 4
-        x = vgg_head(x, outputs, width=width, dropout=dropout, init=init, output_name=BOX_LAYER,
-                     output_bias=_box_bias(outputs))
         default = "vgg_" + key.lower().replace("-", "_") + f"_loc_{regression}"
-        return keras.Model(inputs, x, name=name or default)
+        return _vgg_model(key, input_shape, outputs, width=width, dropout=dropout, init=init,
+                          preprocessing=preprocessing, name=name or default,
+                          output_name=BOX_LAYER, output_bias=_box_bias(outputs))
 
     classifier = _load_if_path(source)
     if not _has_layer(classifier, "fc8"):

@@ -34,6 +34,13 @@ def is_jpeg(image_bytes):
     return tf.equal(tf.strings.substr(image_bytes, 0, 3), _JPEG_MAGIC)
 
 
+def _decode_other(image_bytes):
+    """PNG, GIF (first frame) or BMP to ``uint8 [H, W, 3]``."""
+    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False, dtype=tf.uint8)
+    image.set_shape([None, None, 3])
+    return image
+
+
 def decode(image_bytes):
     """Decode JPEG (RGB, grayscale or CMYK), PNG (with or without alpha, palette, 16-bit), GIF
     (first frame) or BMP to ``uint8 [H, W, 3]`` RGB. Alpha is dropped, gray is replicated.
@@ -41,12 +48,8 @@ def decode(image_bytes):
     >>> decode(tf.io.read_file("cmyk.jpg")).shape
     TensorShape([375, 500, 3])
     """
-    image = tf.cond(
-        is_jpeg(image_bytes),
-        lambda: tf.io.decode_jpeg(image_bytes, channels=3),
-        lambda: tf.io.decode_image(image_bytes, channels=3, expand_animations=False,
-                                   dtype=tf.uint8),
-    )
+    image = tf.cond(is_jpeg(image_bytes), lambda: tf.io.decode_jpeg(image_bytes, channels=3),
+                    lambda: _decode_other(image_bytes))
     image.set_shape([None, None, 3])
     return image
 
@@ -171,6 +174,17 @@ def rescale(image, scale):
     return tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear")
 
 
+def crop_geometry(size, scale, crop, offset_fn):
+    """Where a ``crop`` cut at ``offset_fn`` from an image of ``size`` rescaled to ``scale``
+    comes from: ``(rescaled size, offset in it, window [y, x, h, w] of the source to read,
+    first sample and step in window coordinates)`` for :func:`resample`."""
+    rescaled = rescaled_size(size, scale)
+    offset = offset_fn(rescaled, crop)
+    window = crop_window(size, rescaled, offset, crop)
+    first, step = crop_samples(size, rescaled, offset, crop)
+    return rescaled, offset, window, first - tf.cast(window[:2], tf.float64), step
+
+
 def decode_rescale_crop(image_bytes, scale, crop, offset_fn, flip=False):
     """Rescale an encoded image to shorter side ``scale`` and cut a ``crop x crop`` patch at
     ``offset_fn(rescaled_size, crop)``, decoding only the source window the patch reads;
@@ -183,20 +197,15 @@ def decode_rescale_crop(image_bytes, scale, crop, offset_fn, flip=False):
     """
 
     def from_source(size, read_window):
-        rescaled = rescaled_size(size, scale)
-        offset = offset_fn(rescaled, crop)
-        window = crop_window(size, rescaled, offset, crop)
-        first, step = crop_samples(size, rescaled, offset, crop)
-        pixels = read_window(window)
-        first = first - tf.cast(window[:2], tf.float64)
-        return resample(pixels, first, step, crop, flip), rescaled, offset
+        rescaled, offset, window, first, step = crop_geometry(size, scale, crop, offset_fn)
+        return resample(read_window(window), first, step, crop, flip), rescaled, offset
 
     def jpeg():
         size = tf.image.extract_jpeg_shape(image_bytes)[:2]
         return from_source(size, lambda w: tf.io.decode_and_crop_jpeg(image_bytes, w, channels=3))
 
     def other():
-        image = decode(image_bytes)
+        image = _decode_other(image_bytes)
         return from_source(tf.shape(image)[:2],
                            lambda w: tf.slice(image, [w[0], w[1], 0], [w[2], w[3], 3]))
 

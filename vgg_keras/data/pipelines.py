@@ -16,6 +16,7 @@ import secrets
 
 import tensorflow as tf
 
+from .. import augment
 from ..configs import IMAGENET_PCA_EIGVAL, IMAGENET_PCA_EIGVEC
 from . import ops
 from .sources import attach_info
@@ -220,8 +221,6 @@ def train_pipeline(dataset, *, scale=(256, 512), crop=224, batch_size, flip=True
     if meta is not None:
         attach_info(batches, meta)  # info() works on the batches too
     if augment_on == "device":
-        from .. import augment  # keras only; imported lazily to keep this module light
-
         batches.augmentation = augment.training_augmentation(
             flip=flip and not boxes, color_shift=color_shift, seed=seed,
             eigval=eigval, eigvec=eigvec)

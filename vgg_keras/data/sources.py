@@ -580,14 +580,20 @@ def _find_annotation_dirs(root, split_root, annotations):
     return dirs
 
 
-def _index_xml(dirs, split_root):
-    """{file stem: xml path} for the XML files in ``dirs`` and beside the images."""
+def _is_xml_file(name):
+    return name.lower().endswith(".xml")
+
+
+def _index_xml(dirs, split_root, beside):
+    """{file stem: xml path} for the XML files in ``dirs`` (first) and ``beside`` the images
+    (already listed by the walk that found the images)."""
     index = {}
-    roots = list(dirs) + [split_root]
-    for directory in roots:
+    for directory in dirs:
         exclude = dirs if directory == split_root else ()
-        for path in _walk_files(directory, lambda f: f.lower().endswith(".xml"), exclude):
+        for path in _walk_files(directory, _is_xml_file, exclude):
             index.setdefault(os.path.splitext(os.path.basename(path))[0], path)
+    for path in beside:
+        index.setdefault(os.path.splitext(os.path.basename(path))[0], path)
     return index
 
 
@@ -652,8 +658,12 @@ def _load_directory(path, split, *, label_map, annotations, validate):
     root = os.path.normpath(path)
     split_root = _split_root(root, name)
     annotation_dirs = _find_annotation_dirs(root, split_root, annotations)
-    images = _walk_files(split_root, _is_image_file, exclude=annotation_dirs)
-    xml_index = _index_xml(annotation_dirs, split_root)
+    # One walk of the (possibly huge) image tree finds the images and the XML files beside them.
+    files = _walk_files(split_root, lambda f: _is_image_file(f) or _is_xml_file(f),
+                        exclude=annotation_dirs)
+    images = [p for p in files if _is_image_file(os.path.basename(p))]
+    xml_index = _index_xml(annotation_dirs, split_root,
+                           [p for p in files if _is_xml_file(os.path.basename(p))])
     if not images:
         raise ValueError(f"No image files ({', '.join(IMAGE_EXTENSIONS)}) under {split_root!r}.")
     images = _apply_slice(images, start, stop)
