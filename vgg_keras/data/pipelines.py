@@ -19,7 +19,7 @@ import tensorflow as tf
 from .. import augment
 from ..configs import IMAGENET_PCA_EIGVAL, IMAGENET_PCA_EIGVEC
 from . import ops
-from .sources import attach_info
+from .sources import attach_info, block_shuffle
 
 MULTICROP_GRID = 5
 """The paper's multi-crop grid: 5 x 5 positions, each also flipped: 50 crops per scale."""
@@ -181,7 +181,7 @@ def train_pipeline(dataset, *, scale=(256, 512), crop=224, batch_size, flip=True
         epoch_source = meta.epoch_source
     else:
         def epoch_source(key):
-            return dataset.shuffle(4096, seed=key, reshuffle_each_iteration=False)
+            return block_shuffle(dataset, key, 4096)
 
     def transform(key, index, example):
         jitter = _example_seed(key, index, 1)

@@ -287,14 +287,23 @@ def load(name_or_path=EMBEDDED_NAME, split="train", *, data_dir=None, manual_dir
                       shuffle_buffer=shuffle_buffer)
 
 
-def block_shuffle(dataset, key, block_size):
-    """Shuffle ``dataset`` (of dicts) within consecutive blocks, driven by an int64 key that may
-    be symbolic (the epoch key inside ``flat_map``).
+def keyed_permutation(key, size, block=0):
+    """A permutation of ``range(size)`` drawn from an int64 ``key`` that may be symbolic (the
+    epoch key inside ``flat_map``); ``block`` tells apart the permutations of one key.
 
-    ``Dataset.shuffle`` cannot take a tensor seed, so each block of ``block_size`` examples is
-    permuted with a stateless shuffle seeded by (key, block number): the order is a pure
-    function of the key. Components that are not scalars (boxes) travel serialized, because
-    unbatching a zero-sized component crashes TensorFlow 2.21.
+    ``Dataset.shuffle`` takes its seed as a Python int, so every source shuffles an epoch
+    through this instead: the order is a pure function of ``(key, block)``.
+    """
+    seed = tf.stack([tf.cast(key, tf.int64), tf.cast(block, tf.int64)])
+    return tf.random.experimental.stateless_shuffle(tf.range(size), seed=seed)
+
+
+def block_shuffle(dataset, key, block_size):
+    """Shuffle ``dataset`` (of dicts) within consecutive blocks of ``block_size`` examples, each
+    block permuted by :func:`keyed_permutation` of ``(key, block number)``.
+
+    Components that are not scalars (boxes) travel serialized, because unbatching a zero-sized
+    component crashes TensorFlow 2.21.
     """
     spec = dataset.element_spec
 
@@ -304,8 +313,7 @@ def block_shuffle(dataset, key, block_size):
 
     def permute(index, block):
         size = tf.shape(next(iter(block.values())))[0]
-        seed = tf.stack([tf.cast(key, tf.int64), index])
-        order = tf.random.experimental.stateless_shuffle(tf.range(size), seed=seed)
+        order = keyed_permutation(key, size, index)
         return {k: tf.gather(v, order) for k, v in block.items()}
 
     def unpack(example):
@@ -790,22 +798,24 @@ def _all_xml_names(root, xml_index):
 
 def _records_dataset(records, root, meta):
     """A dataset reading the listed files; its ``epoch_source`` shuffles names before reading."""
-    paths = [r.path for r in records]
-    relative = [os.path.relpath(p, root) for p in paths]
-    labels = np.array([r.label for r in records], np.int32)
+    paths = tf.constant([r.path for r in records])
+    relative = tf.constant([os.path.relpath(r.path, root) for r in records])
+    labels = tf.constant(np.array([r.label for r in records], np.int32))
     boxes = tf.RaggedTensor.from_row_lengths(
         np.concatenate([r.boxes for r in records]).reshape(-1, 4).astype(np.float32),
         np.array([len(r.boxes) for r in records], np.int64),
     )
-    table = tf.data.Dataset.from_tensor_slices((paths, labels, boxes, relative))
 
-    def read(path, label, box, name):
-        return _element(tf.io.read_file(path), label, box, name)
+    def read(index):
+        return _element(tf.io.read_file(paths[index]), labels[index], boxes[index],
+                        relative[index])
 
     def epoch_source(key):
-        # Shuffling names (not bytes) makes a full shuffle cheap at any dataset size.
-        return table.shuffle(len(paths), seed=key, reshuffle_each_iteration=False).map(
-            read, num_parallel_calls=tf.data.AUTOTUNE)
+        # Shuffling indices (not bytes) makes a full shuffle cheap at any dataset size.
+        order = tf.data.Dataset.from_tensor_slices(keyed_permutation(key, len(records)))
+        return order.map(read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
     meta.epoch_source = epoch_source
-    return attach_info(table.map(read, num_parallel_calls=tf.data.AUTOTUNE), meta)
+    in_order = tf.data.Dataset.range(len(records)).map(
+        read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return attach_info(in_order, meta)

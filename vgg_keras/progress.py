@@ -1,0 +1,38 @@
+"""Progress of long loops (file validation, statistics, evaluation protocols, features).
+
+One switch for the whole package: the scripts' ``--quiet`` calls :func:`set_quiet`. On a
+terminal the bar redraws in place; in a log file (stderr redirected) it writes a line at most
+every 30 seconds, so a night's log stays readable.
+
+>>> from vgg_keras.progress import progress
+>>> total = sum(x for x in progress(range(1000), "summing"))
+"""
+
+import sys
+
+from tqdm import tqdm
+
+_quiet = False
+
+REDIRECTED_INTERVAL = 30.0
+"""Seconds between progress lines when stderr is not a terminal."""
+
+
+def set_quiet(quiet=True):
+    """Silence (or restore) every progress bar of the package."""
+    global _quiet
+    _quiet = bool(quiet)
+
+
+def is_quiet():
+    return _quiet
+
+
+def progress(iterable, label, total=None, unit="it"):
+    """``iterable``, showing ``label``, a count (out of ``total`` or ``len(iterable)``) and a
+    rate on stderr as it is consumed; silent after ``set_quiet()``."""
+    if total is None and hasattr(iterable, "__len__"):
+        total = len(iterable)
+    on_terminal = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+    return tqdm(iterable, desc=label, total=total, unit=unit, disable=_quiet, leave=True,
+                mininterval=0.5 if on_terminal else REDIRECTED_INTERVAL, dynamic_ncols=True)
