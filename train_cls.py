@@ -4,6 +4,7 @@
     python train_cls.py --arch D                        # the paper's D on the embedded data
     python train_cls.py --arch D --scale 256:512 --init-from runs/cls-d-s384/model.keras
     python train_cls.py --evaluate runs/cls-d-s256/model.keras --eval-scales 224 256 288
+    python train_cls.py --evaluate vgg16-397923af.pth --data /path/to/ILSVRC --eval-scales 256
 """
 
 import os
@@ -11,7 +12,9 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides progress
 
-from vgg_keras.cli import common_parser  # noqa: E402
+from vgg_keras.cli import common_parser, run_command  # noqa: E402
+
+EXTRA = ("evaluate", "eval_scales", "no_eval_flip", "eval_output")
 
 
 def main(argv=None):
@@ -31,23 +34,16 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from vgg_keras.classification import evaluate_saved, train_classifier
-    from vgg_keras.train import TrainingDiverged, test_scale
+    from vgg_keras.train import test_scale
 
     if args.evaluate:
-        evaluate_saved(args.evaluate, data=args.data, data_dir=args.data_dir,
-                       scales=args.eval_scales or [test_scale(args.scale)],
-                       methods=args.eval_methods, flip=not args.no_eval_flip,
-                       batch_size=args.eval_batch_size, val_fraction=args.val_fraction,
-                       output=args.eval_output)
-        return 0
-    options = {k: v for k, v in vars(args).items()
-               if k not in ("evaluate", "eval_scales", "no_eval_flip", "eval_output")}
-    try:
-        train_classifier(**options)
-    except TrainingDiverged as error:
-        print(f"train_cls.py: {error}", file=sys.stderr)
-        return 1
-    return 0
+        return run_command(parser.prog, args, lambda: evaluate_saved(
+            args.evaluate, data=args.data, data_dir=args.data_dir,
+            scales=args.eval_scales or [test_scale(args.scale)], methods=args.eval_methods,
+            flip=not args.no_eval_flip, batch_size=args.eval_batch_size,
+            val_fraction=args.val_fraction, output=args.eval_output))
+    options = {k: v for k, v in vars(args).items() if k not in EXTRA}
+    return run_command(parser.prog, args, lambda: train_classifier(**options))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides progress
 
-from vgg_keras.cli import common_parser  # noqa: E402
+from vgg_keras.cli import common_parser, run_command  # noqa: E402
 
 EXTRA = ("evaluate", "eval_output")
 
@@ -39,31 +39,21 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from vgg_keras.localization import evaluate_saved, train_localizer
-    from vgg_keras.train import TrainingDiverged, test_scale
+    from vgg_keras.train import test_scale
 
     if args.evaluate:
-        evaluate_saved(args.evaluate, classifiers=args.classifier or (), data=args.data,
-                       data_dir=args.data_dir,
-                       scales=args.eval_scales or [test_scale(args.scale)],
-                       batch_size=args.eval_batch_size, val_fraction=args.val_fraction,
-                       split=args.eval_split,
-                       output=args.eval_output)
-        return 0
+        return run_command(parser.prog, args, lambda: evaluate_saved(
+            args.evaluate, classifiers=args.classifier or (), data=args.data,
+            data_dir=args.data_dir, scales=args.eval_scales or [test_scale(args.scale)],
+            batch_size=args.eval_batch_size, val_fraction=args.val_fraction,
+            split=args.eval_split, output=args.eval_output))
     options = {k: v for k, v in vars(args).items() if k not in EXTRA}
     if options["classifier"]:
         if len(options["classifier"]) > 1:
             parser.error("training rates protocol 2 by one --classifier; give several with "
                          "--evaluate")
         options["classifier"] = options["classifier"][0]
-    try:
-        train_localizer(**options)
-    except TrainingDiverged as error:
-        print(f"train_loc.py: {error}", file=sys.stderr)
-        return 1
-    except ValueError as error:
-        print(f"train_loc.py: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(parser.prog, args, lambda: train_localizer(**options))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import pytest
 import keras
 
 import vgg_keras
-from vgg_keras import evaluate
+from vgg_keras import evaluate, progress
 
 
 def tiny(seed=0, arch="A"):
@@ -72,7 +72,7 @@ def test_multicrop_averages_crop_posteriors_and_fusion_averages_models():
         flip=False)
     fused = 0.5 * (evaluate.softmax(first(images)) + evaluate.softmax(second(images)))
     assert rows == [{"models": [first.name, second.name], "scales": [64], "method": "center",
-                     **evaluate.errors(fused, labels)}]
+                     "images": 2, **evaluate.errors(fused, labels)}]
 
 
 def test_multiscale_and_combined_rows():
@@ -95,3 +95,44 @@ def test_multiscale_and_combined_rows():
     ]
     table = evaluate.format_table(rows)
     assert "| 64,80 | dense+multicrop |" in table
+
+
+@pytest.fixture
+def progress_on():
+    """Bars shown whatever an earlier test left; the package default restored afterwards."""
+    progress.set_quiet(False)
+    yield
+    progress.set_quiet(False)
+
+
+def test_each_protocol_pass_shows_progress_until_set_quiet(progress_on, capfd, tmp_path,
+                                                           monkeypatch):
+    from PIL import Image
+
+    from vgg_keras import data
+
+    monkeypatch.setenv("VGG_KERAS_CACHE", str(tmp_path / "cache"))  # listing caches
+    rng = np.random.default_rng(6)
+    for i in range(5):   # 5 images in class folders, as a user's data would be
+        folder = tmp_path / "images" / ("ab"[i % 2])
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (70, 90, 3), dtype=np.uint8)).save(
+            folder / f"{i}.png")
+    examples = data.load(str(tmp_path / "images"), validate="none")
+
+    def batches(q, method):   # as vgg_keras.classification passes them: numpy iterators
+        return data.eval_pipeline(examples, scale=q, mode=method, crop=64,
+                                  batch_size=2 if method == "center" else 1).as_numpy_iterator()
+
+    model = tiny()
+    capfd.readouterr()
+    evaluate.evaluate_classifier(model, batches, scales=(72,), methods=("center", "dense"))
+    err = capfd.readouterr().err
+    # One bar per pass, named by method and scale, counting images (center has 3 batches of
+    # at most 2) out of the dataset's size, which load() recorded.
+    for name in ("center Q=72", "dense Q=72"):
+        assert f"{name}: 100%" in err and "5/5" in err.split(name)[-1].split("\n")[0]
+
+    progress.set_quiet()
+    evaluate.evaluate_classifier(model, batches, scales=(72,), methods=("center",))
+    assert "Q=72" not in capfd.readouterr().err

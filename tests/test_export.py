@@ -7,6 +7,8 @@ window the crop needs (``vgg_keras.data.ops.decode_rescale_crop``), so the compa
 that the two agree.
 """
 
+import io
+import struct
 import sys
 
 import numpy as np
@@ -15,7 +17,7 @@ import tensorflow as tf
 import keras
 
 import vgg_keras
-from vgg_keras.export import SERVE_BYTES, SERVE_UINT8, export
+from vgg_keras.export import DEFAULT_MAX_PIXELS, SERVE_BYTES, SERVE_UINT8, export, header_size
 
 CROP = 32
 SCALE = 40          # Q: every image below is rescaled to shorter side 40, then cropped to 32
@@ -206,6 +208,140 @@ def test_localizer_variants_shapes(classifier, tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------
+# Refusing what would exhaust memory
+
+SMALL_LIMIT = 10_000   # pixels: a 100 x 100 image is at the limit, 120 x 120 over it
+
+
+def pil_file(image, kind, **options):
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    (image if isinstance(image, Image.Image) else Image.fromarray(image)).save(
+        buffer, kind, **options)
+    return buffer.getvalue()
+
+
+def noise(height, width, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def top_down_bmp(image):
+    """A BMP stored top-down (negative height in the header, rows in display order), which PIL
+    never writes: its bottom-up file with the height negated and the rows reversed."""
+    data = bytearray(pil_file(image, "BMP"))
+    offset, = struct.unpack_from("<I", data, 10)
+    height, = struct.unpack_from("<i", data, 22)
+    row = (len(data) - offset) // height
+    rows = [data[offset + i * row: offset + (i + 1) * row] for i in range(height)]
+    struct.pack_into("<i", data, 22, -height)
+    return bytes(data[:offset] + b"".join(reversed(rows)))
+
+
+def claiming(png, height, width):
+    """``png`` with its IHDR rewritten to claim ``height`` x ``width`` pixels (the data, and the
+    chunk's CRC, still those of the small image: decoding it would fail)."""
+    data = bytearray(png)
+    struct.pack_into(">II", data, 16, width, height)
+    return bytes(data)
+
+
+@pytest.fixture(scope="module")
+def served_small(classifier, tmp_path_factory):
+    path = tmp_path_factory.mktemp("export") / "small_limit"
+    export(classifier, path, scale=SCALE, max_pixels=SMALL_LIMIT)
+    return tf.saved_model.load(str(path))
+
+
+def test_header_size_reads_every_format_as_the_decoder_does():
+    from PIL import Image
+
+    image = noise(37, 53)                   # not square: a swapped height and width would show
+    files = {kind: pil_file(image, kind) for kind in ("PNG", "JPEG", "GIF", "BMP")}
+    files["bottom-up BMP"] = files.pop("BMP")   # PIL's BMPs store the last row first
+    files["top-down BMP"] = top_down_bmp(image)
+    for kind, data in files.items():
+        decoded_shape = tf.io.decode_image(data, channels=3, expand_animations=False).shape
+        assert decoded_shape == (37, 53, 3), kind
+        np.testing.assert_array_equal(header_size(data), [37, 53, 37 * 53], err_msg=kind)
+    np.testing.assert_array_equal(  # the top-down file holds the same picture, not a mirror
+        tf.io.decode_bmp(files["top-down BMP"], channels=3),
+        tf.io.decode_bmp(files["bottom-up BMP"], channels=3))
+    # A 16-bit greyscale PNG and a large GIF: the fields are read whole, not their low bytes.
+    wide = tf.io.encode_png(tf.zeros([3, 300, 1], tf.uint16)).numpy()
+    np.testing.assert_array_equal(header_size(wide), [3, 300, 900])
+    np.testing.assert_array_equal(header_size(pil_file(noise(2, 700), "GIF")), [2, 700, 1400])
+    np.testing.assert_array_equal(header_size(claiming(files["PNG"], 20000, 30000)),
+                                  [20000, 30000, 600_000_000])
+
+
+def test_header_size_counts_every_frame_of_an_animated_gif():
+    from PIL import Image
+
+    # Alternating colours, so every frame is stored whole (PIL drops repeats, crops to changes).
+    frames = [Image.new("RGB", (40, 30), colour) for colour in ("red", "blue") * 3]
+    data = pil_file(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    assert tf.io.decode_gif(data).shape[0] == 6
+    # The decoder holds every frame although serving reads the first: 6 x 40 x 30 pixels.
+    np.testing.assert_array_equal(header_size(data), [30, 40, 6 * 1200])
+
+
+def test_header_size_of_other_bytes():
+    np.testing.assert_array_equal(header_size(b"not an image"), [-1, -1, -1])
+    np.testing.assert_array_equal(header_size(b""), [-1, -1, -1])
+    # A PNG cut inside its header claims no pixels (decoding it then fails with TF's message).
+    np.testing.assert_array_equal(header_size(pil_file(noise(9, 9), "PNG")[:18]), [0, 0, 0])
+
+
+def test_serve_refuses_a_batch_with_an_image_over_max_pixels(served_small, classifier):
+    serve = served_small.signatures[SERVE_BYTES]
+    at_limit = pil_file(noise(100, 100), "JPEG", quality=90)    # 10000 pixels: accepted
+    over = pil_file(noise(120, 120, seed=1), "PNG")             # 14400 pixels: refused
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"image 1 of the batch is 120 x 120 \(14400 pixels to decode\), "
+                             r"more than the 10000 pixels.*max_pixels=N\) raises it"):
+        serve(image_bytes=tf.constant([at_limit, over]))
+    outputs = call(serve, image_bytes=tf.constant([at_limit]))
+    check_classifier_outputs(outputs, classifier, [reference_crop(decoded(at_limit))[0]])
+
+
+def test_serve_reads_the_header_before_decoding(served_classifier):
+    """A 20000 x 20000 PNG header (1.2 GB to decode) on 300 bytes: refused by the default limit,
+    before the decoder could allocate (its data is too short to decode at all, so an error
+    naming PNG data would mean the decoder ran first)."""
+    bomb = claiming(pil_file(noise(10, 10), "PNG"), 20000, 20000)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=rf"image 0 of the batch is 20000 x 20000 .*more than the "
+                             rf"{DEFAULT_MAX_PIXELS} pixels"):
+        served_classifier.signatures[SERVE_BYTES](image_bytes=tf.constant([bomb]))
+    # The default lets a 24-megapixel photograph through (6000 x 4000; header only, no decode).
+    assert header_size(claiming(pil_file(noise(10, 10), "PNG"), 4000, 6000))[2] \
+        <= DEFAULT_MAX_PIXELS
+
+
+def test_serve_uint8_refuses_images_over_max_pixels(served_small):
+    serve = served_small.signatures[SERVE_UINT8]
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"the images are 120 x 120, more than the 10000 pixels"):
+        serve(images=tf.zeros([2, 120, 120, 3], tf.uint8))
+    assert call(serve, images=tf.zeros([2, 100, 100, 3], tf.uint8))["logits"].shape == (2, CLASSES)
+
+
+def test_empty_batches_and_undecodable_files_are_clear_errors(served_small):
+    signatures = served_small.signatures
+    with pytest.raises(tf.errors.InvalidArgumentError, match="empty batch: send at least one"):
+        signatures[SERVE_BYTES](image_bytes=tf.constant([], tf.string))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="empty batch: send at least one"):
+        signatures[SERVE_UINT8](images=tf.zeros([0, 50, 50, 3], tf.uint8))
+    good = pil_file(noise(50, 50), "PNG")
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="image 1 of the batch is not a JPEG, PNG, GIF or BMP file"):
+        signatures[SERVE_BYTES](image_bytes=tf.constant([good, b"<html>not found</html>"]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Invalid PNG data"):
+        signatures[SERVE_BYTES](image_bytes=tf.constant([good[:60]]))
+
+
+# ----------------------------------------------------------------------------------------------
 # ONNX and .keras
 
 
@@ -280,6 +416,10 @@ def test_argument_errors(classifier, tmp_path):
         export(classifier, tmp_path / "m", scale=24)
     with pytest.raises(ValueError, match="top must be a positive integer"):
         export(classifier, tmp_path / "m", top=0)
+    with pytest.raises(ValueError, match="max_pixels must be a positive integer"):
+        export(classifier, tmp_path / "m", max_pixels=0)
+    with pytest.raises(ValueError, match="max_pixels only applies to format='saved_model'"):
+        export(classifier, tmp_path / "m.keras", format="keras", max_pixels=10_000)
     other = vgg_keras.build_vgg("A", CLASSES + 1, input_shape=(CROP, CROP, 3), width=0.125)
     with pytest.raises(ValueError, match="boxes for 6 classes but the classifier scores 7"):
         export(tiny_localizer(classifier, "pcr"), tmp_path / "m", classifier=other)

@@ -318,3 +318,26 @@ def test_classes_beyond_the_head_and_data_without_boxes_are_clear_errors(tfds_di
                                        "0.5", "--epochs", "1", "--run-dir",
                                        str(tmp_path / "r2")]) == 2
     assert "has no bounding boxes" in capsys.readouterr().err
+
+
+def test_both_protocols_show_progress_in_images(classifier, capfd):
+    from vgg_keras import progress
+
+    progress.set_quiet(False)
+    try:
+        capfd.readouterr()
+        boxes = {"label": np.array([0, 1, 0]), "num_boxes": np.array([1, 1, 1]),
+                 "boxes": np.tile([[[0.2, 0.2, 0.6, 0.6]]], (3, 1, 1))}
+        predictor = fixed_predictor([[0.4, 0.4, 0.4, 0.4]] * 3)
+        protocol1(predictor, [(np.eye(3, dtype="float32"), boxes)])   # one batch of 3 images
+        image = np.random.default_rng(1).uniform(0, 255, (1, 32, 48, 3)).astype("float32")
+        one = (image, {"label": np.array([3]), "boxes": np.array([[[0.1, 0.1, 0.9, 0.9]]]),
+                       "num_boxes": np.array([1])})
+        protocol2(build_localizer(classifier, regression="scr"), classifier,
+                  lambda q: [one, one], scales=[32, 40])
+        err = capfd.readouterr().err
+        # Counted in images, not batches, each bar to its end.
+        assert "3/3" in err.split(f"protocol 1 {predictor.name}: 100%")[1].split("\n")[0]
+        assert "2/2" in err.split("protocol 2 Q=32,40: 100%")[1].split("\n")[0]
+    finally:
+        progress.set_quiet(False)

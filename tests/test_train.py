@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import train_cls
+from vgg_keras.train import checkpoint_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--arch", "A", "--width", "0.125", "--crop", "32", "--scale", "36:44", "--batch-size",
@@ -87,8 +88,8 @@ def test_killed_run_resumes_to_the_same_weights(tfds_dir, tmp_path):
     assert resumed.returncode == 0, out[-3000:]
     assert "Resuming" in out or "resuming" in out.lower()
 
-    a = read_weights(tmp_path / "straight" / "checkpoints" / "last.weights.h5")
-    b = read_weights(killed_dir / "checkpoints" / "last.weights.h5")
+    a = read_weights(checkpoint_weights(tmp_path / "straight"))
+    b = read_weights(checkpoint_weights(killed_dir))
     assert a.keys() == b.keys() and len(a) > 10
     for name in a:
         np.testing.assert_allclose(b[name], a[name], rtol=1e-5, atol=1e-6, err_msg=name)
@@ -139,7 +140,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path):
                       monitor="loss", mode="min", verbose=0)
     state = json.loads((tmp_path / "checkpoints" / "state.json").read_text())
     assert state["epoch"] == 1 and len(state["history"]) == 1
-    saved = read_weights(tmp_path / "checkpoints" / "last.weights.h5")
+    saved = read_weights(checkpoint_weights(tmp_path))
     kernel = [v for k, v in saved.items() if k.endswith("vars/0") and "dense" in k][0]
     assert np.all(np.isfinite(kernel)) and np.abs(kernel).max() > 0
 
@@ -152,7 +153,7 @@ def test_diverging_run_from_the_command_line_saves_nothing(tfds_dir, tmp_path):
     out, _ = blowup.communicate(timeout=600)
     assert blowup.returncode != 0
     assert "NaN/Inf at epoch 1" in out and "No epoch finished" in out
-    assert not (run_dir / "checkpoints" / "last.weights.h5").exists()
+    assert checkpoint_weights(run_dir) is None
 
 
 TWO_DEVICES = """
@@ -162,6 +163,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 sys.path.insert(0, sys.argv[1])
 import train_cls
+from vgg_keras.train import checkpoint_weights
 sys.exit(train_cls.main(sys.argv[2:]))
 """
 
@@ -182,7 +184,7 @@ def _train_each_mode(command, env, tmp_path):
                                   "--run-dir", str(run_dir)],
                                  env=env, capture_output=True, text=True, timeout=600)
         assert process.returncode == 0, process.stdout[-2000:] + process.stderr[-3000:]
-        runs[mode] = read_weights(run_dir / "checkpoints" / "last.weights.h5")
+        runs[mode] = read_weights(checkpoint_weights(run_dir))
     return runs, process.stdout
 
 

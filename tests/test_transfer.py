@@ -80,3 +80,21 @@ def test_bad_arguments_are_clear_errors(model):
         features(model, images, combine="max")
     with pytest.raises(ValueError, match=r"\(N, H, W, 3\)"):
         features(model, images[0], scales=(32,))
+
+
+def test_feature_extraction_shows_progress_per_scale(model, capfd):
+    from vgg_keras import progress
+
+    progress.set_quiet(False)
+    try:
+        capfd.readouterr()
+        features(model, _images((3, 36, 44, 3), seed=7), scales=(32, 40), batch_size=2)
+        err = capfd.readouterr().err
+        # One bar per scale, counting images (2 batches: 2 + 1) out of the 3.
+        for q in (32, 40):
+            assert "3/3" in err.split(f"features Q={q}: 100%")[1].split("\n")[0]
+        progress.set_quiet()
+        features(model, _images((1, 32, 32, 3)), scales=(32,))
+        assert "features" not in capfd.readouterr().err
+    finally:
+        progress.set_quiet(False)

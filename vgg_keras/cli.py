@@ -1,9 +1,12 @@
 """Command-line flags shared by train_cls.py and train_loc.py, with the paper's defaults."""
 
 import argparse
+import sys
 
 from .configs import CONFIGS
-from .train import parse_scale
+from .progress import set_quiet
+from .rundir import RunDirectoryError, terminal_logging
+from .train import TrainingDiverged, parse_scale
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
@@ -131,9 +134,31 @@ def common_parser(description, *, default_lr, default_arch="D"):
                           "running again with the same directory resumes (default: "
                           "runs/<task>-<arch>-<scale>)")
     run.add_argument("--evaluate", nargs="+", metavar="MODEL", default=None,
-                     help="evaluate saved .keras model(s) instead of training (several: fusion)")
+                     help="evaluate saved models instead of training (several: fusion): .keras "
+                          "files, or weight files build_vgg reads (torchvision .pth, "
+                          "keras.applications .h5)")
     run.add_argument("--eval-batch-size", type=_positive(int), default=32,
                      help="batch size for center-crop evaluation")
     run.add_argument("--verbose", choices=("auto", "0", "1", "2"), default="auto",
                      help="Keras progress output")
+    run.add_argument("--quiet", action="store_true",
+                     help="no progress bars (file validation, evaluation, features) and one "
+                          "line per epoch; log messages still go to the terminal and train.log")
     return parser
+
+
+def run_command(prog, args, work):
+    """Run ``work()`` as a command does: the package's log messages on the terminal, progress
+    as ``--quiet`` says, and an error message with a non-zero exit status (2 for bad input,
+    1 for a diverged run) instead of a traceback for the errors a user can fix."""
+    set_quiet(args.quiet)
+    try:
+        with terminal_logging():
+            work()
+    except TrainingDiverged as error:
+        print(f"{prog}: {error}", file=sys.stderr)
+        return 1
+    except (ValueError, OSError, RunDirectoryError, ImportError, NotImplementedError) as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    return 0

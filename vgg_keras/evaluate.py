@@ -4,17 +4,22 @@ Every protocol reduces to soft-max posteriors per image, which are then averaged
 original and flipped image, over the 50 crops of a scale, over scales, over dense and multi-crop,
 over models (fusion). Errors are top-1 and top-5 as in Tables 3-6.
 
+Each protocol pass shows a progress bar on stderr ("dense Q=384", images done out of the
+dataset's size when it is known); ``vgg_keras.progress.set_quiet()`` silences them.
+
 >>> results = evaluate_classifier(model, dataset, scales=(256, 384, 512), methods=("dense",))
 >>> print(format_table(results))
 """
 
 import json
 import logging
+import sys
 
 import keras
 import numpy as np
 
 from .models import to_dense
+from .progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -86,17 +91,81 @@ def crop_posteriors(model, crops, flip=False):
     return posteriors
 
 
-def collect_posteriors(model, batches, method, *, flip=True, dense_model=None):
+def _labels_in(labels):
+    """How many images a batch's labels (an array, or a dict with a ``"label"`` array) cover."""
+    if isinstance(labels, dict):
+        labels = labels["label"]
+    return int(np.size(labels))
+
+
+def known_total(batches):
+    """``(total, unit)`` for a progress bar over ``batches``, read without consuming them:
+    images (``"img"``) when the number is known, else batches when the dataset knows how many
+    it has, else images with no total.
+
+    >>> known_total(eval_pipeline(load("vgg_shapes", "validation"), scale=84, crop=64))
+    (500, 'img')
+    """
+    dataset = batches
+    tf = sys.modules.get("tensorflow")   # a tf.data.Dataset means TensorFlow is imported
+    if tf is not None and isinstance(dataset, tf.data.Dataset):
+        from .data import info
+
+        try:   # vgg_keras.data.eval_pipeline keeps load()'s metadata: the number of images
+            return info(dataset).num_examples, "img"
+        except ValueError:   # another dataset: no metadata
+            pass
+        cardinality = int(dataset.cardinality())
+        return (cardinality, "batch") if cardinality >= 0 else (None, "img")
+    if isinstance(batches, (list, tuple)):
+        return sum(_labels_in(labels) for _, labels in batches), "img"
+    return None, "img"
+
+
+def track(batches, label, total=None):
+    """Iterate ``batches`` of ``(images, labels)`` (a ``tf.data.Dataset`` as numpy) while a
+    progress bar named ``label`` counts the images on stderr (see :mod:`vgg_keras.progress`).
+
+    The bar's total is ``total`` images if given, else read from ``batches`` when it is an
+    ``eval_pipeline`` dataset or a list; otherwise only the
+    count and rate show.
+
+    >>> for images, labels in track(eval_pipeline(ds, scale=256), "center Q=256"):
+    ...     predict(images)
+    """
+    unit = "img"
+    if total is None:
+        total, unit = known_total(batches)
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and isinstance(batches, tf.data.Dataset):
+        batches = batches.as_numpy_iterator()
+    # progress(None, ...) is a bar advanced by hand (tqdm's update), to count images, not
+    # batches; `with` closes it, printing the final count, even when the loop stops early.
+    with progress(None, label, total=total, unit=unit) as bar:
+        for images, labels in batches:
+            yield images, labels
+            bar.update(_labels_in(labels) if unit == "img" else 1)
+
+
+def collect_posteriors(model, batches, method, *, flip=True, dense_model=None, label=None,
+                       total=None):
     """Run one protocol over an eval pipeline's batches; return (posteriors, labels).
 
     ``batches`` yields ``(images, labels)`` as ``vgg_keras.data.eval_pipeline`` makes them for
     ``method``: center crops (N, c, c, 3), whole images (N, H, W, 3) for dense, or the crop
-    sets of N images for multicrop, (N, K, c, c, 3) or flattened to (N * K, c, c, 3).
+    sets of N images for multicrop, (N, K, c, c, 3) or flattened to (N * K, c, c, 3). It may be
+    the dataset itself, its ``as_numpy_iterator()`` or any iterable of numpy arrays.
+
+    A progress bar named ``label`` (default: the method) counts the images out of ``total``,
+    or out of the dataset's size when ``batches`` comes from ``eval_pipeline``.
+
+    >>> posteriors, labels = collect_posteriors(
+    ...     model, eval_pipeline(ds, scale=256, mode="dense"), "dense", label="dense Q=256")
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     all_posteriors, all_labels = [], []
-    for images, labels in batches:
+    for images, labels in track(batches, label or method, total):
         images = np.asarray(images, dtype="float32")
         if method == "dense":
             dense_model = dense_model or to_dense(model)
@@ -115,11 +184,15 @@ def collect_posteriors(model, batches, method, *, flip=True, dense_model=None):
     return np.concatenate(all_posteriors), np.concatenate(all_labels)
 
 
-def evaluate_classifier(models, make_batches, *, scales, methods=("dense",), flip=True):
+def evaluate_classifier(models, make_batches, *, scales, methods=("dense",), flip=True,
+                        total=None):
     """Evaluate one model or several (fusion) over test scales and methods.
 
     ``make_batches(scale, method)`` returns an iterable of batches for that scale and method
-    (e.g. ``lambda q, m: vgg_keras.data.eval_pipeline(ds, scale=q, mode=m, ...)``).
+    (e.g. ``lambda q, m: vgg_keras.data.eval_pipeline(ds, scale=q, mode=m, ...)``). Each pass
+    shows a progress bar ("dense Q=384", and the model's name when several are fused) counting
+    images out of ``total``, or out of the dataset's size when the batches come from
+    ``eval_pipeline`` (or its ``as_numpy_iterator()``).
 
     Returns a list of rows ``{"models", "scales", "method", "top1", "top5"}``: one per
     (scale, method), one per method over all scales (multi-scale), the dense + multi-crop
@@ -135,8 +208,10 @@ def evaluate_classifier(models, make_batches, *, scales, methods=("dense",), fli
         for method in methods:
             per_model = []
             for model, dense in zip(models, dense_models):
+                label = f"{method} Q={scale}" + (f" {model.name}" if len(models) > 1 else "")
                 posteriors, seen = collect_posteriors(model, make_batches(scale, method), method,
-                                                      flip=flip, dense_model=dense)
+                                                      flip=flip, dense_model=dense, label=label,
+                                                      total=total)
                 if labels is None:
                     labels = seen
                 elif not np.array_equal(labels, seen):
@@ -148,7 +223,7 @@ def evaluate_classifier(models, make_batches, *, scales, methods=("dense",), fli
 
     def add(selected_scales, method, posteriors):
         rows.append({"models": names, "scales": list(selected_scales), "method": method,
-                     **errors(posteriors, labels)})
+                     "images": int(len(labels)), **errors(posteriors, labels)})
 
     for method in methods:
         for scale in scales:

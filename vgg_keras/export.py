@@ -14,6 +14,14 @@ it with no Python code of ours. Its signatures:
   JPEG, PNG, GIF or BMP files of any sizes;
 * ``serve_uint8``: ``images``, ``(B, H, W, 3)`` uint8 RGB images of one size.
 
+Both refuse images of more than ``max_pixels`` pixels (set at export, default
+:data:`DEFAULT_MAX_PIXELS`, 50 megapixels). ``serve`` reads each file's size from its header
+(:func:`header_size`) before decoding anything and refuses the whole batch with an
+``InvalidArgumentError`` naming the image, its size and the limit, so a small file that claims
+a huge image (a 1.2 MB PNG of 20000 x 20000 pixels takes 1.9 GB to decode) cannot exhaust the
+server's memory. Files that are not JPEG, PNG, GIF or BMP, and empty batches, are refused the
+same way.
+
 Both return, for a classifier, ``classes`` (int32 ``(B, k)``, best first), ``probabilities``
 (float32 ``(B, k)``, softmax of the logits) and ``logits`` (float32 ``(B, C)``), with
 ``k = min(top, C)``. A localizer adds ``boxes``: float32 ``(B, K, 4)`` ``[ymin, xmin, ymax,
@@ -52,6 +60,15 @@ SERVE_UINT8 = "serve_uint8"
 """The signature taking decoded ``(B, H, W, 3)`` uint8 images."""
 PAPER_SCALE_RATIO = 256 / 224
 """The paper's usual test scale for a 224 crop is Q = 256 (the model trained at S = 256)."""
+DEFAULT_MAX_PIXELS = 50_000_000
+"""The largest image (height x width; for an animated GIF, every frame's pixels) the SavedModel
+decodes unless ``export(..., max_pixels=...)`` says otherwise. 50 megapixels takes the largest
+photographs people commonly send (48-megapixel phone cameras, 45-megapixel full-frame cameras;
+a 24-megapixel 6000 x 4000 photo has room to spare) while capping what one image costs:
+decoding takes ~4.5 bytes a pixel at its peak (measured: +0.22 GB for a 48-megapixel PNG, a
+JPEG far less since only the crop's window is decoded), so ~0.25 GB per image being decoded,
+where a 1.2 MB PNG of 20000 x 20000 pixels took +1.9 GB with no limit. Bigger images gain
+nothing here: the network sees them rescaled to Q (256 by default)."""
 ONNX_PACKAGES = ("torch", "onnx")
 ONNX_INSTALL = 'pip install "vgg_keras[onnx]"'
 
@@ -66,7 +83,7 @@ def default_scale(crop):
 
 
 def export(model, path, format="saved_model", *, classifier=None, scale=None, top=None,
-           verbose=False):
+           max_pixels=None, verbose=False):
     """Export ``model`` (a ``build_vgg`` classifier or a ``build_localizer`` localizer, or the
     path of its ``.keras`` file) for serving, in one of three formats.
 
@@ -83,6 +100,14 @@ def export(model, path, format="saved_model", *, classifier=None, scale=None, to
             the central crop. Default :func:`default_scale` (256 for a 224 crop); a model trained
             at S should get ``vgg_keras.train.test_scale(S)``.
         top: SavedModel only: how many classes to report, at most C (default 5).
+        max_pixels: SavedModel only: the largest image, in pixels (height x width), the
+            signatures accept; default :data:`DEFAULT_MAX_PIXELS` (50 megapixels). ``serve``
+            reads every file's size from its header before decoding any and refuses the batch
+            (``tf.errors.InvalidArgumentError``: which image, its size, the limit) if one is
+            larger; ``serve_uint8`` refuses images larger than it. An animated GIF counts the
+            pixels of all its frames, which TensorFlow's decoder holds at once. Raise it to
+            serve bigger photographs: decoding costs up to ~4.5 bytes per pixel at its peak, per
+            image being decoded (a batch's images are decoded a few at a time).
         verbose: print what Keras prints while exporting.
 
     Returns the path written, as a string.
@@ -93,6 +118,8 @@ def export(model, path, format="saved_model", *, classifier=None, scale=None, to
     >>> served = tf.saved_model.load("/tmp/vgg_a")
     >>> served.signatures["serve"](image_bytes=tf.constant([open("cat.jpg", "rb").read()]))
     {'classes': <(1, 5) int32>, 'probabilities': <(1, 5) float32>, 'logits': <(1, 10) float32>}
+    >>> export(model, "/tmp/vgg_a_small", scale=84, max_pixels=1_000_000)   # refuse > 1 MP
+    '/tmp/vgg_a_small'
     """
     if format not in FORMATS:
         raise ValueError(f"Unknown export format {format!r}; choose one of {', '.join(FORMATS)}.")
@@ -101,7 +128,8 @@ def export(model, path, format="saved_model", *, classifier=None, scale=None, to
     model = _load_if_path(model)
     if format != "saved_model":
         given = [name for name, value in (("classifier", classifier), ("scale", scale),
-                                          ("top", top)) if value is not None]
+                                          ("top", top), ("max_pixels", max_pixels))
+                 if value is not None]
         if given:
             raise ValueError(
                 f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to "
@@ -113,7 +141,9 @@ def export(model, path, format="saved_model", *, classifier=None, scale=None, to
         _export_onnx(model, path, verbose)
     else:
         _export_saved_model(model, path, classifier=classifier, scale=scale,
-                            top=5 if top is None else top, verbose=verbose)
+                            top=5 if top is None else top,
+                            max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
+                            verbose=verbose)
     return path
 
 
@@ -141,7 +171,7 @@ def _crop_side(model, what):
     return int(height)
 
 
-def _export_saved_model(model, path, *, classifier, scale, top, verbose):
+def _export_saved_model(model, path, *, classifier, scale, top, max_pixels, verbose):
     if keras.backend.backend() != "tensorflow":
         raise RuntimeError(
             "format='saved_model' needs the TensorFlow backend (the preprocessing and the "
@@ -176,6 +206,10 @@ def _export_saved_model(model, path, *, classifier, scale, top, verbose):
     scale = int(scale)
     if int(top) != top or top < 1:
         raise ValueError(f"top must be a positive integer, got {top}.")
+    if isinstance(max_pixels, bool) or int(max_pixels) != max_pixels or max_pixels < 1:
+        raise ValueError(f"max_pixels must be a positive integer (height x width), got "
+                         f"{max_pixels!r}.")
+    max_pixels = int(max_pixels)
 
     regression, box_classes = regression_of(localizer) if localizer is not None else (None, None)
     num_classes = classifier.output_shape[-1] if classifier is not None else None
@@ -202,6 +236,9 @@ def _export_saved_model(model, path, *, classifier, scale, top, verbose):
         return outputs
 
     def serve_bytes(image_bytes):
+        # Every check passes before any image is decoded (image_bytes now depends on them).
+        with tf.control_dependencies(_check_encoded(image_bytes, max_pixels)):
+            image_bytes = tf.identity(image_bytes)
         crops, rescaled, offsets = tf.map_fn(
             lambda data: image_ops.decode_rescale_crop(data, scale, crop, image_ops.center_offset),
             image_bytes, fn_output_signature=(
@@ -210,6 +247,8 @@ def _export_saved_model(model, path, *, classifier, scale, top, verbose):
         return predict(crops, rescaled, offsets)
 
     def serve_uint8(images):
+        with tf.control_dependencies(_check_decoded(images, max_pixels)):
+            images = tf.identity(images)
         # One size for the batch, so the geometry is computed once, as decode_rescale_crop
         # computes it per image: read the window the crop needs, resample it.
         rescaled, offset, window, first, step = image_ops.crop_geometry(
@@ -231,6 +270,189 @@ def _export_saved_model(model, path, *, classifier, scale, top, verbose):
     archive.add_endpoint(SERVE_UINT8, serve_uint8, input_signature=[
         tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
     archive.write_out(path, verbose=verbose)
+
+
+# ----------------------------------------------------------------------------------------------
+# Refusing what would exhaust memory
+
+
+# The prefixes TensorFlow's decode_image sorts files by (decode_image_op.cc). JPEG XL and WebP,
+# which it also decodes, are refused: their sizes are not read here, so they cannot be bounded.
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_GIF_MAGIC = b"GIF8"
+_BMP_MAGIC = b"BM"
+_JPEG, _PNG, _GIF, _BMP, _UNKNOWN = range(5)
+# Zero bytes appended before reading a header, so a file shorter than its header reads as size 0
+# (and then fails to decode with TensorFlow's own message) instead of failing to be indexed.
+_HEADER_PAD = b"\0" * 32
+FORMAT_NAMES = "JPEG, PNG, GIF or BMP"
+EMPTY_BATCH = "empty batch: send at least one image"
+
+
+def header_size(image_bytes):
+    """``[height, width, pixels]`` (int64) of an encoded image, read from its header without
+    decoding it; ``pixels`` is what decoding it holds in memory: height x width, or for a GIF
+    the larger of that and the sum of its frames' pixels (giflib keeps every frame, though only
+    the first is served). ``[-1, -1, -1]`` for a format other than JPEG, PNG, GIF and BMP.
+
+    Where each format keeps its size: JPEG in its SOF marker (``tf.image.extract_jpeg_shape``);
+    PNG in the IHDR chunk (big-endian uint32 width, height at bytes 16-24); GIF in the logical
+    screen descriptor (little-endian uint16 width, height at bytes 6-10) and in each frame's
+    image descriptor; BMP in the info header (little-endian int32 width, height at bytes
+    18-26; a negative height means rows stored top-down).
+
+    >>> header_size(tf.io.encode_png(tf.zeros([30, 40, 3], tf.uint8))).numpy()
+    array([  30,   40, 1200])
+    """
+    import tensorflow as tf
+
+    from .data.ops import is_jpeg
+
+    padded = tf.strings.join([image_bytes, _HEADER_PAD])
+    head = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, 0, len(_HEADER_PAD)), tf.uint8),
+                   tf.int64)
+
+    def starts(magic):
+        return tf.equal(tf.strings.substr(image_bytes, 0, len(magic)), magic)
+
+    def size(height, width, pixels=None):
+        return tf.stack([height, width, height * width if pixels is None else pixels])
+
+    def jpeg():
+        shape = tf.cast(tf.image.extract_jpeg_shape(image_bytes), tf.int64)
+        return size(shape[0], shape[1])
+
+    def png():
+        return size(_big_endian(head, 20, 4), _big_endian(head, 16, 4))
+
+    def gif():
+        height, width = _little_endian(head, 8, 2), _little_endian(head, 6, 2)
+        return size(height, width, tf.maximum(height * width, _gif_frame_pixels(image_bytes)))
+
+    def bmp():
+        def signed(value):
+            return tf.where(value >= 2 ** 31, value - 2 ** 32, value)
+
+        # TensorFlow's BMP decoder reads both as int32 and stores abs(height) rows.
+        return size(tf.abs(signed(_little_endian(head, 22, 4))),
+                    tf.abs(signed(_little_endian(head, 18, 4))))
+
+    kind = tf.where(is_jpeg(image_bytes), _JPEG, tf.where(
+        starts(_PNG_MAGIC), _PNG, tf.where(starts(_GIF_MAGIC), _GIF, tf.where(
+            starts(_BMP_MAGIC), _BMP, _UNKNOWN))))
+    return tf.switch_case(kind, [jpeg, png, gif, bmp,
+                                 lambda: tf.constant([-1, -1, -1], tf.int64)])
+
+
+def _big_endian(head, start, count):
+    """The unsigned integer in bytes ``start`` to ``start + count`` of int64 bytes ``head``."""
+    return sum(head[start + i] * 256 ** (count - 1 - i) for i in range(count))
+
+
+def _little_endian(head, start, count):
+    return sum(head[start + i] * 256 ** i for i in range(count))
+
+
+_GIF_HOPS = 16
+"""Sub-blocks skipped per loop step of the GIF walk: 16 cuts a 3 MB GIF's walk from 270 ms to
+60 ms (a step's fixed cost dominates); more gains little."""
+
+
+def _gif_frame_pixels(image_bytes):
+    """The sum of the frames' pixels (width x height of each image descriptor) of a GIF.
+
+    Walks the file's blocks: after the 13-byte header and logical screen descriptor and the
+    optional global colour table come extensions (0x21, label, sub-blocks) and images (0x2C, a
+    9-byte descriptor, an optional local colour table, the LZW code size, sub-blocks) up to the
+    trailer (0x3B); sub-blocks are a length byte and that many bytes, ending with length 0.
+    A loop step reads one block and hops over up to :data:`_GIF_HOPS` sub-blocks (a 3 MB GIF:
+    ~60 ms, 3 times its decoding); every step moves forward, so it ends, on any bytes.
+    """
+    import tensorflow as tf
+
+    data = tf.cast(tf.io.decode_raw(tf.strings.join([image_bytes, _HEADER_PAD]), tf.uint8),
+                   tf.int64)
+    length = tf.cast(tf.strings.length(image_bytes), tf.int64)
+
+    last = tf.cast(tf.size(data), tf.int64) - 1
+
+    def at(i):
+        return tf.gather(data, tf.minimum(tf.cast(i, tf.int64), last))   # past the end: a 0
+
+    def colour_table(packed):
+        # Present when bit 7 is set; 3 * 2^(N + 1) bytes for N in bits 0-2.
+        return tf.where(packed >= 128, 3 * tf.bitwise.left_shift(
+            tf.constant(2, tf.int64), packed % 8), tf.constant(0, tf.int64))
+
+    def step(position, total, in_sub_blocks, done):
+        # Image data is a run of 255-byte sub-blocks: hop over several per loop step, since a
+        # step's fixed cost (not its arithmetic) is what a long file pays for.
+        for _ in range(_GIF_HOPS):
+            size = at(position)
+            hop = tf.logical_and(in_sub_blocks, position < length)
+            position = tf.where(hop, position + size + 1, position)
+            in_sub_blocks = tf.logical_and(in_sub_blocks,
+                                           tf.logical_or(tf.logical_not(hop), size > 0))
+        byte = at(position)
+        is_image = tf.logical_and(tf.logical_not(in_sub_blocks), tf.equal(byte, 0x2C))
+        is_extension = tf.logical_and(tf.logical_not(in_sub_blocks), tf.equal(byte, 0x21))
+        area = (at(position + 5) + 256 * at(position + 6)) * (
+            at(position + 7) + 256 * at(position + 8))
+        position_next = tf.where(
+            in_sub_blocks, position + byte + 1,
+            tf.where(is_image, position + 11 + colour_table(at(position + 9)), position + 2))
+        return (position_next, total + tf.where(is_image, area, tf.constant(0, tf.int64)),
+                tf.where(in_sub_blocks, tf.not_equal(byte, 0), is_image | is_extension),
+                tf.logical_not(in_sub_blocks | is_image | is_extension))   # trailer or junk
+
+    _, total, _, _ = tf.while_loop(
+        lambda position, total, in_sub_blocks, done: tf.logical_and(
+            tf.logical_not(done), position < length),
+        step, (13 + colour_table(at(10)), tf.constant(0, tf.int64), tf.constant(False),
+               tf.constant(False)))
+    return total
+
+
+def _too_big_message(what, max_pixels):
+    return (f"{what}, more than the {max_pixels} pixels this SavedModel accepts (the limit "
+            "set when it was exported: vgg_keras.export.export(..., max_pixels=N) raises it)")
+
+
+def _check_encoded(image_bytes, max_pixels):
+    """Assertions (ops) that the ``(B,)`` batch of files is not empty, that each is a format
+    whose size :func:`header_size` reads, and that none holds more than ``max_pixels``."""
+    import tensorflow as tf
+
+    count = tf.shape(image_bytes)[0]
+    not_empty = tf.debugging.Assert(count > 0, [EMPTY_BATCH])
+    sizes = tf.map_fn(header_size, image_bytes,
+                      fn_output_signature=tf.TensorSpec([3], tf.int64))
+    unknown = sizes[:, 2] < 0
+    # The first offender is named (index 0 when there is none: the message is then unused).
+    first_unknown = tf.argmax(tf.cast(unknown, tf.int32), output_type=tf.int32)
+    known_format = tf.debugging.Assert(tf.logical_not(tf.reduce_any(unknown)), [
+        tf.strings.format(f"image {{}} of the batch is not a {FORMAT_NAMES} file: cannot "
+                          "decode it", [first_unknown])])
+    too_big = sizes[:, 2] > max_pixels
+    first = tf.argmax(tf.cast(too_big, tf.int32), output_type=tf.int32)
+    small_enough = tf.debugging.Assert(tf.logical_not(tf.reduce_any(too_big)), [
+        tf.strings.format(_too_big_message("image {} of the batch is {} x {} ({} pixels to "
+                                           "decode)", max_pixels),
+                          [first, sizes[first, 0], sizes[first, 1], sizes[first, 2]])])
+    return [not_empty, known_format, small_enough]
+
+
+def _check_decoded(images, max_pixels):
+    """Assertions (ops) that the ``(B, H, W, 3)`` batch is not empty and H x W is at most
+    ``max_pixels``."""
+    import tensorflow as tf
+
+    shape = tf.cast(tf.shape(images), tf.int64)
+    not_empty = tf.debugging.Assert(shape[0] > 0, [EMPTY_BATCH])
+    small_enough = tf.debugging.Assert(shape[1] * shape[2] <= max_pixels, [
+        tf.strings.format(_too_big_message("the images are {} x {}", max_pixels),
+                          [shape[1], shape[2]])])
+    return [not_empty, small_enough]
 
 
 def _boxes_in_image(boxes, rescaled, offsets, crop):

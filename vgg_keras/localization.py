@@ -32,9 +32,16 @@ import numpy as np
 from keras import ops
 
 from . import boxes as B
-from .classification import DEFAULTS as CLS_DEFAULTS
+from .augment import training_augmentation
+from .classification import (
+    DEFAULTS as CLS_DEFAULTS, fit_verbosity, keep_best, load_validation, make_optimizer,
+    start_run,
+)
 from .evaluate import softmax
-from .models import BOX_LAYER, REGRESSIONS, build_localizer, is_localizer, to_dense
+from .models import (
+    BOX_LAYER, REGRESSIONS, arch_of, build_localizer, is_localizer, load_vgg, to_dense,
+)
+from .train import apply_weight_decay, fit_resumable, test_scale, with_training_augmentation
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +255,7 @@ def _valid_boxes(gt, count):
 # Protocol 1
 
 
-def protocol1(localizer, batches, *, threshold=0.5):
+def protocol1(localizer, batches, *, threshold=0.5, progress_label=None, total=None):
     """Protocol 1 (paper Table 8): the ground-truth class's box from the central crop.
 
     ``batches`` yields ``(images (B, c, c, 3), {"label", "boxes" (B, M, 4), "num_boxes"})`` as
@@ -257,12 +264,22 @@ def protocol1(localizer, batches, *, threshold=0.5):
     its ground-truth boxes. Images without a usable ground-truth box (none, or only degenerate
     ones) are skipped and counted.
 
+    A progress bar named ``progress_label`` (default "protocol 1" and the model's name) counts the
+    images on stderr, out of ``total`` or the dataset's size when ``batches`` is an
+    ``eval_pipeline`` dataset (see :func:`vgg_keras.evaluate.track`).
+
     Returns ``{"error": %, "images": n, "skipped": n, "mean_iou": ...}``.
+
+    >>> protocol1(localizer, eval_pipeline(val, scale=256, mode="center", boxes=True))
+    {'error': 41.2, 'images': 500, 'skipped': 0, 'mean_iou': 0.55}
     """
+    from .evaluate import track
+
     regression, classes = regression_of(localizer)
     wrong = seen = skipped = 0
     ious = []
-    for images, labels in batches:
+    bar_label = progress_label or f"protocol 1 {localizer.name}"
+    for images, labels in track(batches, bar_label, total):
         predictions = keras.ops.convert_to_numpy(
             localizer(np.asarray(images, dtype="float32"), training=False))
         per_class = _class_boxes(predictions, classes)
@@ -356,7 +373,7 @@ def _image_rates(score_map, locations):
 
 
 def protocol2(localizers, classifiers, make_batches, *, scales, top=5, flip=True,
-              merge_threshold=0.5, threshold=0.5):
+              merge_threshold=0.5, threshold=0.5, progress_label=None, total=None):
     """Protocol 2 (paper Table 9): dense localisation at ``scales``, greedy merging rated by
     the classification net(s), top-5 classes each with one box, ILSVRC localisation error.
 
@@ -367,9 +384,20 @@ def protocol2(localizers, classifiers, make_batches, *, scales, top=5, flip=True
     to the image), in the same order for every scale. Class posteriors are the dense
     protocol's (mean of the spatially averaged soft-max over scales, with the flipped image).
 
+    A progress bar named ``progress_label`` (default "protocol 2 Q=" and the scales) counts
+    the images on stderr, out of ``total`` or the size of the first scale's dataset when it is an
+    ``eval_pipeline`` dataset (or its ``as_numpy_iterator()``).
+
     Returns ``{"top1_loc": %, "top5_loc": %, "top1_cls": %, "top5_cls": %, "images",
     "skipped"}``.
+
+    >>> protocol2(localizer, classifier, lambda q: eval_pipeline(
+    ...     val, scale=q, mode="dense", boxes=True).as_numpy_iterator(), scales=[256, 384])
+    {'top1_loc': 52.0, 'top5_loc': 40.4, 'top1_cls': 30.2, 'top5_cls': 9.8, ...}
     """
+    from .evaluate import known_total
+    from .progress import progress
+
     if isinstance(localizers, keras.Model):
         localizers = [localizers]
     if isinstance(classifiers, keras.Model):
@@ -382,13 +410,24 @@ def protocol2(localizers, classifiers, make_batches, *, scales, top=5, flip=True
     dense_locs = [to_dense(loc) for loc in localizers]
     crops = [loc.input_shape[1] for loc in localizers]
     dense_cls = [to_dense(c) for c in classifiers]
-    streams = [iter(make_batches(q)) for q in scales]
+    sources = [make_batches(q) for q in scales]
+    if total is None:
+        total = known_total(sources[0])[0]   # dense batches hold one image: either unit
+    streams = [iter(source) for source in sources]
     totals = {"top1_loc": 0.0, "top5_loc": 0.0, "top1_cls": 0.0, "top5_cls": 0.0}
     seen = skipped = 0
-    while True:
-        items = [next(stream, None) for stream in streams]
-        if any(item is None for item in items):
-            break
+
+    def aligned():
+        """One image at every scale per step, until a stream ends."""
+        while True:
+            items = [next(stream, None) for stream in streams]
+            if any(item is None for item in items):
+                return
+            yield items
+
+    # One bar for the images, whatever the number of scales (their streams advance together).
+    bar_label = progress_label or f"protocol 2 Q={','.join(map(str, scales))}"
+    for items in progress(aligned(), bar_label, total=total, unit="img"):
         labels = items[0][1]
         label = int(_check_labels(labels["label"], num_classes)[0])
         gt = _valid_boxes(labels["boxes"][0], labels["num_boxes"][0])
@@ -463,30 +502,30 @@ def format_table9(rows, title="Protocol 2 (dense, greedy merging): localisation 
 # Running the protocols on data
 
 
-def _load(path):
-    return keras.saving.load_model(path, safe_mode=True, compile=False)
-
-
 def run_protocol1(localizer, examples, *, scale, crop=None, batch_size=32):
     from . import data as vdata
+    from .evaluate import known_total
 
     crop = crop or localizer.input_shape[1]
     batches = vdata.eval_pipeline(examples, scale=scale, mode="center", crop=crop,
-                                  batch_size=batch_size, boxes=True).as_numpy_iterator()
-    result = protocol1(localizer, batches)
+                                  batch_size=batch_size, boxes=True)
+    result = protocol1(localizer, batches, total=known_total(examples)[0],
+                       progress_label=f"protocol 1 Q={scale} {localizer.name}")
     regression, _ = regression_of(localizer)
     return {"model": localizer.name, "regression": regression, "scales": [scale], **result}
 
 
 def run_protocol2(localizers, classifiers, examples, *, scales):
     from . import data as vdata
+    from .evaluate import known_total
 
     def make_batches(q):
         return vdata.eval_pipeline(examples, scale=q, mode="dense", boxes=True).as_numpy_iterator()
 
     localizers = [localizers] if isinstance(localizers, keras.Model) else list(localizers)
     classifiers = [classifiers] if isinstance(classifiers, keras.Model) else list(classifiers)
-    result = protocol2(localizers, classifiers, make_batches, scales=list(scales))
+    result = protocol2(localizers, classifiers, make_batches, scales=list(scales),
+                       total=known_total(examples)[0])
     return {"models": [m.name for m in localizers], "classifiers": [c.name for c in classifiers],
             "scales": list(scales), **result}
 
@@ -496,12 +535,11 @@ def evaluate_saved(paths, *, classifiers=(), data=None, data_dir=None, scales=No
     """Protocol 1 for each saved localizer, protocol 2 (union of all of them) when classifier
     paths are given; prints Tables 8 and 9 and optionally writes them as JSON."""
     from . import data as vdata
-    from .classification import load_splits
 
-    localizers = [_load(p) for p in paths]
-    classifier_models = [_load(p) for p in classifiers]
+    localizers = [load_vgg(p, kind="localizer") for p in paths]
+    classifier_models = [load_vgg(p, kind="classifier") for p in classifiers]
     if split is None:
-        _, examples = load_splits(data, val_fraction=val_fraction, data_dir=data_dir)
+        examples = load_validation(data, val_fraction=val_fraction, data_dir=data_dir)
     else:
         examples = vdata.load(data or vdata.EMBEDDED_NAME, split, data_dir=data_dir)
     crop = localizers[0].input_shape[1]
@@ -564,111 +602,121 @@ def train_localizer(**options):
     The schedule and the kept checkpoint follow the validation box loss (:data:`MONITOR`).
     The run directory resumes.
     """
-    from . import data as vdata
-    from .augment import training_augmentation
-    from .classification import make_optimizer, start_run, write_run_config
-    from .train import apply_weight_decay, fit_resumable, test_scale, with_training_augmentation
-
     unknown = set(options) - set(DEFAULTS)
     if unknown:
         raise TypeError(f"Unknown options: {', '.join(sorted(unknown))}")
     o = {**DEFAULTS, **options}
-    regression = str(o["regression"]).lower()
-    if regression not in REGRESSIONS:
+    o["regression"] = str(o["regression"]).lower()
+    if o["regression"] not in REGRESSIONS:
         raise ValueError(f"regression must be one of {REGRESSIONS}, got {o['regression']!r}.")
     if o["finetune"] not in FINETUNE:
         raise ValueError(f"finetune must be one of {FINETUNE}, got {o['finetune']!r}.")
-    scale = o["scale"]
-    run_dir, scope, replicas, train_examples, val_examples, meta = start_run(
-        o, f"loc-{regression}")
-    if not meta.has_boxes:
-        raise ValueError(f"{meta.name} has no bounding boxes; localisation needs a source with "
-                         "boxes (the embedded dataset, or a directory with VOC XML).")
-    steps = o["steps_per_epoch"] or max(1, meta.num_examples // o["batch_size"])
-    q = test_scale(scale)
-    eval_scales = list(o["eval_scales"] or [q])
-    write_run_config(run_dir, o, meta)
+    # Read before the run directory is taken: a wrong file is refused before anything changes.
+    source = load_vgg(o["init_from"]) if o["init_from"] else None
+    with start_run(o, f"loc-{o['regression']}") as (run_dir, scope, replicas, train_examples,
+                                                     val_examples, meta):
+        if not meta.has_boxes:
+            raise ValueError(f"{meta.name} has no bounding boxes; localisation needs a source "
+                             "with boxes (the embedded dataset, a directory with VOC XML, or "
+                             "an ImageNet directory with its box annotations).")
+        model, trainer = _build_localizer(o, source, meta, scope)
+        state, seconds = _fit_localizer(o, trainer, model, run_dir, replicas, train_examples,
+                                        val_examples, meta)
+        return _finish_localizer(o, model, source, run_dir, state, seconds, val_examples, meta)
 
-    source = classifier_path = None
-    if o["init_from"]:
-        source = _load(o["init_from"])
-        if not is_localizer(source):
-            classifier_path = o["init_from"]
-    classifier_path = o["classifier"] or classifier_path
 
+def _localizer_from(o, source, meta):
+    """The localizer to train: from the ``--init-from`` classifier, continued from the
+    ``--init-from`` localizer, or built from scratch."""
+    if source is not None and not is_localizer(source):
+        if source.input_shape[1:3] != (o["crop"], o["crop"]):
+            raise ValueError(f"The classifier {o['init_from']} takes "
+                             f"{source.input_shape[1:3]} crops but --crop is {o['crop']}.")
+        classes = source.get_layer("fc8").units
+        if meta.num_classes > classes:
+            raise ValueError(
+                f"The data has {meta.num_classes} classes but the classifier's head has "
+                f"{classes}: class ids beyond the head cannot be localised per class.")
+        model = build_localizer(source, regression=o["regression"], init=o["init"])
+        log.info("Localizer %s: conv and FC layers from %s, %s (%d outputs, %s) random, starting "
+                 "at the whole-crop box.", model.name, o["init_from"], BOX_LAYER,
+                 model.output_shape[-1], o["regression"].upper())
+        return model
+    model = build_localizer(o["arch"], meta.num_classes, regression=o["regression"],
+                            input_shape=(o["crop"], o["crop"], 3), width=o["width"],
+                            dropout=o["dropout"], init=o["init"])
+    if source is None:
+        log.info("Training %s from scratch (random %s initialisation, no --init-from; the paper "
+                 "starts from a trained classifier).", model.name, o["init"])
+        return model
+    if [tuple(w.shape) for w in source.weights] != [tuple(w.shape) for w in model.weights]:
+        raise ValueError(f"{o['init_from']} is a localizer of other shapes than {model.name} "
+                         "(arch, width, crop, regression, classes).")
+    model.set_weights(source.get_weights())
+    log.info("Initialised every layer from the localizer %s.", o["init_from"])
+    return model
+
+
+def _build_localizer(o, source, meta, scope):
     keras.utils.set_random_seed(o["seed"])  # here: loading data may have drawn random numbers
     with scope:
-        if source is not None and not is_localizer(source):
-            if source.input_shape[1:3] != (o["crop"], o["crop"]):
-                raise ValueError(f"The classifier {o['init_from']} takes "
-                                 f"{source.input_shape[1:3]} crops but --crop is {o['crop']}.")
-            classes = source.get_layer("fc8").units
-            if meta.num_classes > classes:
-                raise ValueError(
-                    f"The data has {meta.num_classes} classes but the classifier's head has "
-                    f"{classes}: class ids beyond the head cannot be localised per class.")
-            model = build_localizer(source, regression=regression, init=o["init"])
-            print(f"Localizer {model.name}: conv and FC layers from {o['init_from']}, "
-                  f"{BOX_LAYER} ({model.output_shape[-1]} outputs, {regression.upper()}) random, "
-                  "starting at the whole-crop box.")
-        else:
-            model = build_localizer(o["arch"], meta.num_classes, regression=regression,
-                                    input_shape=(o["crop"], o["crop"], 3), width=o["width"],
-                                    dropout=o["dropout"], init=o["init"])
-            if source is not None:
-                same = ([tuple(w.shape) for w in source.weights]
-                        == [tuple(w.shape) for w in model.weights])
-                if not same:
-                    raise ValueError(f"{o['init_from']} is a localizer of other shapes than "
-                                     f"{model.name} (arch, width, crop, regression, classes).")
-                model.set_weights(source.get_weights())
-                print(f"Initialised every layer from the localizer {o['init_from']}.")
-            else:
-                print(f"Training {model.name} from scratch (random {o['init']} initialisation, no "
-                      "--init-from; the paper starts from a trained classifier).")
+        model = _localizer_from(o, source, meta)
         _, classes = regression_of(model)
         if classes is not None and meta.num_classes > classes:
             raise ValueError(f"The data has {meta.num_classes} classes but the localizer's head "
                              f"predicts boxes for {classes}.")
         freeze_for_finetune(model, o["finetune"])
         if o["finetune"] == "fc":
-            print(f"Fine-tuning {', '.join(FC_LAYERS)} only; the conv layers are frozen.")
+            log.info("Fine-tuning %s only; the conv layers are frozen.", ", ".join(FC_LAYERS))
         trainer = with_training_augmentation(model, training_augmentation(
             flip=False, color_shift=o["color_shift"], seed=o["seed"]))
         apply_weight_decay(model, o["weight_decay"])
         compile_localizer(
             model, make_optimizer(o["optimizer"], o["lr"], o["momentum"], o["accumulate"]),
             trainer=trainer, jit_compile=bool(o["jit"]))
+    return model, trainer
+
+
+def _fit_localizer(o, trainer, model, run_dir, replicas, train_examples, val_examples, meta):
+    from . import data as vdata
+
+    _, classes = regression_of(model)
+    steps = o["steps_per_epoch"] or max(1, meta.num_examples // o["batch_size"])
 
     def train_data(start_epoch):
         # Horizontal flips happen here, on the host, because the box must follow them.
         return _train_batches(vdata.train_pipeline(
-            train_examples, scale=scale, crop=o["crop"], batch_size=o["batch_size"],
+            train_examples, scale=o["scale"], crop=o["crop"], batch_size=o["batch_size"],
             flip=o["flip"], color_shift=o["color_shift"], boxes=True, seed=o["seed"],
             augment_on="device", repeat=True, initial_epoch=start_epoch,
             steps_per_epoch=steps), classes)
 
     val_steps = -(-vdata.info(val_examples).num_examples // o["eval_batch_size"])
     val_data = _eval_batches(vdata.eval_pipeline(
-        val_examples, scale=q, mode="center", crop=o["crop"], batch_size=o["eval_batch_size"],
-        boxes=True), classes).repeat()
-    print(f"{meta.num_examples} training images, {meta.num_classes} classes, {steps} steps of "
-          f"{o['batch_size']} per epoch, {replicas} replica(s); run directory {run_dir}")
+        val_examples, scale=test_scale(o["scale"]), mode="center", crop=o["crop"],
+        batch_size=o["eval_batch_size"], boxes=True), classes).repeat()
+    log.info("%d training images, %d classes, %d steps of %d per epoch, %d replica(s); run "
+             "directory %s", meta.num_examples, meta.num_classes, steps, o["batch_size"],
+             replicas, run_dir)
     started = time.time()
     state = fit_resumable(
         trainer, train_data, epochs=o["epochs"], steps_per_epoch=steps, run_dir=run_dir,
         validation_data=val_data, validation_steps=val_steps, monitor=MONITOR[0],
         mode=MONITOR[1], patience=o["lr_patience"], max_drops=o["lr_drops"], target_model=model,
-        verbose=o["verbose"] if o["verbose"] == "auto" else int(o["verbose"]))
-    best = run_dir / "checkpoints" / "best.weights.h5"
-    if best.exists():
-        model.load_weights(best)
+        verbose=fit_verbosity(o))
+    return state, time.time() - started
+
+
+def _finish_localizer(o, model, source, run_dir, state, seconds, val_examples, meta):
+    from . import data as vdata
+
+    scale, q = o["scale"], test_scale(o["scale"])
+    eval_scales = list(o["eval_scales"] or [q])
+    keep_best(model, run_dir)
     for layer in model.layers:
         layer.trainable = True  # the saved model is a plain network
     model.save(run_dir / "model.keras")
-    # The --init-from classifier is still as loaded: build_localizer trained a copy of it.
-    classifier = (source if classifier_path and classifier_path == o["init_from"]
-                  else _load(classifier_path) if classifier_path else None)
+    classifier = _rating_classifier(o, source)
     if o["export"] and keras.backend.backend() == "tensorflow":
         # Serving SavedModel (vgg_keras.export): image files in; with a classifier of the same
         # crop, its top-5 classes and each one's box out.
@@ -685,25 +733,38 @@ def train_localizer(**options):
                                    data_dir=o["data_dir"])
     row = run_protocol1(model, eval_examples, scale=q, batch_size=o["eval_batch_size"])
     row["finetune"] = o["finetune"] if o["init_from"] else "all (from scratch)"
-    print(format_table8([row], title=f"validation, {model.name}, S={scale}: protocol 1 "
-                                     "localisation error (%)"))
+    log.info("%s", format_table8([row], title=f"validation, {model.name}, S={scale}: protocol 1 "
+                                               "localisation error (%)"))
     summary = {
-        "model": str(run_dir / "model.keras"), "arch": o["arch"], "regression": regression,
-        "finetune": row["finetune"], "init_from": o["init_from"], "scale": scale,
-        "test_scale": q, "epochs": state["epoch"], "best_epoch": state.get("best_epoch"),
-        "protocol1": row, "protocol1_error": row["error"],
-        "seconds": round(time.time() - started, 1), "train_images": meta.num_examples,
+        "model": str(run_dir / "model.keras"), "arch": arch_of(model),
+        "regression": o["regression"], "finetune": row["finetune"], "init_from": o["init_from"],
+        "scale": scale, "test_scale": q, "epochs": state["epoch"],
+        "best_epoch": state.get("best_epoch"), "protocol1": row, "protocol1_error": row["error"],
+        "seconds": round(seconds, 1), "train_images": meta.num_examples,
         "classes": meta.num_classes,
     }
     if classifier is not None:
         rows = [run_protocol2(model, classifier, eval_examples, scales=[s]) for s in eval_scales]
         if len(eval_scales) > 1:
             rows.append(run_protocol2(model, classifier, eval_examples, scales=eval_scales))
-        print(format_table9(rows, title=f"validation, {model.name} rated by {classifier.name}: "
-                                        "protocol 2 localisation error (%)"))
+        log.info("%s", format_table9(rows, title=f"validation, {model.name} rated by "
+                                                 f"{classifier.name}: protocol 2 localisation "
+                                                 "error (%)"))
         summary["protocol2"] = rows
         summary["protocol2_top5_error"] = rows[-1]["top5_loc"]
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
-    print(f"protocol-1 localisation error {row['error']:.1f}% (mean IoU {row['mean_iou']:.3f}) "
-          f"on {row['images']} images; summary in {run_dir / 'summary.json'}")
+    log.info("protocol-1 localisation error %.1f%% (mean IoU %.3f) on %d images; summary in %s",
+             row["error"], row["mean_iou"], row["images"], run_dir / "summary.json")
     return summary
+
+
+def _rating_classifier(o, source):
+    """The classifier that rates protocol 2's boxes: ``--classifier``, else the ``--init-from``
+    classifier (still as loaded: ``build_localizer`` trained a copy of it), else none."""
+    if o["classifier"]:
+        if o["classifier"] == o["init_from"] and source is not None:
+            return source
+        return load_vgg(o["classifier"], kind="classifier")
+    if source is not None and not is_localizer(source):
+        return source
+    return None

@@ -4,7 +4,10 @@ paper's pre-initialisation of deeper nets from a trained A.
 Model code uses ``keras`` and ``keras.ops`` only, so it runs on TensorFlow, JAX and PyTorch.
 """
 
+import errno
 import logging
+import os
+import zipfile
 
 import keras
 
@@ -12,6 +15,7 @@ from .configs import (
     CONFIGS, FC_UNITS, IMAGENET_MEAN_RGB, MIN_INPUT_SIZE, canonical_arch, parse_layer,
 )
 from .layers import InputNormalization, LocalResponseNormalization, MinimumSpatialSize
+from .weights import read_pretrained
 
 log = logging.getLogger(__name__)
 
@@ -167,9 +171,6 @@ def build_vgg(arch, num_classes=1000, *, input_shape=(224, 224, 3), include_top=
     _check_input_shape(input_shape, include_top)
     pretrained = None
     if weights is not None:
-        # Imported here: only weight files need the readers (h5py, and torch for .pth files).
-        from .weights import read_pretrained
-
         pretrained = read_pretrained(weights)
         preprocessing = pretrained.check_build_args(
             key, include_top=include_top, num_classes=num_classes, preprocessing=preprocessing)
@@ -264,7 +265,93 @@ def to_dense(model):
 def _load_if_path(model_or_path):
     if isinstance(model_or_path, keras.Model):
         return model_or_path
-    return keras.saving.load_model(model_or_path, safe_mode=True)
+    return load_vgg(model_or_path)
+
+
+KINDS = ("classifier", "localizer")
+
+
+def load_vgg(path, *, kind=None):
+    """A saved network: a ``.keras`` model, or a pretrained weight file that ``build_vgg``
+    reads (torchvision ``.pth``, keras.applications ``.h5``), built as the file's configuration
+    with its classifier at 224 x 224.
+
+    ``kind="classifier"`` or ``"localizer"`` refuses the other kind. Errors name the file and
+    what is wrong with it: missing, not a model file at all, or a model file that cannot be read.
+
+    >>> model = load_vgg("runs/cls-d-s256/model.keras", kind="classifier")
+    >>> vgg16 = load_vgg("vgg16-397923af.pth")                 # doctest: +SKIP
+    """
+    path = os.fspath(path)
+    if kind not in (None, *KINDS):
+        raise ValueError(f"kind must be None or one of {KINDS}, got {kind!r}.")
+    if not os.path.exists(path):
+        raise FileNotFoundError(errno.ENOENT, "No such model file", path)
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a directory, not a model file (.keras, .pth or .h5).")
+    if _is_keras_archive(path):
+        try:
+            model = keras.saving.load_model(path, safe_mode=True, compile=False)
+        except Exception as error:  # Keras raises many kinds for a damaged archive
+            raise ValueError(f"{path}: the .keras file cannot be loaded ({type(error).__name__}:"
+                             f" {error}).") from error
+    elif path.lower().endswith(".keras"):
+        raise ValueError(f"{path}: not a Keras model file (a .keras file is a zip archive with "
+                         "config.json; this one is truncated, damaged or something else).")
+    else:
+        pretrained = read_pretrained(path)
+        if not pretrained.has_top:
+            raise ValueError(f"{path}: {pretrained.description} without the classifier (fc6-"
+                             "fc8); build_vgg(..., include_top=False, weights=...) reads it.")
+        # Published files are width 1; the file's first layer tells, so narrower ones load too.
+        width = pretrained.layers["block1_conv1"][0].shape[-1] / 64
+        model = build_vgg(pretrained.arch, pretrained.num_classes, width=width, weights=path)
+    found = "localizer" if is_localizer(model) else "classifier"
+    if kind is not None and found != kind:
+        other = {"classifier": "train_loc.py", "localizer": "train_cls.py"}[found]
+        raise ValueError(f"{path} is a {found}, not a {kind} ({other} evaluates it).")
+    return model
+
+
+def _is_keras_archive(path):
+    if not zipfile.is_zipfile(path):
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return "config.json" in archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def arch_of(model):
+    """The configuration (``"A"`` ... ``"E"``) of a model built by ``build_vgg`` or
+    ``build_localizer``, read from its conv and LRN layer names; None for other models.
+
+    >>> arch_of(build_localizer(build_vgg("A", 10, input_shape=(64, 64, 3), width=0.25)))
+    'A'
+    """
+    names = [layer.name for layer in model.layers
+             if layer.name == "lrn" or (layer.name.startswith("block") and "_conv" in layer.name)]
+    for key in CONFIGS:
+        expected = [n for n in vgg_layer_names(key) if n == "lrn" or "_conv" in n]
+        if names == expected:
+            return key
+    return None
+
+
+def vgg_layer_names(arch):
+    """Names of the backbone's layers for ``arch``, in order, as ``vgg_backbone`` names them."""
+    names = []
+    for block_index, block in enumerate(CONFIGS[canonical_arch(arch)], start=1):
+        conv_index = 0
+        for spec in block:
+            if parse_layer(spec) is None:
+                names.append("lrn")
+                continue
+            conv_index += 1
+            names.append(f"block{block_index}_conv{conv_index}")
+        names.append(f"block{block_index}_pool")
+    return names
 
 
 def preinitialize(model, source, *, conv_layers=PREINIT_CONV_LAYERS, fc_layers=("fc6", "fc7", "fc8")):

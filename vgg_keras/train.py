@@ -3,9 +3,11 @@
 A run directory holds everything a run produces and everything it needs to continue:
 
     run_dir/
-      checkpoints/last.weights.h5   model + optimizer after the last finished epoch (atomic)
-      checkpoints/best.weights.h5   the epoch with the best monitored validation metric
-      checkpoints/state.json        epoch, schedule state and history (atomic)
+      checkpoints/state.json        epoch, schedule state, history, and the names of the two
+                                    weight files below (written last, atomically: it is the
+                                    checkpoint, and a kill at any moment leaves a whole one)
+      checkpoints/last-eNNNN.weights.h5   model + optimizer after the last finished epoch NNNN
+      checkpoints/best-eNNNN.weights.h5   the epoch with the best monitored validation metric
       history.csv, history.png      per-epoch metrics and their plot
       logs/                         TensorBoard
       model.keras, saved_model/     the final model (best epoch), for Keras and for serving
@@ -32,6 +34,23 @@ log = logging.getLogger(__name__)
 STATE_FILE = "state.json"
 LAST_WEIGHTS = "last.weights.h5"
 BEST_WEIGHTS = "best.weights.h5"
+"""Names of the weight files before checkpoints named their epoch; still read when resuming."""
+
+
+def checkpoint_weights(run_dir, which="last"):
+    """The weights file of ``run_dir``'s checkpoint: ``"last"`` (the last finished epoch) or
+    ``"best"`` (the best validation epoch); None when there is none.
+
+    >>> model.load_weights(checkpoint_weights("runs/cls-a-s256", "best"))
+    """
+    checkpoints = Path(run_dir) / "checkpoints"
+    state_path = checkpoints / STATE_FILE
+    if not state_path.exists():
+        return None
+    state = json.loads(state_path.read_text())
+    name = state.get(f"{which}_weights", LAST_WEIGHTS if which == "last" else BEST_WEIGHTS)
+    path = checkpoints / name
+    return path if path.exists() else None
 
 
 def parse_scale(text):
@@ -117,14 +136,15 @@ def distribution_scope(mode="auto"):
             strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
         else:
             return contextlib.nullcontext(), 1
-        print(f"Training with {type(strategy).__name__} over "
-              f"{strategy.num_replicas_in_sync} replicas.")
+        log.info("Training with %s over %d replicas.", type(strategy).__name__,
+                 strategy.num_replicas_in_sync)
         return strategy.scope(), strategy.num_replicas_in_sync
     if backend == "jax":
         devices = keras.distribution.list_devices()
         if mode in ("mirrored", "auto") and len(devices) > 1:
             keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
-            print(f"Training with keras.distribution.DataParallel over {len(devices)} devices.")
+            log.info("Training with keras.distribution.DataParallel over %d devices.",
+                     len(devices))
             return contextlib.nullcontext(), len(devices)
     if mode in ("mirrored", "multiworker"):
         raise ValueError(f"--distribute {mode} needs the TensorFlow backend (or JAX for mirrored).")
@@ -214,13 +234,17 @@ class ResumableTraining(keras.callbacks.Callback):
         if not state_path.exists():
             return 0
         self.state = json.loads(state_path.read_text())
+        for which, old_name in (("last", LAST_WEIGHTS), ("best", BEST_WEIGHTS)):
+            if (self.checkpoint_dir / old_name).exists():  # a run directory from before
+                self.state.setdefault(f"{which}_weights", old_name)
         if training_model.optimizer is not None and not training_model.optimizer.built:
             training_model.optimizer.build(training_model.trainable_variables)
-        training_model.load_weights(self.checkpoint_dir / LAST_WEIGHTS)
+        training_model.load_weights(checkpoint_weights(self.run_dir, "last"))
         for generator, value in zip(seed_generators(training_model), self.state["seed_states"]):
             generator.state.assign(np.asarray(value, dtype=generator.state.dtype))
-        print(f"Resuming {self.run_dir} after epoch {self.state['epoch']} (learning rate "
-              f"{float(keras.ops.convert_to_numpy(training_model.optimizer.learning_rate)):.3g}).")
+        log.info("Resuming %s after epoch %d (learning rate %.3g).", self.run_dir,
+                 self.state["epoch"],
+                 float(keras.ops.convert_to_numpy(training_model.optimizer.learning_rate)))
         return self.state["epoch"]
 
     def _improved(self, value):
@@ -246,8 +270,9 @@ class ResumableTraining(keras.callbacks.Callback):
         weights_model = self.target_model or self.model
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         if value is not None and self._improved(value):
-            self.state.update(best=float(value), best_epoch=epoch + 1, wait=0)
-            _atomic_save_weights(weights_model, self.checkpoint_dir / BEST_WEIGHTS)
+            self.state.update(best=float(value), best_epoch=epoch + 1, wait=0,
+                              best_weights=f"best-e{epoch + 1:04d}.weights.h5")
+            _atomic_save_weights(weights_model, self.checkpoint_dir / self.state["best_weights"])
         elif value is not None and self.hold_below is not None and value < self.hold_below:
             # Plain VGG sits at chance for several epochs before it learns; lowering the rate
             # there would freeze it at chance, so the schedule waits until it has left.
@@ -259,9 +284,9 @@ class ResumableTraining(keras.callbacks.Callback):
                 optimizer.learning_rate.assign(new_lr)
                 self.state["drops"] += 1
                 self.state["wait"] = 0
-                print(f"\nEpoch {epoch + 1}: {self.monitor} stopped improving; learning rate "
-                      f"divided by {1 / self.factor:g} to {new_lr:.3g} (drop {self.state['drops']}"
-                      f" of {self.max_drops}).")
+                log.info("Epoch %d: %s stopped improving; learning rate divided by %g to %.3g "
+                         "(drop %d of %d).", epoch + 1, self.monitor, 1 / self.factor, new_lr,
+                         self.state["drops"], self.max_drops)
         self.state["epoch"] = epoch + 1
         self.state["seed_states"] = [
             [int(v) for v in keras.ops.convert_to_numpy(generator.state.value)]
@@ -269,8 +294,18 @@ class ResumableTraining(keras.callbacks.Callback):
         ]
         self.state["history"].append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
         self._write_history()
-        _atomic_save_weights(self.model, self.checkpoint_dir / LAST_WEIGHTS)
+        # New files under new names, then the state that names them: the checkpoint changes in
+        # one atomic step, so weights and state always belong to the same epoch.
+        self.state["last_weights"] = f"last-e{epoch + 1:04d}.weights.h5"
+        _atomic_save_weights(self.model, self.checkpoint_dir / self.state["last_weights"])
         _atomic_write_text(self.checkpoint_dir / STATE_FILE, json.dumps(self.state, indent=1))
+        self._remove_unreferenced_weights()
+
+    def _remove_unreferenced_weights(self):
+        keep = {self.state.get("last_weights"), self.state.get("best_weights")}
+        for path in self.checkpoint_dir.glob("*.weights.h5"):
+            if path.name not in keep:
+                path.unlink(missing_ok=True)
 
     def _write_history(self):
         rows = self.state["history"]
@@ -336,7 +371,7 @@ def fit_resumable(training_model, train_data, *, epochs, steps_per_epoch, run_di
     training_model.fit(
         train_data(start), epochs=epochs, initial_epoch=start, steps_per_epoch=steps_per_epoch,
         validation_data=validation_data, validation_steps=validation_steps, callbacks=callbacks,
-        verbose=verbose,
+        verbose=verbose, shuffle=False,  # the pipeline orders each epoch by (seed, epoch)
     )
     if keeper.diverged_at is not None:
         epoch, step = keeper.diverged_at

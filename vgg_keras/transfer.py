@@ -16,6 +16,7 @@ import numpy as np
 from keras import ops
 
 from .models import to_dense
+from .progress import progress
 
 COMBINE = ("average", "stack")
 
@@ -66,7 +67,8 @@ def features(model, images, scales=(256, 384, 512), *, layer="fc7", flip=True,
     over space and over the image and its mirror. The scales are then averaged
     (``combine="average"``) or concatenated (``"stack"``, the paper's other option; ``(N, S *
     units)``) and each row L2-normalised. The paper used FC7 of D and E at Q in {256, 384,
-    512}.
+    512}. A progress bar per scale ("features Q=256") counts the images on stderr;
+    ``vgg_keras.progress.set_quiet()`` silences it.
 
     Args:
         model: a classification model (``build_vgg`` with the top, trained or imported), or an
@@ -111,13 +113,18 @@ def features(model, images, scales=(256, 384, 512), *, layer="fc7", flip=True,
     if not groups:
         raise ValueError("images is empty.")
 
+    count = sum(len(group) for group in groups)
     per_scale = []
     for q in scales:
         rows = []
-        for group in groups:
-            size = rescaled_size(group.shape[1], group.shape[2], q)
-            resized = ops.image.resize(group, size, interpolation="bilinear")
-            rows.append(ops.convert_to_numpy(_pooled(extractor, resized, flip)))
+        # Counted in images (a group is a batch, or one image of a list): the same unit for
+        # both kinds of input.
+        with progress(None, f"features Q={q}", total=count, unit="img") as bar:
+            for group in groups:
+                size = rescaled_size(group.shape[1], group.shape[2], q)
+                resized = ops.image.resize(group, size, interpolation="bilinear")
+                rows.append(ops.convert_to_numpy(_pooled(extractor, resized, flip)))
+                bar.update(len(group))
         per_scale.append(np.concatenate(rows).astype("float64"))
     if combine == "average":
         combined = np.mean(per_scale, axis=0)

@@ -1,0 +1,219 @@
+"""A run directory belongs to one run of one configuration.
+
+:class:`RunDirectory` is what a training run holds while it works: the directory (created, or a
+clear error when it cannot be written), an exclusive lock (a second command on the same
+directory is refused and told who holds it; the lock dies with its process, ``kill -9``
+included), the check that a resumed run has the configuration the directory was started with,
+``config.json``, and ``train.log``, where the package's log messages go as well as to the
+terminal.
+
+>>> with RunDirectory("runs/quick", {"arch": "A", "lr": 3e-4, "epochs": 20}) as run:
+...     run.write_config({"classes": ["cat", "dog"]})
+"""
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+LOG_FILE = "train.log"
+LOCK_FILE = "run.lock"
+STATE_PATH = Path("checkpoints") / "state.json"
+
+RESUMABLE = frozenset({
+    "epochs", "verbose", "quiet", "eval_batch_size", "export", "data_dir", "distribute",
+    "jit", "eval_methods", "eval_scales", "eval_split", "classifier", "run_dir",
+})
+"""Options that may change when a run resumes: how long it goes on, how it reports, where the
+data and devices are. Every other option shapes the weights, so the run directory keeps it."""
+
+
+class RunDirectoryError(RuntimeError):
+    """The run directory cannot be used: not writable, in use, or another configuration's."""
+
+
+def flag(option):
+    """The command-line spelling of an option: ``val_fraction`` -> ``--val-fraction``."""
+    return "--" + option.replace("_", "-")
+
+
+def as_json(value):
+    """``value`` as it reads back from ``config.json`` (tuples become lists, paths strings)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def configuration_changes(recorded, current):
+    """``[(option, recorded value, current value)]`` for every option whose value differs."""
+    recorded, current = as_json(recorded), as_json(current)
+    return [(key, recorded.get(key), current.get(key))
+            for key in sorted(set(recorded) | set(current))
+            if recorded.get(key) != current.get(key)]
+
+
+class RunDirectory(contextlib.AbstractContextManager):
+    """Create, lock and check ``path`` for a run with the options ``config``.
+
+    Raises :class:`RunDirectoryError` when the directory cannot be created or written, when
+    another process holds it, or when it holds a started run (a finished epoch) whose
+    ``config.json`` differs from ``config`` in an option outside :data:`RESUMABLE`.
+    """
+
+    def __init__(self, path, config, *, resumable=RESUMABLE):
+        self.path = Path(path)
+        self.config = dict(config)
+        self.resumable = resumable
+        self._lock = None
+        self._handler = None
+
+    def __enter__(self):
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._lock = open(self.path / LOCK_FILE, "a+")
+        except OSError as error:
+            raise RunDirectoryError(
+                f"Cannot write to the run directory {self.path}: {error.strerror or error}. "
+                "Choose a writable location with --run-dir.") from error
+        self._acquire()
+        try:
+            self._check_config()
+            self._handler = _attach_log_file(self.path / LOG_FILE)
+        except BaseException:
+            self._release()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        if self._handler is not None:
+            logging.getLogger("vgg_keras").removeHandler(self._handler)
+            self._handler.close()
+        self._release()
+        return False
+
+    @property
+    def started(self):
+        """Whether an epoch of this directory's run has finished (there is a checkpoint)."""
+        return (self.path / STATE_PATH).exists()
+
+    def write_config(self, extra=None):
+        """Write ``config.json``: the options, plus ``extra`` (e.g. the class names)."""
+        record = as_json({**self.config, **(extra or {})})
+        old = self._recorded()
+        if self.started and old is not None and extra:
+            # The data must be the data the run started with (same classes, same order).
+            changed = [c for c in configuration_changes(
+                {k: old.get(k) for k in extra}, extra)]
+            if changed:
+                raise RunDirectoryError(self._refusal(changed))
+        tmp = self.path / (CONFIG_FILE + ".tmp")
+        tmp.write_text(json.dumps(record, indent=1))
+        os.replace(tmp, self.path / CONFIG_FILE)
+
+    # -- internals ----------------------------------------------------------------------------
+    def _acquire(self):
+        try:
+            fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.seek(0)
+            holder = self._lock.read().strip() or "another process"
+            self._lock.close()
+            self._lock = None
+            raise RunDirectoryError(
+                f"The run directory {self.path} is in use by {holder}. Wait for that run to "
+                "finish (or stop it), or use another --run-dir.") from None
+        self._lock.seek(0)
+        self._lock.truncate()
+        self._lock.write(f"process {os.getpid()} on {socket.gethostname()}, started "
+                         f"{time.strftime('%Y-%m-%d %H:%M:%S')} ({' '.join(sys.argv)})\n")
+        self._lock.flush()
+
+    def _release(self):
+        if self._lock is not None:
+            fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
+
+    def _recorded(self):
+        path = self.path / CONFIG_FILE
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise RunDirectoryError(f"{path} cannot be read ({error}); it belongs to the run "
+                                    "in that directory. Use another --run-dir.") from error
+
+    def _check_config(self):
+        recorded = self._recorded()
+        if recorded is None or not self.started:
+            return
+        keys = set(self.config)
+        changes = configuration_changes({k: v for k, v in recorded.items() if k in keys},
+                                        self.config)
+        fixed = [c for c in changes if c[0] not in self.resumable]
+        if fixed:
+            raise RunDirectoryError(self._refusal(fixed))
+        for option, before, now in changes:
+            log.info("Resuming with %s %s (was %s)", flag(option), now, before)
+
+    def _refusal(self, changes):
+        lines = "; ".join(f"{flag(option)} {now} (the run has {before})"
+                          for option, before, now in changes)
+        return (f"The run directory {self.path} holds a run of another configuration: {lines}. "
+                f"Run with the same flags to resume it, use another --run-dir for the new "
+                f"configuration, or delete {self.path} to start afresh.")
+
+
+def _attach_log_file(path):
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    logger = logging.getLogger("vgg_keras")
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+        logger.setLevel(logging.INFO)
+    return handler
+
+
+class _TerminalHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stdout`` is when a message comes (notebooks and test captures
+    replace it)."""
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+@contextlib.contextmanager
+def terminal_logging():
+    """Within it, the package's INFO messages (splits, skipped files, resuming, learning-rate
+    drops) go to standard output, as the scripts run; a root handler that TensorFlow's
+    libraries install does not print them a second time.
+
+    >>> with terminal_logging():
+    ...     train_classifier(arch="A", ...)
+    """
+    logger = logging.getLogger("vgg_keras")
+    handler = _TerminalHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    saved = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
