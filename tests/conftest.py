@@ -1,5 +1,6 @@
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,8 @@ import pytest
 # The scripts at the top level (train_cls.py, train_loc.py) are imported by their tests.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Directory listings cache their file checks; keep the suite's caches out of the home folder.
+os.environ["VGG_KERAS_CACHE"] = tempfile.mkdtemp(prefix="vgg_keras_listings_")
 
 
 @pytest.fixture(scope="session")

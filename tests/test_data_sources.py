@@ -3,18 +3,30 @@ when that is possible, otherwise skipped with a count and its file named in the 
 or empty source is an error before training starts."""
 
 import io
+import json
 import logging
 import os
+import shutil
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
 
+import user_trees
 import vgg_keras.data as data
-from vgg_keras.data import ops
+import vgg_keras.progress
+from vgg_keras.data import ops, probe_image, sources
 
 RNG = np.random.default_rng(0)
+
+
+@pytest.fixture(autouse=True)
+def listing_cache_dir(tmp_path_factory, monkeypatch):
+    """Listing caches go to a folder of their own, never the user's home (nor a listed tree)."""
+    folder = tmp_path_factory.mktemp("listing_cache")
+    monkeypatch.setenv("VGG_KERAS_CACHE", str(folder))
+    return folder
 
 
 def picture(height=60, width=80, seed=0):
@@ -99,11 +111,12 @@ def test_every_bad_file_is_decoded_or_skipped_counted_and_named(messy_folder, ca
 def test_a_file_that_breaks_after_listing_does_not_end_the_epoch(tmp_path):
     for i in range(4):
         save(str(tmp_path / "cls" / f"{i}.jpg"), picture(seed=i))
+    save(str(tmp_path / "other" / "o.jpg"), picture(seed=9))
     dataset = data.load(str(tmp_path))
     os.remove(tmp_path / "cls" / "1.jpg")                      # vanished
     (tmp_path / "cls" / "2.jpg").write_bytes(b"\xff\xd8\xff" + RNG.bytes(500))  # now garbage
     batches = data.train_pipeline(dataset, scale=64, crop=48, batch_size=1, seed=0)
-    assert sum(1 for _ in batches) == 2
+    assert sum(1 for _ in batches) == 3
     assert sum(1 for _ in data.eval_pipeline(dataset, scale=64, crop=48)) == 1
 
 
@@ -144,10 +157,11 @@ def test_missing_and_empty_sources_fail_before_training(tmp_path):
     empty.mkdir()
     with pytest.raises(ValueError, match="No image files"):
         data.load(str(empty))
-    broken = tmp_path / "broken" / "cat"
-    broken.mkdir(parents=True)
-    (broken / "a.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
-    with pytest.raises(ValueError, match="No usable images.*1 corrupt image"):
+    for name in ("cat", "dog"):
+        broken = tmp_path / "broken" / name
+        broken.mkdir(parents=True)
+        (broken / "a.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    with pytest.raises(ValueError, match="No usable images.*2 corrupt image"):
         data.load(str(tmp_path / "broken"))
     with pytest.raises(ValueError, match="neither an existing directory nor a TFDS"):
         data.load("no_such_dataset_name")
@@ -170,7 +184,7 @@ def test_split_folders_and_hash_slices(tmp_path):
     assert len(names[0]) == 15 and len(names[1]) == 5 and not names[0] & names[1]
     again = {ex["filename"].numpy() for ex in data.load(str(tmp_path), "train[75%:]")}
     assert again == names[1]
-    with pytest.raises(ValueError, match="no test"):
+    with pytest.raises(data.SplitNotFoundError, match="no test"):
         data.load(str(tmp_path), "test")
 
 
@@ -238,6 +252,7 @@ def test_xml_beside_images_and_class_names_from_all_files(tmp_path):
 
 def test_boxes_needs_a_source_with_boxes(tmp_path):
     save(str(tmp_path / "a" / "x.jpg"), picture())
+    save(str(tmp_path / "b" / "y.jpg"), picture())
     dataset = data.load(str(tmp_path))
     with pytest.raises(ValueError, match="bounding boxes"):
         data.train_pipeline(dataset, scale=64, crop=48, batch_size=1, boxes=True)
@@ -253,3 +268,141 @@ def test_imagenet2012_through_tfds_without_boxes(monkeypatch):
         images, labels = next(iter(data.train_pipeline(dataset, scale=(64, 80), crop=48,
                                                        batch_size=3, seed=0)))
         assert images.shape == (3, 48, 48, 3) and labels.dtype == tf.int32
+
+
+# ----------------------------------------------------------------------------------------------
+# The test trees the end-to-end tests reuse, the listing cache, and bad input at the data level.
+
+
+def test_user_trees_load_exactly_as_described(tmp_path):
+    tree = user_trees.class_folders(tmp_path / "pets", per_class=6, split_dirs=True)
+    for split, folder in (("train", "train"), ("validation", "val")):
+        dataset = data.load(tree["root"], split)
+        meta = data.info(dataset)
+        assert meta.class_names == tree["classes"] == ("cat", "dog", "fox")
+        assert meta.num_examples == sum(tree["counts"][split].values()) == {
+            "train": 18, "validation": 12}[split]
+        skipped = sorted(os.path.relpath(p, tree["root"]) for p in meta.skipped["corrupt image"])
+        assert skipped == sorted(k for k in tree["bad"] if k.startswith(folder + os.sep))
+        labels = {ex["filename"].numpy().decode(): int(ex["label"]) for ex in dataset}
+        assert labels == {k: v for k, v in tree["labels"].items() if k.startswith(folder)}
+    voc = user_trees.voc_tree(tmp_path / "voc", per_class=3)
+    dataset = data.load(voc["root"], "train")
+    meta = data.info(dataset)
+    assert meta.num_examples == voc["num_images"] == 9 and meta.num_skipped == len(voc["bad"])
+    for example in dataset:
+        name = example["filename"].numpy().decode()
+        x0, y0, x1, y1 = voc["boxes"][name]
+        height, width = ops.decode(example["image"]).shape[:2]
+        # 1-based VOC pixels in the XML: (v - 1) / size, so the last pixel is (x1 - 1) / width.
+        np.testing.assert_allclose(example["boxes"].numpy(), [[
+            y0 / height, x0 / width, (y1 - 1) / height, (x1 - 1) / width]], atol=1e-6)
+        assert int(example["label"]) == voc["labels"][name]
+
+
+def listing_of(root, split="train", **kwargs):
+    dataset = data.load(root, split, **kwargs)
+    meta = data.info(dataset)
+    found = {ex["filename"].numpy().decode(): int(ex["label"]) for ex in dataset}
+    return meta, found
+
+
+def test_a_second_listing_reuses_the_probes_and_reprobes_only_changed_files(
+        tmp_path, listing_cache_dir, monkeypatch, caplog):
+    tree = user_trees.class_folders(tmp_path / "pets", per_class=6)  # 18 good + 2 corrupt
+    first, found = listing_of(tree["root"])
+    assert first.listing == {"probed": 20, "cached": 0}
+    calls = []
+    monkeypatch.setattr(sources, "probe_image",
+                        lambda path, validate: calls.append(path) or probe_image(path, validate))
+    with caplog.at_level(logging.INFO, logger="vgg_keras.data"):
+        second, found_again = listing_of(tree["root"])
+    assert second.listing == {"probed": 0, "cached": 20} and calls == []
+    assert found_again == found and second.skipped == first.skipped  # still named and counted
+    assert "reused 20 cached probes, probed 0 files" in caplog.text
+    assert "truncated.jpg: corrupt image" in caplog.text
+    # A changed file is validated again (now truncated), a touched one too; nothing else.
+    changed = os.path.join(tree["root"], "fox", "fox_003.jpg")
+    data_bytes = open(changed, "rb").read()
+    open(changed, "wb").write(data_bytes[:len(data_bytes) // 2])
+    touched = os.path.join(tree["root"], "dog", "dog_002.jpg")
+    os.utime(touched, ns=(os.stat(touched).st_atime_ns, os.stat(touched).st_mtime_ns + 10**9))
+    third, _ = listing_of(tree["root"])
+    assert third.listing == {"probed": 2, "cached": 18} and sorted(calls) == [touched, changed]
+    assert changed in third.skipped["corrupt image"] and third.num_examples == 17
+    # A deleted file disappears from the cache as from the listing.
+    os.remove(touched)
+    fourth, _ = listing_of(tree["root"])
+    assert fourth.listing == {"probed": 0, "cached": 19} and fourth.num_examples == 16
+    caches = sorted(os.listdir(listing_cache_dir))
+    assert len(caches) == 1 and caches[0].endswith(".json")  # written atomically: no .tmp left
+    with open(os.path.join(listing_cache_dir, caches[0]), encoding="utf-8") as handle:
+        assert len(json.load(handle)["entries"]) == 19
+    # Another validate mode is another cache.
+    assert listing_of(tree["root"], validate="header")[0].listing == {"probed": 19, "cached": 0}
+
+
+def test_a_broken_or_unwritable_cache_is_a_warning_not_an_error(tmp_path, listing_cache_dir,
+                                                                monkeypatch, caplog):
+    tree = user_trees.class_folders(tmp_path / "pets", per_class=2, salt=False)
+    listing_of(tree["root"])
+    (cache,) = listing_cache_dir.iterdir()
+    cache.write_text('{"key": [1, "/elsewhere"')
+    with caplog.at_level(logging.WARNING, logger="vgg_keras.data"):
+        meta, _ = listing_of(tree["root"])
+    assert meta.listing == {"probed": 6, "cached": 0} and meta.num_examples == 6
+    assert f"ignoring the unreadable listing cache {cache}" in caplog.text
+    assert listing_of(tree["root"])[0].listing == {"probed": 0, "cached": 6}  # rewritten
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    monkeypatch.setenv("VGG_KERAS_CACHE", str(blocked / "listings"))
+    with caplog.at_level(logging.WARNING, logger="vgg_keras.data"):
+        meta, _ = listing_of(tree["root"])
+    assert meta.num_examples == 6 and "cannot write the listing cache" in caplog.text
+
+
+def test_one_class_and_classes_without_usable_images_are_errors(tmp_path):
+    save(str(tmp_path / "single" / "cat" / "a.jpg"), picture())
+    with pytest.raises(ValueError, match="needs at least two classes") as raised:
+        data.load(str(tmp_path / "single"))
+    assert f"'{tmp_path / 'single'}' has 1 class ('cat')" in str(raised.value)
+    root = tmp_path / "pets"
+    for i in range(3):
+        save(str(root / "cat" / f"{i}.jpg"), picture(seed=i))
+        (root / "dog").mkdir(exist_ok=True)
+        (root / "dog" / f"{i}.jpg").write_bytes(jpeg_bytes(picture(seed=i))[:300])
+    (root / "fox").mkdir()
+    with pytest.raises(ValueError, match="without a usable image") as raised:
+        data.load(str(root))
+    message = str(raised.value)
+    assert "'dog' (3 files, none decodable)" in message and "'fox' (no image files)" in message
+    # Not taken for a missing split: the scripts would hold out train and hide the problem.
+    assert "split" not in message.lower()
+    # A slice that happens to leave a class out is fine.
+    (root / "fox" / "0.jpg").write_bytes(jpeg_bytes(picture(seed=7)))
+    shutil.rmtree(root / "dog")
+    meta = data.info(data.load(str(root), "train[:1]"))
+    assert meta.num_examples == 1 and meta.num_classes == 2
+
+
+@pytest.mark.parametrize("text", ["/does/not/exist", "~/no_such_vgg_keras_folder", "./nowhere",
+                                  "data/nowhere"])
+def test_a_data_path_that_does_not_exist_is_named(text):
+    with pytest.raises(FileNotFoundError, match="No such directory") as raised:
+        data.load(text, "train")
+    assert repr(text) in str(raised.value)
+    if text.startswith(("~", ".", "data")):  # and where it was looked for
+        assert os.path.abspath(os.path.expanduser(text)) in str(raised.value)
+
+
+def test_listing_and_statistics_report_progress_and_a_summary(tmp_path, caplog, capsys,
+                                                               monkeypatch):
+    monkeypatch.setattr(vgg_keras.progress, "_quiet", False)
+    tree = user_trees.class_folders(tmp_path / "pets", per_class=4)  # 12 good + 2 corrupt
+    with caplog.at_level(logging.INFO, logger="vgg_keras.data"):
+        dataset = data.load(tree["root"], "train")
+    assert f"{tree['root']} [train]: 12 images, 3 classes (2 skipped)" in caplog.text
+    assert data.compute_statistics(dataset).num_images == 12
+    shown = capsys.readouterr().err
+    assert f"validating 14 files under {tree['root']}" in shown and "14/14" in shown
+    assert "statistics" in shown and "12/12" in shown

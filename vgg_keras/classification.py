@@ -42,9 +42,7 @@ def load_splits(data, *, val_fraction, data_dir=None):
     name = data or vdata.EMBEDDED_NAME
     try:
         val = vdata.load(name, "validation", data_dir=data_dir)
-    except ValueError as error:
-        if "split" not in str(error).lower():
-            raise
+    except vdata.SplitNotFoundError:
         percent = max(1, int(round(100 * val_fraction)))
         log.info("%s has no validation split; holding out %d%% of train", name, percent)
         return (vdata.load(name, f"train[{percent}%:]", data_dir=data_dir),
@@ -58,10 +56,8 @@ def load_validation(data, *, val_fraction, data_dir=None):
     name = data or vdata.EMBEDDED_NAME
     try:
         return vdata.load(name, "validation", data_dir=data_dir)
-    except ValueError as error:
-        if "split" not in str(error).lower():
-            raise
-    return load_splits(data, val_fraction=val_fraction, data_dir=data_dir)[1]
+    except vdata.SplitNotFoundError:
+        return load_splits(data, val_fraction=val_fraction, data_dir=data_dir)[1]
 
 
 def default_run_dir(task, arch, scale):

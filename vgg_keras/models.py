@@ -308,7 +308,7 @@ def load_vgg(path, *, kind=None):
         model = build_vgg(pretrained.arch, pretrained.num_classes, width=width, weights=path)
     found = "localizer" if is_localizer(model) else "classifier"
     if kind is not None and found != kind:
-        other = {"classifier": "train_loc.py", "localizer": "train_cls.py"}[found]
+        other = {"classifier": "train_cls.py", "localizer": "train_loc.py"}[found]
         raise ValueError(f"{path} is a {found}, not a {kind} ({other} evaluates it).")
     return model
 

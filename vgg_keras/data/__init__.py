@@ -12,11 +12,18 @@ works afterwards (it builds locally in seconds; nothing is downloaded).
 >>> val = data.eval_pipeline(data.load("vgg_shapes", "validation"), scale=84, crop=64,
 ...                          mode="center", batch_size=64)
 
+Directories are read as they are downloaded: class folders, VOC (XML boxes), and ImageNet
+without TFDS (the Kaggle localization challenge folder, or the ILSVRC2012 archives unpacked with
+the devkit; see :mod:`.imagenet`). Their file checks are cached in ``$VGG_KERAS_CACHE`` (default
+``~/.cache/vgg_keras/listings``), so a second listing decodes only new or changed files.
+
 Every example of every source is ``{"image": encoded bytes, "label": int32, "boxes": float32
 [N, 4] normalised [ymin, xmin, ymax, xmax], "filename": string}``; see :mod:`.sources`.
 """
 
-from . import embedded, ops
+from . import embedded, imagenet, ops
+from .errors import SplitNotFoundError
+from .listing_cache import ENV_VAR as LISTING_CACHE_ENV
 from .pipelines import MULTICROP_GRID, eval_pipeline, train_pipeline
 from .sources import (
     EMBEDDED_NAME, DatasetInfo, VggShapes, VggShapesConfig, info, load, probe_image,
@@ -26,13 +33,16 @@ from .stats import Statistics, compute_statistics
 
 __all__ = [
     "EMBEDDED_NAME",
+    "LISTING_CACHE_ENV",
     "MULTICROP_GRID",
     "DatasetInfo",
+    "SplitNotFoundError",
     "Statistics",
     "VggShapes",
     "VggShapesConfig",
     "compute_statistics",
     "embedded",
+    "imagenet",
     "eval_pipeline",
     "info",
     "load",

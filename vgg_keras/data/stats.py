@@ -16,6 +16,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from ..progress import progress
 from . import ops
 
 
@@ -58,9 +59,12 @@ def compute_statistics(dataset, *, max_images=None, max_side=None):
         return tf.cast(tf.shape(pixels)[0], tf.float64), tf.reduce_sum(pixels, 0), tf.matmul(
             pixels, pixels, transpose_a=True)
 
+    expected = int(dataset.cardinality())  # -1 infinite, -2 unknown (filtered)
     count, total, outer, images = 0.0, np.zeros(3), np.zeros((3, 3)), 0
-    for n, s, o in dataset.map(moments, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors(
-            log_warning=True).as_numpy_iterator():
+    sums = dataset.map(moments, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors(
+        log_warning=True).as_numpy_iterator()
+    for n, s, o in progress(sums, "statistics", total=expected if expected >= 0 else None,
+                            unit="image"):
         count, total, outer, images = count + n, total + s, outer + o, images + 1
     if images == 0:
         raise ValueError("compute_statistics: the dataset has no decodable images.")
