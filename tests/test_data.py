@@ -70,6 +70,22 @@ def test_rescale_makes_shorter_side_s_and_keeps_aspect(size, scale):
     assert (height >= width) == (size[0] >= size[1])
 
 
+def test_one_rescaling_rule_for_the_pipeline_the_device_and_transfer():
+    import keras
+
+    from vgg_keras import transforms
+
+    sizes = [(375, 500), (500, 375), (7, 3), (1, 1), (4000, 20), (333, 333), (99, 100)]
+    for size in sizes:
+        for scale in (32, 57, 256, 384):
+            host = ops.rescaled_size(size, scale).numpy().tolist()
+            plain = transforms.rescaled_size(np.array(size, float), scale).tolist()
+            device = keras.ops.convert_to_numpy(transforms.rescaled_size(
+                keras.ops.convert_to_tensor(np.array(size, "float32")), scale, xp=keras.ops))
+            assert host == plain == device.tolist(), (size, scale)
+            assert min(host) == scale
+
+
 def test_fused_decode_and_crop_equals_rescale_then_crop():
     rng = np.random.default_rng(0)
     picture = photograph(150, 200)

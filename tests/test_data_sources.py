@@ -313,7 +313,7 @@ def test_a_second_listing_reuses_the_probes_and_reprobes_only_changed_files(
     first, found = listing_of(tree["root"])
     assert first.listing == {"probed": 20, "cached": 0}
     calls = []
-    monkeypatch.setattr(sources, "probe_image",
+    monkeypatch.setattr(sources.probe, "probe_image",
                         lambda path, validate: calls.append(path) or probe_image(path, validate))
     with caplog.at_level(logging.INFO, logger="vgg_keras.data"):
         second, found_again = listing_of(tree["root"])
@@ -406,3 +406,37 @@ def test_listing_and_statistics_report_progress_and_a_summary(tmp_path, caplog, 
     shown = capsys.readouterr().err
     assert f"validating 14 files under {tree['root']}" in shown and "14/14" in shown
     assert "statistics" in shown and "12/12" in shown
+
+
+def test_load_with_info_and_a_new_source_kind_registered_before_the_others(tmp_path,
+                                                                            monkeypatch):
+    tree = user_trees.class_folders(tmp_path / "pets", per_class=4)
+    dataset, meta = data.load(tree["root"], "train", with_info=True)
+    assert meta is data.info(dataset) and meta.source == "folder" and meta.num_examples == 12
+    batches = data.eval_pipeline(dataset, scale=40, crop=32, batch_size=4)
+    assert data.info(batches) is meta  # the pipelines carry it along
+
+    class Marked(sources.FolderSource):
+        """Class folders holding a MARKED file: one module and one registration line."""
+
+        name = "marked"
+
+        def matches(self, request):
+            return request.is_dir and os.path.exists(os.path.join(request.path, "MARKED"))
+
+        def load(self, request, **options):
+            dataset, meta = super().load(request, **options)
+            meta.source = "marked"
+            return dataset, meta
+
+    monkeypatch.setattr(sources.registry, "SOURCES", list(sources.SOURCES))
+    sources.register_source(Marked(), before="imagenet")
+    assert [s.name for s in sources.registry.SOURCES] == [
+        "marked", "imagenet", "voc", "folder", "tfds"]
+    assert data.info(data.load(tree["root"])).source == "folder"
+    open(os.path.join(tree["root"], "MARKED"), "w").close()
+    assert data.info(data.load(tree["root"])).source == "marked"
+    with pytest.raises(ValueError, match="not yet registered"):
+        sources.register_source(Marked())
+    with pytest.raises(ValueError, match="No registered source 'nope'"):
+        sources.register_source(type("Other", (Marked,), {"name": "other"})(), before="nope")

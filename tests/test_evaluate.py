@@ -120,9 +120,8 @@ def test_each_protocol_pass_shows_progress_until_set_quiet(progress_on, capfd, t
             folder / f"{i}.png")
     examples = data.load(str(tmp_path / "images"), validate="none")
 
-    def batches(q, method):   # as vgg_keras.classification passes them: numpy iterators
-        return data.eval_pipeline(examples, scale=q, mode=method, crop=64,
-                                  batch_size=2 if method == "center" else 1).as_numpy_iterator()
+    def batches(q, method):   # as the tasks pass them: the protocols' eval pipelines
+        return evaluate.protocol_batches(examples, method, q, crop=64, batch_size=2)
 
     model = tiny()
     capfd.readouterr()
@@ -136,3 +135,31 @@ def test_each_protocol_pass_shows_progress_until_set_quiet(progress_on, capfd, t
     progress.set_quiet()
     evaluate.evaluate_classifier(model, batches, scales=(72,), methods=("center",))
     assert "Q=72" not in capfd.readouterr().err
+
+
+def test_protocol_registry_batches_each_protocol_by_its_rule(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from vgg_keras import data
+
+    assert evaluate.METHODS == ("center", "dense", "multicrop") == tuple(evaluate.PROTOCOLS)
+    assert [p.dense for p in evaluate.PROTOCOLS.values()] == [False, True, False]
+    monkeypatch.setenv("VGG_KERAS_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(7)
+    for i in range(5):
+        folder = tmp_path / "images" / ("ab"[i % 2])
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (70, 90, 3), dtype=np.uint8)).save(
+            folder / f"{i}.png")
+    examples = data.load(str(tmp_path / "images"), validate="none")
+    # batch_size is about the crops of a forward pass: center takes that many images, dense
+    # one whole image, multi-crop as many 50-crop sets as fit (at least one).
+    for method, batch_size, images, labels in [
+            ("center", 2, [2, 2, 1], [2, 2, 1]), ("dense", 2, [1] * 5, [1] * 5),
+            ("multicrop", 32, [50] * 5, [1] * 5), ("multicrop", 100, [100, 100, 50], [2, 2, 1])]:
+        batches = list(evaluate.protocol_batches(examples, method, 72, crop=64,
+                                                 batch_size=batch_size))
+        assert [len(x) for x, _ in batches] == images, method
+        assert [len(y) for _, y in batches] == labels, method
+    with pytest.raises(ValueError, match="method must be one of"):
+        evaluate.protocol_batches(examples, "tencrop", 72)

@@ -254,8 +254,6 @@ def served_small(classifier, tmp_path_factory):
 
 
 def test_header_size_reads_every_format_as_the_decoder_does():
-    from PIL import Image
-
     image = noise(37, 53)                   # not square: a swapped height and width would show
     files = {kind: pil_file(image, kind) for kind in ("PNG", "JPEG", "GIF", "BMP")}
     files["bottom-up BMP"] = files.pop("BMP")   # PIL's BMPs store the last row first

@@ -9,15 +9,16 @@ import pytest
 import tensorflow as tf
 
 from vgg_keras.localization import (
-    MONITOR, BoxAccuracy, BoxL2, BoxRegressionLoss, compile_localizer, dense_boxes,
-    freeze_for_finetune, localization_errors, localize_image, pack_targets, protocol1, protocol2,
-    regression_of,
+    MONITOR, BoxAccuracy, BoxL2, BoxRegressionLoss, dense_boxes, localization_errors,
+    localize_image, pack_targets, protocol1, protocol2, regression_of, run_protocol1,
+    run_protocol2,
 )
+from vgg_keras.localization.training import compile_localizer, freeze_for_finetune
 from vgg_keras.models import PRIOR_BOX, build_localizer, build_vgg
 from vgg_keras.train import ResumableTraining
 
 TINY = ["--arch", "A", "--width", "0.125", "--crop", "32", "--scale", "36:44", "--batch-size",
-        "16", "--init", "glorot", "--data", "vgg_shapes/small", "--verbose", "0"]
+        "16", "--init", "glorot", "--data", "vgg_shapes/small", "--verbose", "0", "--no-report"]
 
 
 @pytest.fixture(scope="module")
@@ -245,6 +246,28 @@ def test_protocol2_skips_images_without_usable_boxes_and_rejects_foreign_classes
     with pytest.raises(ValueError, match="Class id 12 is beyond the head's 10 classes"):
         protocol2(loc, classifier, lambda q: [item(12, [[0.1, 0.1, 0.9, 0.9], pad], 1)],
                   scales=[32])
+
+
+def box_examples(count=6, seed=0):
+    """In-memory examples of vgg_keras.data.load's form, one or two boxes each."""
+    rng = np.random.default_rng(seed)
+    images = [tf.io.encode_png(rng.integers(0, 256, (40 + 4 * i, 56, 3), dtype=np.uint8)).numpy()
+              for i in range(count)]
+    boxes = [[[0.1, 0.2, 0.7, 0.8]] * (1 + i % 2) for i in range(count)]
+    ragged = tf.RaggedTensor.from_row_lengths(
+        np.concatenate(boxes).astype("float32"), [len(b) for b in boxes])
+    return tf.data.Dataset.from_tensor_slices(
+        (images, np.arange(count, dtype=np.int32) % 10, ragged)).map(
+        lambda image, label, box: {"image": image, "label": label, "boxes": box,
+                                   "filename": tf.constant("")})
+
+
+def test_run_protocols_read_the_protocol_registry(classifier):
+    loc = build_localizer(classifier, regression="scr")
+    row = run_protocol1(loc, box_examples(), scale=36, batch_size=4)
+    assert row["regression"] == "scr" and row["images"] == 6 and row["scales"] == [36]
+    row = run_protocol2(loc, classifier, box_examples(), scales=[32, 40])
+    assert row["images"] == 6 and row["scales"] == [32, 40] and 0 <= row["top5_loc"] <= 100
 
 
 # -- train_loc.py ----------------------------------------------------------------------------

@@ -194,3 +194,56 @@ def test_preinitialize_names_the_layer_that_does_not_fit():
     with pytest.raises(ValueError, match="'block1_conv1'"):
         vgg_keras.preinitialize(
             vgg_keras.build_vgg("B", 7, input_shape=(64, 64, 3), width=0.5), source)
+
+
+# -- the localisation head ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("regression,classes,outputs", [("pcr", 7, 28), ("scr", None, 4)])
+def test_box_head_records_its_regression_and_classes(regression, classes, outputs):
+    from vgg_keras.heads import BOX_LAYER, PRIOR_BOX, BoxRegression, is_localizer, regression_of
+
+    classifier = tiny("A", classes=7)
+    for loc in (vgg_keras.build_localizer(classifier, regression=regression),
+                vgg_keras.build_localizer("A", classes, regression=regression,
+                                          input_shape=(64, 64, 3), width=0.125)):
+        head = loc.get_layer(BOX_LAYER)
+        assert isinstance(head, BoxRegression) and head.units == outputs
+        assert head.get_config()["regression"] == regression
+        assert regression_of(loc) == (regression, classes) and is_localizer(loc)
+        np.testing.assert_array_equal(head.get_weights()[1], np.tile(PRIOR_BOX, outputs // 4))
+        clone = keras.models.clone_model(loc)   # from_config keeps the class and the head
+        assert regression_of(clone) == (regression, classes)
+        assert vgg_keras.to_dense(loc).get_layer(BOX_LAYER).filters == outputs
+    assert loc.get_layer(BOX_LAYER).num_classes == classes
+    assert vgg_keras.build_localizer(classifier, regression="scr").get_layer(
+        BOX_LAYER).num_classes == 7   # SCR from a classifier still knows its classes
+    assert not is_localizer(classifier)
+    with pytest.raises(ValueError, match="needs num_classes"):
+        BoxRegression("pcr")
+    with pytest.raises(ValueError, match="not units=12"):
+        BoxRegression("pcr", 2, units=12)
+    with pytest.raises(ValueError, match="regression must be one of"):
+        BoxRegression("xyz", 2)
+
+
+def test_seeded_localizers_draw_the_same_weights_as_classifiers():
+    """The box head is built after fc7, so seeded initialisers draw in layer order: a
+    localizer from scratch has the weights of the classifier of the same seed up to fc7."""
+    keras.utils.set_random_seed(3)
+    classifier = vgg_keras.build_vgg("A", 5, input_shape=(64, 64, 3), width=0.125)
+    keras.utils.set_random_seed(3)
+    loc = vgg_keras.build_localizer("A", 5, input_shape=(64, 64, 3), width=0.125)
+    for name in ("block1_conv1", "fc7"):
+        for a, b in zip(classifier.get_layer(name).get_weights(), loc.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name, arch", [("vgg11", "A"), ("vgg11_lrn", "A-LRN"), ("vgg13", "B"),
+                                        ("vgg16_1x1", "C"), ("vgg16", "D"), ("vgg19", "E")])
+def test_familiar_names_build_the_paper_configurations(name, arch):
+    model = getattr(vgg_keras, name)(num_classes=7, input_shape=(32, 32, 3), width=0.125)
+    reference = vgg_keras.build_vgg(arch, 7, input_shape=(32, 32, 3), width=0.125)
+    assert model.name == name and vgg_keras.arch_of(model) == arch
+    assert model.count_params() == reference.count_params()
+    assert [layer.name for layer in model.layers] == [layer.name for layer in reference.layers]

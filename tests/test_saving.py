@@ -97,3 +97,38 @@ def test_model_saved_here_runs_identically_on_other_backends(tmp_path, backend):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"ok {backend}" in result.stdout
+
+
+@pytest.mark.parametrize("regression", ["pcr", "scr"])
+def test_localizers_load_with_safe_mode_and_say_what_they_are(tmp_path, regression):
+    from vgg_keras.heads import BoxRegression, regression_of
+
+    classifier = tiny("A")
+    localizer = vgg_keras.build_localizer(classifier, regression=regression)
+    localizer.save(tmp_path / "loc.keras")
+    loaded = vgg_keras.models.load_vgg(tmp_path / "loc.keras", kind="localizer")
+    assert isinstance(loaded.get_layer("fc8_box"), BoxRegression)
+    assert regression_of(loaded) == regression_of(localizer) == (
+        regression, 5 if regression == "pcr" else None)
+    np.testing.assert_array_equal(loaded(batch()), localizer(batch()))
+
+
+@pytest.mark.parametrize("units,expected", [(20, ("pcr", 5)), (4, ("scr", None))])
+def test_localizers_saved_before_the_box_head_still_load(tmp_path, units, expected):
+    """Files saved before BoxRegression have a plain Dense fc8_box: what they predict is read
+    from the width of the output, as it always was."""
+    from vgg_keras.heads import regression_of
+    from vgg_keras.localization import regression_of as exported
+
+    classifier = tiny("A")
+    box = keras.layers.Dense(units, name="fc8_box")(classifier.get_layer("fc8").input)
+    old = keras.Model(classifier.input, box, name="old_loc")
+    old.save(tmp_path / "old.keras")
+    loaded = vgg_keras.models.load_vgg(tmp_path / "old.keras", kind="localizer")
+    assert type(loaded.get_layer("fc8_box")) is keras.layers.Dense
+    assert regression_of(loaded) == exported(loaded) == expected
+    if expected[0] == "pcr":
+        with pytest.raises(ValueError, match="boxes for 5 classes but the data"):
+            regression_of(loaded, num_classes=10)
+    with pytest.raises(ValueError, match="is a localizer, not a classifier"):
+        vgg_keras.models.load_vgg(tmp_path / "old.keras", kind="classifier")

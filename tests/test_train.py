@@ -17,7 +17,7 @@ from vgg_keras.train import checkpoint_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--arch", "A", "--width", "0.125", "--crop", "32", "--scale", "36:44", "--batch-size",
-        "16", "--init", "glorot", "--data", "vgg_shapes/small", "--verbose", "2"]
+        "16", "--init", "glorot", "--data", "vgg_shapes/small", "--verbose", "2", "--no-report"]
 
 
 @pytest.mark.parametrize(
@@ -163,7 +163,6 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 sys.path.insert(0, sys.argv[1])
 import train_cls
-from vgg_keras.train import checkpoint_weights
 sys.exit(train_cls.main(sys.argv[2:]))
 """
 

@@ -19,14 +19,13 @@ import numpy as np
 import pytest
 
 import train_cls
-import train_loc
 import user_trees
 from vgg_keras.train import checkpoint_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--arch", "A", "--width", "0.125", "--crop", "32", "--scale", "32:40", "--init",
         "glorot", "--optimizer", "adam", "--lr", "1e-3", "--weight-decay", "0", "--verbose", "2",
-        "--quiet"]
+        "--quiet", "--no-report"]
 
 
 @pytest.fixture
@@ -68,6 +67,19 @@ def weights(run_dir):
     return values
 
 
+def summary_tags(run_dir):
+    """The tags TensorBoard finds in the run's pictures log, with how many steps each has."""
+    import tensorflow as tf
+
+    tags = {}
+    for path in (Path(run_dir) / "logs" / "pictures").glob("events.out.tfevents.*"):
+        for record in tf.data.TFRecordDataset(str(path)):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                tags[value.tag] = tags.get(value.tag, 0) + 1
+    return tags
+
+
 def assert_resumed_like_straight(straight_dir, killed_dir, epochs):
     a, b = weights(straight_dir), weights(killed_dir)
     assert a.keys() == b.keys() and len(a) > 10
@@ -103,6 +115,11 @@ def test_class_folders_train_resume_after_kill_and_evaluate(tmp_path, env):
     assert summary["classes"] == 3 and summary["epochs"] == 3
     config = json.loads((run_dir / "config.json").read_text())
     assert config["classes"] == ["cat", "dog", "fox"]
+    # TensorBoard: augmented crops and the learning rate after each epoch of the rerun (2 and 3;
+    # the killed run may have died before writing epoch 1's), the evaluation table once.
+    tags = summary_tags(run_dir)
+    assert tags["augmented training crops"] >= 2 and tags["learning_rate"] >= 2
+    assert tags["evaluation"] == 1
 
     rows_path = tmp_path / "rows.json"
     out = run("train_cls.py", ["--evaluate", run_dir / "model.keras", "--data", tree["root"],
@@ -151,7 +168,8 @@ def _classifier(tree_root, tmp_path, env, name, extra=()):
 
 
 LOC = ["--crop", "32", "--scale", "32:40", "--regression", "pcr", "--optimizer", "adam",
-       "--lr", "1e-3", "--weight-decay", "0", "--verbose", "2", "--quiet", "--batch-size", "4"]
+       "--lr", "1e-3", "--weight-decay", "0", "--verbose", "2", "--quiet", "--batch-size", "4",
+       "--no-report"]
 
 
 def test_voc_tree_classifies_and_localises_pcr_with_resume(tmp_path, env):
@@ -163,6 +181,7 @@ def test_voc_tree_classifies_and_localises_pcr_with_resume(tmp_path, env):
         assert os.path.basename(bad) in out
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["arch"] == "A" and summary["regression"] == "pcr"
+    assert summary_tags(run_dir)["validation boxes (green true, red predicted)"] >= 2
     assert 0 <= summary["protocol1_error"] <= 100 and "protocol2_top5_error" in summary
 
     out = run("train_loc.py", ["--evaluate", run_dir / "model.keras", "--classifier", classifier,

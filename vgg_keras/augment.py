@@ -12,7 +12,9 @@ All are active only when called with ``training=True`` (``model.fit``); at infer
 and colour shift are the identity and :class:`RandomScaleCrop` takes the central crop at the
 paper's single test scale ``Q = (Smin + Smax) / 2``. Each is seeded through a
 ``keras.random.SeedGenerator`` and serialisable, and computes in float32 whatever the global
-precision policy, because images are in [0, 255].
+precision policy, because images are in [0, 255]. The formulas they share with the host pipeline
+(rescaled size, crop positions and samples, colour shift, box flip) are written once, in
+:mod:`vgg_keras.transforms` and :mod:`vgg_keras.boxes`.
 
 How a training script composes them (the pipeline hands over geometry only, the model's first
 layers do the photometric work; ``augment_on="device"`` is what makes the pipeline leave it):
@@ -27,6 +29,8 @@ layers do the photometric work; ``augment_on="device"`` is what makes the pipeli
 import keras
 from keras import ops
 
+from . import boxes as B
+from . import transforms
 from .configs import IMAGENET_PCA_EIGVAL, IMAGENET_PCA_EIGVEC
 
 
@@ -73,8 +77,7 @@ class RandomHorizontalFlip(keras.layers.Layer):
         images = ops.where(ops.reshape(flip, (-1, 1, 1, 1)), ops.flip(images, axis=2), images)
         if boxes is None:
             return images
-        ymin, xmin, ymax, xmax = ops.unstack(boxes, 4, axis=-1)
-        mirrored = ops.stack([ymin, 1.0 - xmax, ymax, 1.0 - xmin], axis=-1)
+        mirrored = B.flip(boxes, xp=ops)
         mask = ops.reshape(flip, (-1,) + (1,) * (len(boxes.shape) - 1))
         return {**inputs, "images": images, "boxes": ops.where(mask, mirrored, boxes)}
 
@@ -121,9 +124,9 @@ class PCAColorShift(keras.layers.Layer):
         images = ops.cast(inputs, self.compute_dtype)
         batch = ops.shape(images)[0]
         alpha = keras.random.normal((batch, 3), stddev=self.stddev, seed=self.seed_generator)
-        weights = alpha * ops.convert_to_tensor(self.eigval, self.compute_dtype)
-        eigvec = ops.convert_to_tensor(self.eigvec, self.compute_dtype)
-        shift = self.value_range * ops.matmul(weights, ops.transpose(eigvec))  # (B, 3)
+        shift = transforms.pca_shift(  # (B, 3)
+            alpha, ops.convert_to_tensor(self.eigval, self.compute_dtype),
+            ops.convert_to_tensor(self.eigvec, self.compute_dtype), self.value_range, xp=ops)
         images = images + ops.reshape(shift, (-1, 1, 1, 3))
         if self.clip:
             images = ops.clip(images, 0.0, self.value_range)
@@ -150,7 +153,8 @@ class RandomScaleCrop(keras.layers.Layer):
     ``keras.ops.image.affine_transform`` with the pixel-centre convention of ``tf.image.resize``
     and clamped borders: the same draws and the same pixels as ``vgg_keras.data``'s host path.
 
-    Inference (``training`` false): the central crop at ``Q = round((Smin + Smax) / 2)``.
+    Inference (``training`` false): the central crop at the paper's test scale
+    ``Q = (Smin + Smax) // 2`` (:func:`vgg_keras.transforms.test_scale`).
 
     >>> layer = RandomScaleCrop(scale=(72, 96), crop=64, seed=0)
     >>> layer(keras.ops.zeros((8, 120, 160, 3)), training=True).shape
@@ -178,15 +182,13 @@ class RandomScaleCrop(keras.layers.Layer):
             scale = ops.minimum(ops.floor(u[:, 0] * (high - low + 1)), high - low) + low
         else:
             u = None
-            scale = ops.full((batch,), float(round((low + high) / 2)))
+            scale = ops.full((batch,), float(transforms.test_scale((low, high))))
         size = ops.cast(ops.stack([height, width]), "float32")
-        shorter = ops.minimum(size[0], size[1])
-        rescaled = ops.maximum(ops.round(scale[:, None] * size[None, :] / shorter), 1.0)
-        room = rescaled - self.crop
+        rescaled = transforms.rescaled_size(size, scale[:, None], xp=ops)
         if training:
-            offsets = ops.minimum(ops.floor(u[:, 1:] * (room + 1.0)), room)
+            offsets = transforms.random_offset(u[:, 1:], rescaled, self.crop, xp=ops)
         else:
-            offsets = ops.floor(room / 2.0)
+            offsets = transforms.center_offset(rescaled, self.crop)
         return scale, rescaled, offsets
 
     def call(self, inputs, training=None):
@@ -195,8 +197,8 @@ class RandomScaleCrop(keras.layers.Layer):
         batch, height, width = shape[0], shape[1], shape[2]
         _, rescaled, offsets = self.sample(batch, height, width, training=bool(training))
         size = ops.cast(ops.stack([height, width]), "float32")
-        step = size[None, :] / rescaled  # source pixels per output pixel, (B, 2) as (y, x)
-        start = (offsets + 0.5) * step - 0.5
+        # Source pixels per output pixel and the first sample, (B, 2) each as (y, x).
+        start, step = transforms.crop_samples(size[None, :], rescaled, offsets)
         zeros = ops.zeros_like(step[:, 0])
         transform = ops.stack(
             [step[:, 1], zeros, start[:, 1], zeros, step[:, 0], start[:, 0], zeros, zeros], axis=1)

@@ -1,39 +1,102 @@
-"""Boxes for localisation (paper Appendix A): encoding, IoU, the ILSVRC criterion, merging.
+"""Boxes for localisation (paper Appendix A): the one box coder of the package.
 
 Two layouts are used:
 
 * ``[ymin, xmin, ymax, xmax]`` normalised to [0, 1], as TFDS stores boxes and as the input
   pipeline hands them over ("yxyx");
 * ``[cx, cy, w, h]`` relative to the input crop, the paper's box parameters, which the
-  regression head predicts ("cxcywh").
+  regression head predicts ("cxcywh"); :data:`PRIOR` is the whole crop.
 
-Encoding works on any array type through ``keras.ops``; the evaluation helpers are numpy.
+The coder (:func:`encode`, :func:`decode`), the horizontal :func:`flip`, the mapping into and
+out of a crop (:func:`to_crop`, :func:`from_crop`), :func:`area` and :func:`paired_iou` are
+written once and used by the loss and metrics (``keras.ops``, the default ``xp``), the
+protocols (``numpy``), the tf.data pipeline and the serving graph (``tensorflow``, whatever
+Keras's backend): ``xp`` is the array namespace, and each needs only ``stack``, ``minimum``,
+``maximum`` or ``where``, which the three spell alike. The evaluation helpers below them are
+numpy.
 
->>> encode(np.array([[0.2, 0.1, 0.6, 0.5]]))      # -> [[0.3, 0.4, 0.4, 0.4]]
+>>> encode(np.array([[0.2, 0.1, 0.6, 0.5]]), xp=np)      # -> [[0.3, 0.4, 0.4, 0.4]]
 >>> iou(np.array([0, 0, 1, 1.]), np.array([[0, 0, 0.5, 1.]]))   # -> [0.5]
 """
 
 import numpy as np
 from keras import ops
 
+PRIOR = (0.5, 0.5, 1.0, 1.0)
+"""``[cx, cy, w, h]`` of the whole crop: what an untrained box head predicts
+(``vgg_keras.heads.PRIOR_BOX``)."""
 
-def encode(yxyx):
+
+def _array(x, xp):
+    """``x`` as an array of ``xp`` (nested lists included)."""
+    return np.asarray(x) if xp is np else xp.convert_to_tensor(x)
+
+
+def encode(yxyx, xp=ops):
     """``[ymin, xmin, ymax, xmax]`` -> ``[cx, cy, w, h]`` (last axis)."""
-    ymin, xmin, ymax, xmax = ops.unstack(yxyx, 4, axis=-1)
-    return ops.stack([(xmin + xmax) / 2, (ymin + ymax) / 2, xmax - xmin, ymax - ymin], axis=-1)
+    yxyx = _array(yxyx, xp)
+    ymin, xmin, ymax, xmax = yxyx[..., 0], yxyx[..., 1], yxyx[..., 2], yxyx[..., 3]
+    return xp.stack([(xmin + xmax) / 2, (ymin + ymax) / 2, xmax - xmin, ymax - ymin], axis=-1)
 
 
-def decode(cxcywh):
+def decode(cxcywh, xp=ops):
     """``[cx, cy, w, h]`` -> ``[ymin, xmin, ymax, xmax]`` (last axis)."""
-    cx, cy, w, h = ops.unstack(cxcywh, 4, axis=-1)
-    return ops.stack([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2], axis=-1)
+    cxcywh = _array(cxcywh, xp)
+    cx, cy, w, h = cxcywh[..., 0], cxcywh[..., 1], cxcywh[..., 2], cxcywh[..., 3]
+    return xp.stack([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2], axis=-1)
 
 
-def area(yxyx):
-    """Area of ``[ymin, xmin, ymax, xmax]`` boxes (numpy); degenerate boxes have area 0."""
-    yxyx = np.asarray(yxyx, dtype=np.float64)
-    return np.clip(yxyx[..., 2] - yxyx[..., 0], 0, None) * np.clip(yxyx[..., 3] - yxyx[..., 1],
-                                                                   0, None)
+def flip(yxyx, xp=ops):
+    """Boxes of the horizontally mirrored image: x -> 1 - x (xmin and xmax swap)."""
+    yxyx = _array(yxyx, xp)
+    ymin, xmin, ymax, xmax = yxyx[..., 0], yxyx[..., 1], yxyx[..., 2], yxyx[..., 3]
+    return xp.stack([ymin, 1.0 - xmax, ymax, 1.0 - xmin], axis=-1)
+
+
+def to_crop(yxyx, rescaled, offset, crop, xp=ops):
+    """Image-normalised boxes -> relative to a ``crop`` (pixels) at ``offset`` ``[..., 2]``
+    (y, x, pixels) of the image rescaled to ``rescaled`` ``[..., 2]``; not clipped (a box
+    reaching out of the crop leaves [0, 1]). Rescaling maps the whole image onto the whole
+    rescaled image, so image fractions are fractions of the rescaled image."""
+    ymin, xmin, ymax, xmax = yxyx[..., 0], yxyx[..., 1], yxyx[..., 2], yxyx[..., 3]
+    height, width, top, left = rescaled[..., 0], rescaled[..., 1], offset[..., 0], offset[..., 1]
+    return xp.stack([(ymin * height - top) / crop, (xmin * width - left) / crop,
+                     (ymax * height - top) / crop, (xmax * width - left) / crop], axis=-1)
+
+
+def from_crop(yxyx, rescaled, offset, crop, xp=ops):
+    """The inverse of :func:`to_crop`: boxes relative to the crop -> normalised to the image
+    (a point at fraction ``v`` of the crop is ``offset + crop * v`` pixels of the rescaled
+    image)."""
+    ymin, xmin, ymax, xmax = yxyx[..., 0], yxyx[..., 1], yxyx[..., 2], yxyx[..., 3]
+    height, width, top, left = rescaled[..., 0], rescaled[..., 1], offset[..., 0], offset[..., 1]
+    return xp.stack([(top + crop * ymin) / height, (left + crop * xmin) / width,
+                     (top + crop * ymax) / height, (left + crop * xmax) / width], axis=-1)
+
+
+def area(yxyx, xp=np):
+    """Area of ``[ymin, xmin, ymax, xmax]`` boxes; degenerate boxes have area 0. With numpy
+    (the default) in float64."""
+    if xp is np:
+        yxyx = np.asarray(yxyx, dtype=np.float64)
+    return (xp.maximum(yxyx[..., 2] - yxyx[..., 0], 0.0)
+            * xp.maximum(yxyx[..., 3] - yxyx[..., 1], 0.0))
+
+
+def paired_iou(a, b, xp=ops):
+    """Intersection over union of yxyx boxes ``a`` and ``b`` that broadcast against each other
+    (last axis 4): box by box. Degenerate boxes have IoU 0 with anything."""
+    top = xp.maximum(a[..., 0], b[..., 0])
+    left = xp.maximum(a[..., 1], b[..., 1])
+    bottom = xp.minimum(a[..., 2], b[..., 2])
+    right = xp.minimum(a[..., 3], b[..., 3])
+    inter = xp.maximum(bottom - top, 0.0) * xp.maximum(right - left, 0.0)
+    union = area(a, xp) + area(b, xp) - inter
+    return xp.where(union > 0, inter / xp.where(union > 0, union, 1.0), 0.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation (numpy)
 
 
 def iou(box, others):
@@ -43,16 +106,8 @@ def iou(box, others):
     """
     box = np.asarray(box, dtype=np.float64)
     others = np.asarray(others, dtype=np.float64).reshape(-1, 4)
-    single = box.ndim == 1
-    boxes = box.reshape(-1, 4)[:, None, :]
-    top = np.maximum(boxes[..., 0], others[None, :, 0])
-    left = np.maximum(boxes[..., 1], others[None, :, 1])
-    bottom = np.minimum(boxes[..., 2], others[None, :, 2])
-    right = np.minimum(boxes[..., 3], others[None, :, 3])
-    inter = np.clip(bottom - top, 0, None) * np.clip(right - left, 0, None)
-    union = area(boxes) + area(others)[None, :] - inter
-    result = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-    return result[0] if single else result
+    result = paired_iou(box.reshape(-1, 4)[:, None, :], others[None, :, :], xp=np)
+    return result[0] if box.ndim == 1 else result
 
 
 def localization_correct(box, ground_truth, threshold=0.5):

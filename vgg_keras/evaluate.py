@@ -4,6 +4,11 @@ Every protocol reduces to soft-max posteriors per image, which are then averaged
 original and flipped image, over the 50 crops of a scale, over scales, over dense and multi-crop,
 over models (fusion). Errors are top-1 and top-5 as in Tables 3-6.
 
+:data:`PROTOCOLS` is the one registry of the protocols: for each name ("center", "dense",
+"multicrop") the ``eval_pipeline`` mode, how many images a batch holds and how a batch becomes
+posteriors. :func:`protocol_batches` gives a protocol's batches, :func:`collect_posteriors` its
+posteriors; the tasks and the notebooks read both.
+
 Each protocol pass shows a progress bar on stderr ("dense Q=384", images done out of the
 dataset's size when it is known); ``vgg_keras.progress.set_quiet()`` silences them.
 
@@ -14,16 +19,17 @@ dataset's size when it is known); ``vgg_keras.progress.set_quiet()`` silences th
 import json
 import logging
 import sys
+from dataclasses import dataclass
+from typing import Callable
 
 import keras
 import numpy as np
 
 from .models import to_dense
 from .progress import progress
+from .transforms import MULTICROP_CROPS
 
 log = logging.getLogger(__name__)
-
-METHODS = ("center", "dense", "multicrop")
 
 
 def softmax(logits):
@@ -68,12 +74,18 @@ def dense_posteriors(dense_model, images, flip=True):
 
     ``images`` is a batch of equal-sized whole images (N, H, W, 3), RGB in [0, 255].
     """
-    scores = _to_numpy(dense_model(images, training=False)).mean(axis=(1, 2))
-    posteriors = softmax(scores)
+    return dense_scores(dense_model, images, flip)[1]
+
+
+def dense_scores(dense_model, images, flip=True):
+    """``(score maps (N, h, w, C), posteriors (N, C))`` of the dense protocol: the class score
+    maps of ``images`` and :func:`dense_posteriors` from them."""
+    maps = _to_numpy(dense_model(images, training=False))
+    posteriors = softmax(maps.mean(axis=(1, 2)))
     if flip:
         flipped = _to_numpy(dense_model(images[:, :, ::-1], training=False)).mean(axis=(1, 2))
         posteriors = 0.5 * (posteriors + softmax(flipped))
-    return posteriors
+    return maps, posteriors
 
 
 def crop_posteriors(model, crops, flip=False):
@@ -89,6 +101,86 @@ def crop_posteriors(model, crops, flip=False):
         flipped = softmax(_to_numpy(model(flat[:, :, ::-1], training=False)))
         posteriors = 0.5 * (posteriors + flipped.reshape(n, k, -1).mean(axis=1))
     return posteriors
+
+
+# ----------------------------------------------------------------------------------------------
+# The registry of protocols
+
+
+def _center_posteriors(model, dense_model, images, labels, flip):
+    return crop_posteriors(model, images[:, None], flip=flip), labels
+
+
+def _dense_posteriors(model, dense_model, images, labels, flip):
+    return dense_posteriors(dense_model, images, flip=flip), labels
+
+
+def _multicrop_posteriors(model, dense_model, images, labels, flip):
+    labels = np.asarray(labels).reshape(-1)
+    if images.ndim == 4:   # eval_pipeline's flattened (N * K, c, c, 3)
+        images = images.reshape((len(labels), -1) + images.shape[1:])
+    return crop_posteriors(model, images, flip=False), labels  # flips are among the crops
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One test protocol of Section 3.2.
+
+    ``mode`` is ``vgg_keras.data.eval_pipeline``'s; ``images_per_batch(batch_size)`` how many
+    images a batch holds when a forward pass may take about ``batch_size`` crops;
+    ``posteriors(model, dense_model, images, labels, flip)`` turns one batch into ``(posteriors
+    (N, C), labels (N,))``; ``dense`` says whether it runs the dense net (``to_dense(model)``).
+    """
+
+    name: str
+    mode: str
+    images_per_batch: Callable
+    posteriors: Callable
+    dense: bool = False
+
+
+PROTOCOLS = {
+    "center": Protocol("center", "center", lambda batch_size: batch_size, _center_posteriors),
+    # Images differ in size: one whole image per batch.
+    "dense": Protocol("dense", "dense", lambda batch_size: 1, _dense_posteriors, dense=True),
+    # Each image is MULTICROP_CROPS crops: as many images as fit batch_size crops, at least one.
+    "multicrop": Protocol("multicrop", "multicrop",
+                          lambda batch_size: max(1, batch_size // MULTICROP_CROPS),
+                          _multicrop_posteriors),
+}
+"""The protocols by name: center crop, dense (fully convolutional, whole image) and multi-crop
+(5 x 5 grid x 2 flips), each with its batching and its posteriors."""
+
+METHODS = tuple(PROTOCOLS)
+
+
+def protocol(method):
+    """The :class:`Protocol` named ``method``, or a ValueError naming :data:`METHODS`."""
+    if method not in PROTOCOLS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    return PROTOCOLS[method]
+
+
+def protocol_batches(examples, method, scale, crop=224, batch_size=32, *, boxes=False):
+    """The ``eval_pipeline`` batches of ``examples`` for protocol ``method`` at test scale
+    ``scale``, batched by the protocol's rule: ``batch_size`` images for "center", one for
+    "dense", ``batch_size // 50`` (at least one) for "multicrop", so that a forward pass takes
+    about ``batch_size`` crops. ``boxes`` as ``eval_pipeline`` (center and dense).
+
+    >>> rows = evaluate_classifier(model, lambda q, m: protocol_batches(val, m, q, crop=64),
+    ...                            scales=(64, 96), methods=METHODS)
+    """
+    # vgg_keras.data imports TensorFlow, which evaluating numpy batches (the rest of this
+    # module) does not need.
+    from .data import eval_pipeline
+
+    chosen = protocol(method)
+    return eval_pipeline(examples, scale=scale, mode=chosen.mode, crop=crop,
+                         batch_size=chosen.images_per_batch(batch_size), boxes=boxes)
+
+
+# ----------------------------------------------------------------------------------------------
+# Running a protocol
 
 
 def _labels_in(labels):
@@ -109,6 +201,7 @@ def known_total(batches):
     dataset = batches
     tf = sys.modules.get("tensorflow")   # a tf.data.Dataset means TensorFlow is imported
     if tf is not None and isinstance(dataset, tf.data.Dataset):
+        # vgg_keras.data imports TensorFlow: here only, where a tf.data dataset shows it is loaded.
         from .data import info
 
         try:   # vgg_keras.data.eval_pipeline keeps load()'s metadata: the number of images
@@ -162,21 +255,13 @@ def collect_posteriors(model, batches, method, *, flip=True, dense_model=None, l
     >>> posteriors, labels = collect_posteriors(
     ...     model, eval_pipeline(ds, scale=256, mode="dense"), "dense", label="dense Q=256")
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    chosen = protocol(method)
     all_posteriors, all_labels = [], []
     for images, labels in track(batches, label or method, total):
         images = np.asarray(images, dtype="float32")
-        if method == "dense":
+        if chosen.dense:
             dense_model = dense_model or to_dense(model)
-            posteriors = dense_posteriors(dense_model, images, flip=flip)
-        elif method == "multicrop":
-            labels = np.asarray(labels).reshape(-1)
-            if images.ndim == 4:
-                images = images.reshape((len(labels), -1) + images.shape[1:])
-            posteriors = crop_posteriors(model, images, flip=False)  # flips are among the crops
-        else:
-            posteriors = crop_posteriors(model, images[:, None], flip=flip)
+        posteriors, labels = chosen.posteriors(model, dense_model, images, labels, flip)
         all_posteriors.append(posteriors)
         all_labels.append(np.asarray(labels).reshape(-1))
     if not all_posteriors:
@@ -189,7 +274,7 @@ def evaluate_classifier(models, make_batches, *, scales, methods=("dense",), fli
     """Evaluate one model or several (fusion) over test scales and methods.
 
     ``make_batches(scale, method)`` returns an iterable of batches for that scale and method
-    (e.g. ``lambda q, m: vgg_keras.data.eval_pipeline(ds, scale=q, mode=m, ...)``). Each pass
+    (e.g. ``lambda q, m: protocol_batches(ds, m, q, crop=224)``). Each pass
     shows a progress bar ("dense Q=384", and the model's name when several are fused) counting
     images out of ``total``, or out of the dataset's size when the batches come from
     ``eval_pipeline`` (or its ``as_numpy_iterator()``).
@@ -202,7 +287,8 @@ def evaluate_classifier(models, make_batches, *, scales, methods=("dense",), fli
     if isinstance(models, keras.Model):
         models = [models]
     names = [m.name for m in models]
-    dense_models = [to_dense(m) if "dense" in methods else None for m in models]
+    dense = any(protocol(method).dense for method in methods)
+    dense_models = [to_dense(m) if dense else None for m in models]
     store, labels = {}, None
     for scale in scales:
         for method in methods:

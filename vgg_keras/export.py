@@ -50,8 +50,13 @@ from pathlib import Path
 
 import keras
 
-from .boxes import decode
-from .models import _load_if_path, is_localizer
+from . import boxes as B
+from .heads import is_localizer, regression_of
+from .models import _load_if_path
+
+# TensorFlow (and vgg_keras.data, which imports it) is imported inside the functions that build
+# the serving graph: `import vgg_keras` imports this module, and must not need TensorFlow on the
+# JAX and PyTorch backends (the .keras and ONNX exports run there).
 
 FORMATS = ("saved_model", "onnx", "keras")
 SERVE_BYTES = "serve"
@@ -126,15 +131,8 @@ def export(model, path, format="saved_model", *, classifier=None, scale=None, to
     path = os.fspath(path)
     _check_suffix(path, format)
     model = _load_if_path(model)
-    if format != "saved_model":
-        given = [name for name, value in (("classifier", classifier), ("scale", scale),
-                                          ("top", top), ("max_pixels", max_pixels))
-                 if value is not None]
-        if given:
-            raise ValueError(
-                f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to "
-                f"format='saved_model' (the {format} export is the network alone); export a "
-                "classifier separately.")
+    _check_saved_model_only(format, classifier=classifier, scale=scale, top=top,
+                            max_pixels=max_pixels)
     if format == "keras":
         model.save(path)
     elif format == "onnx":
@@ -145,6 +143,16 @@ def export(model, path, format="saved_model", *, classifier=None, scale=None, to
                             max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
                             verbose=verbose)
     return path
+
+
+def _check_saved_model_only(format, **options):
+    """Refuse the SavedModel's options for the other formats."""
+    given = [name for name, value in options.items() if value is not None]
+    if format != "saved_model" and given:
+        raise ValueError(
+            f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to "
+            f"format='saved_model' (the {format} export is the network alone); export a "
+            "classifier separately.")
 
 
 def _check_suffix(path, format):
@@ -179,21 +187,38 @@ def _export_saved_model(model, path, *, classifier, scale, top, max_pixels, verb
             "Set KERAS_BACKEND=tensorflow, or export format='onnx' or 'keras'.")
     import tensorflow as tf
 
-    # vgg_keras.data.ops are the evaluation pipeline's own functions, so serving crops exactly
-    # as the central-crop evaluation does.
-    from .data import ops as image_ops
-    from .localization import regression_of
+    localizer, classifier = _serving_nets(model, classifier)
+    crop, scale, top, max_pixels = _check_serving_args(model, classifier, scale, top, max_pixels)
+    serve_bytes, serve_uint8 = _serving_functions(
+        _predictor(localizer, classifier, top, crop), scale, crop, max_pixels)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    if classifier is not None and classifier is not model:
+        archive.track(classifier)
+    # The first endpoint is also written as "serving_default", the one TF Serving calls.
+    archive.add_endpoint(SERVE_BYTES, serve_bytes,
+                         input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    archive.add_endpoint(SERVE_UINT8, serve_uint8, input_signature=[
+        tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+    archive.write_out(path, verbose=verbose)
 
-    localizer = model if is_localizer(model) else None
-    if localizer is None:
+
+def _serving_nets(model, classifier):
+    """``(localizer or None, classifier or None)``: what the SavedModel runs."""
+    if not is_localizer(model):
         if classifier is not None:
             raise ValueError("classifier= is for localizers; this model is a classifier.")
-        classifier = model
-    elif classifier is not None:
+        return None, model
+    if classifier is not None:
         classifier = _load_if_path(classifier)
         if is_localizer(classifier):
             raise ValueError(f"classifier= must be a classifier; {classifier.name} is a "
                              "localizer.")
+    return model, classifier
+
+
+def _check_serving_args(model, classifier, scale, top, max_pixels):
+    """``(crop, scale, top, max_pixels)`` checked, ``scale`` defaulted from the crop."""
     crop = _crop_side(model, "model")
     if (classifier is not None and classifier is not model
             and _crop_side(classifier, "classifier") != crop):
@@ -203,20 +228,25 @@ def _export_saved_model(model, path, *, classifier, scale, top, max_pixels, verb
     if int(scale) != scale or scale < crop:
         raise ValueError(f"scale (Q, the rescaled shorter side) must be an integer at least the "
                          f"crop {crop}, got {scale}.")
-    scale = int(scale)
     if int(top) != top or top < 1:
         raise ValueError(f"top must be a positive integer, got {top}.")
     if isinstance(max_pixels, bool) or int(max_pixels) != max_pixels or max_pixels < 1:
         raise ValueError(f"max_pixels must be a positive integer (height x width), got "
                          f"{max_pixels!r}.")
-    max_pixels = int(max_pixels)
+    return crop, int(scale), int(top), int(max_pixels)
+
+
+def _predictor(localizer, classifier, top, crop):
+    """``predict(crops, rescaled, offsets) -> outputs``: the signatures' outputs for a batch of
+    central crops and where they were cut."""
+    import tensorflow as tf
 
     regression, box_classes = regression_of(localizer) if localizer is not None else (None, None)
     num_classes = classifier.output_shape[-1] if classifier is not None else None
     if regression == "pcr" and classifier is not None and num_classes != box_classes:
         raise ValueError(f"The localizer predicts boxes for {box_classes} classes but the "
                          f"classifier scores {num_classes}.")
-    k = min(int(top), num_classes) if classifier is not None else None
+    k = min(top, num_classes) if classifier is not None else None
 
     def predict(crops, rescaled, offsets):
         outputs = {}
@@ -234,6 +264,18 @@ def _export_saved_model(model, path, *, classifier, scale, top, max_pixels, verb
                          else tf.repeat(boxes, k, axis=1))
             outputs["boxes"] = _boxes_in_image(boxes, rescaled, offsets, crop)
         return outputs
+
+    return predict
+
+
+def _serving_functions(predict, scale, crop, max_pixels):
+    """The two signatures' functions, ``(serve_bytes, serve_uint8)``, around ``predict``: the
+    central crop at ``scale`` cut as the evaluation pipeline cuts it."""
+    import tensorflow as tf
+
+    # vgg_keras.data.ops are the evaluation pipeline's own functions, so serving crops exactly
+    # as the central-crop evaluation does.
+    from .data import ops as image_ops
 
     def serve_bytes(image_bytes):
         # Every check passes before any image is decoded (image_bytes now depends on them).
@@ -260,16 +302,7 @@ def _export_saved_model(model, path, *, classifier, scale, top, max_pixels, verb
         return predict(crops, tf.tile(rescaled[None], [batch, 1]),
                        tf.tile(offset[None], [batch, 1]))
 
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    if classifier is not None and classifier is not model:
-        archive.track(classifier)
-    # The first endpoint is also written as "serving_default", the one TF Serving calls.
-    archive.add_endpoint(SERVE_BYTES, serve_bytes,
-                         input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
-    archive.add_endpoint(SERVE_UINT8, serve_uint8, input_signature=[
-        tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
-    archive.write_out(path, verbose=verbose)
+    return serve_bytes, serve_uint8
 
 
 # ----------------------------------------------------------------------------------------------
@@ -462,14 +495,13 @@ def _boxes_in_image(boxes, rescaled, offsets, crop):
     A point at ``v`` (fraction of the crop) is at ``offset + crop * v`` pixels of the rescaled
     image, ``(offset + crop * v) / rescaled`` of it; rescaling maps the whole image onto the
     whole rescaled image, so that is also the fraction of the original image (the inverse of
-    ``vgg_keras.data.ops.crop_boxes``).
+    ``vgg_keras.data.ops.crop_boxes``: :func:`vgg_keras.boxes.from_crop`).
     """
     import tensorflow as tf
 
-    yxyx = decode(boxes)
-    offsets = tf.tile(tf.cast(offsets, tf.float32), [1, 2])[:, None, :]
-    rescaled = tf.tile(tf.cast(rescaled, tf.float32), [1, 2])[:, None, :]
-    return tf.clip_by_value((offsets + float(crop) * yxyx) / rescaled, 0.0, 1.0)
+    yxyx = B.from_crop(B.decode(boxes, xp=tf), tf.cast(rescaled, tf.float32)[:, None, :],
+                       tf.cast(offsets, tf.float32)[:, None, :], float(crop), xp=tf)
+    return tf.clip_by_value(yxyx, 0.0, 1.0)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """The VGG family: one builder reading the configuration table, plus its dense form and the
-paper's pre-initialisation of deeper nets from a trained A.
+paper's pre-initialisation of deeper nets from a trained A; and the localizer, the same graph
+with the box head of :mod:`vgg_keras.heads` in place of fc8 (whose names this module
+re-exports: ``BOX_LAYER``, ``PRIOR_BOX``, ``REGRESSIONS``, ``is_localizer``, ``regression_of``).
 
 Model code uses ``keras`` and ``keras.ops`` only, so it runs on TensorFlow, JAX and PyTorch.
 """
@@ -14,10 +16,21 @@ import keras
 from .configs import (
     CONFIGS, FC_UNITS, IMAGENET_MEAN_RGB, MIN_INPUT_SIZE, canonical_arch, parse_layer,
 )
+from .heads import (
+    BOX_LAYER, PRIOR_BOX, REGRESSIONS, BoxRegression, box_outputs, check_regression,
+    is_localizer, regression_of,
+)
 from .layers import InputNormalization, LocalResponseNormalization, MinimumSpatialSize
 from .weights import read_pretrained
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "BOX_LAYER", "INITIALIZERS", "KINDS", "PREINIT_CONV_LAYERS", "PREPROCESSING", "PRIOR_BOX",
+    "REGRESSIONS", "BoxRegression", "arch_of", "box_head", "build_localizer", "build_vgg",
+    "is_localizer", "load_vgg", "preinitialize", "regression_of", "scaled", "to_dense",
+    "vgg_backbone", "vgg_fc", "vgg_head", "vgg_layer_names",
+]
 
 PREPROCESSING = {
     "imagenet": {"mean": IMAGENET_MEAN_RGB, "std": None, "channel_order": "rgb"},
@@ -102,9 +115,9 @@ def vgg_backbone(inputs, arch, *, width=1.0, init="paper"):
     return x
 
 
-def vgg_head(x, outputs, *, width=1.0, dropout=0.5, init="paper", output_name="fc8",
-             output_bias="zeros"):
-    """fc6 (reading the whole pool5 map), fc7 with dropout, then a linear ``output_name`` layer."""
+def vgg_fc(x, *, width=1.0, dropout=0.5, init="paper"):
+    """fc6 (reading the whole pool5 map) and fc7, each with dropout: the features both heads
+    read (fc7's output)."""
     x = keras.layers.Flatten(name="flatten")(x)
     for index in (6, 7):
         x = keras.layers.Dense(
@@ -113,10 +126,25 @@ def vgg_head(x, outputs, *, width=1.0, dropout=0.5, init="paper", output_name="f
         )(x)
         if dropout:
             x = keras.layers.Dropout(dropout, name=f"drop{index}")(x)
+    return x
+
+
+def vgg_head(x, outputs, *, width=1.0, dropout=0.5, init="paper", output_name="fc8",
+             output_bias="zeros"):
+    """fc6 (reading the whole pool5 map), fc7 with dropout, then a linear ``output_name`` layer."""
+    x = vgg_fc(x, width=width, dropout=dropout, init=init)
     return keras.layers.Dense(
         outputs, name=output_name,
         kernel_initializer=_kernel_initializer(init), bias_initializer=output_bias,
     )(x)
+
+
+def box_head(x, regression, num_classes, *, width=1.0, dropout=0.5, init="paper"):
+    """fc6 and fc7 as :func:`vgg_head`, then the box regressor ``fc8_box``
+    (:class:`~vgg_keras.heads.BoxRegression`, its kernel initialised by ``init``, its bias at
+    the whole crop)."""
+    x = vgg_fc(x, width=width, dropout=dropout, init=init)
+    return BoxRegression(regression, num_classes, kernel_initializer=_kernel_initializer(init))(x)
 
 
 def build_vgg(arch, num_classes=1000, *, input_shape=(224, 224, 3), include_top=True, width=1.0,
@@ -159,43 +187,49 @@ def build_vgg(arch, num_classes=1000, *, input_shape=(224, 224, 3), include_top=
     >>> vgg16 = build_vgg("D", weights="vgg16-397923af.pth")     # doctest: +SKIP
     """
     key = canonical_arch(arch)
-    if not width > 0:
-        raise ValueError(f"width must be positive, got {width}.")
-    if not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
-    if include_top and (int(num_classes) != num_classes or num_classes < 1):
-        raise ValueError(f"num_classes must be a positive integer, got {num_classes}.")
-    if init not in INITIALIZERS:
-        raise ValueError(f"init must be one of {INITIALIZERS}, got {init!r}.")
-    input_shape = tuple(input_shape)
-    _check_input_shape(input_shape, include_top)
+    _check_build_args(width=width, dropout=dropout, init=init, input_shape=input_shape,
+                      include_top=include_top, num_classes=num_classes if include_top else None)
     pretrained = None
     if weights is not None:
         pretrained = read_pretrained(weights)
         preprocessing = pretrained.check_build_args(
             key, include_top=include_top, num_classes=num_classes, preprocessing=preprocessing)
 
+    def top(x):
+        return vgg_head(x, int(num_classes), width=width, dropout=dropout, init=init)
+
     default_name = "vgg_" + key.lower().replace("-", "_") + ("" if include_top else "_backbone")
-    model = _vgg_model(key, input_shape, int(num_classes) if include_top else None, width=width,
-                       dropout=dropout, init=init, preprocessing=preprocessing,
-                       name=name or default_name)
+    model = _vgg_model(key, tuple(input_shape), top if include_top else None, width=width,
+                       init=init, preprocessing=preprocessing, name=name or default_name)
     if pretrained is not None:
         pretrained.load_into(model)
     return model
 
 
-def _vgg_model(key, input_shape, outputs, *, width, dropout, init, preprocessing, name,
-               output_name="fc8", output_bias="zeros"):
-    """Normalisation, the conv blocks and (unless ``outputs`` is None) the FC head, as a
-    Functional model: the graph both builders share."""
+def _check_build_args(*, width, dropout, num_classes, init, input_shape, include_top):
+    """The arguments both builders share, checked in this order."""
+    if not width > 0:
+        raise ValueError(f"width must be positive, got {width}.")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
+    if num_classes is not None and (int(num_classes) != num_classes or num_classes < 1):
+        raise ValueError(f"num_classes must be a positive integer, got {num_classes}.")
+    if init not in INITIALIZERS:
+        raise ValueError(f"init must be one of {INITIALIZERS}, got {init!r}.")
+    _check_input_shape(tuple(input_shape), include_top)
+
+
+def _vgg_model(key, input_shape, top, *, width, init, preprocessing, name):
+    """Normalisation, the conv blocks of ``key`` and ``top(pool5)`` (none when ``top`` is None)
+    as a Functional model: the graph both builders share. ``top`` builds its layers when
+    called, after the backbone's, so that seeded initialisers draw in layer order."""
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
     if preprocessing is not None:
         x = _normalization_layer(preprocessing)(x)
     x = vgg_backbone(x, key, width=width, init=init)
-    if outputs is not None:
-        x = vgg_head(x, outputs, width=width, dropout=dropout, init=init,
-                     output_name=output_name, output_bias=output_bias)
+    if top is not None:
+        x = top(x)
     return keras.Model(inputs, x, name=name)
 
 
@@ -325,18 +359,26 @@ def _is_keras_archive(path):
 
 def arch_of(model):
     """The configuration (``"A"`` ... ``"E"``) of a model built by ``build_vgg`` or
-    ``build_localizer``, read from its conv and LRN layer names; None for other models.
+    ``build_localizer``, read from its conv layers (names and kernel sizes: C and D differ only
+    in three 1x1 kernels) and its LRN; None for other models.
 
     >>> arch_of(build_localizer(build_vgg("A", 10, input_shape=(64, 64, 3), width=0.25)))
     'A'
     """
-    names = [layer.name for layer in model.layers
+    found = [(layer.name, getattr(layer, "kernel_size", (None,))[0]) for layer in model.layers
              if layer.name == "lrn" or (layer.name.startswith("block") and "_conv" in layer.name)]
     for key in CONFIGS:
-        expected = [n for n in vgg_layer_names(key) if n == "lrn" or "_conv" in n]
-        if names == expected:
+        if found == _backbone_signature(key):
             return key
     return None
+
+
+def _backbone_signature(arch):
+    """``[(layer name, kernel size)]`` of ``arch``'s conv and LRN layers, as built."""
+    specs = [spec for block in CONFIGS[arch] for spec in block]
+    names = [n for n in vgg_layer_names(arch) if not n.endswith("_pool")]
+    return [(name, None if spec == "LRN" else parse_layer(spec)[0])
+            for name, spec in zip(names, specs)]
 
 
 def vgg_layer_names(arch):
@@ -393,27 +435,6 @@ def _has_layer(model, name):
     return any(layer.name == name for layer in model.layers)
 
 
-REGRESSIONS = ("scr", "pcr")
-BOX_LAYER = "fc8_box"
-"""Name of the localizer's box regression layer (the classifier's ``fc8`` replaced)."""
-
-PRIOR_BOX = (0.5, 0.5, 1.0, 1.0)
-"""``[cx, cy, w, h]`` a new ``fc8_box`` predicts before training, for every class: the whole crop.
-
-With a zero bias a new head would predict a box of no size at the crop's corner: IoU 0 with every
-object, and the box then moves only as fast as the bias learns, for PCR from a tenth of each batch
-per class (an FC-only PCR run ended at mean IoU 0.0003 that way, issue #6)."""
-
-
-def is_localizer(model):
-    """Whether ``model`` is a localization net (it has the box regression layer)."""
-    return _has_layer(model, BOX_LAYER)
-
-
-def _box_bias(outputs):
-    return keras.initializers.Constant([v for _ in range(outputs // 4) for v in PRIOR_BOX])
-
-
 def build_localizer(source="D", num_classes=None, *, regression="pcr", input_shape=(224, 224, 3),
                     width=1.0, dropout=0.5, init="paper", preprocessing="imagenet", name=None):
     """The localisation net of the paper's Appendix A: the classification net with its last FC
@@ -421,7 +442,9 @@ def build_localizer(source="D", num_classes=None, *, regression="pcr", input_sha
 
     It predicts boxes as ``[cx, cy, w, h]`` relative to the input crop: 4 outputs for
     single-class regression (``"scr"``), 4 x C for per-class regression (``"pcr"``, class c's box
-    at outputs ``4c:4c+4``, i.e. ``reshape(-1, C, 4)``).
+    at outputs ``4c:4c+4``, i.e. ``reshape(-1, C, 4)``). ``fc8_box`` is a
+    :class:`~vgg_keras.heads.BoxRegression` layer, which saves the regression and the class
+    count with the model (:func:`~vgg_keras.heads.regression_of` reads them).
 
     Args:
         source: a trained classification model (or a path to its ``.keras`` file), whose conv
@@ -442,28 +465,32 @@ def build_localizer(source="D", num_classes=None, *, regression="pcr", input_sha
     >>> build_localizer(cls, regression="pcr").output_shape
     (None, 40)
     """
-    regression = str(regression).lower()
-    if regression not in REGRESSIONS:
-        raise ValueError(f"regression must be one of {REGRESSIONS}, got {regression!r}.")
+    regression = check_regression(regression)
     if init not in INITIALIZERS:
         raise ValueError(f"init must be one of {INITIALIZERS}, got {init!r}.")
     if isinstance(source, str) and source.upper() in CONFIGS:
-        if regression == "pcr" and num_classes is None:
-            raise ValueError("Per-class regression needs num_classes.")
-        if num_classes is not None and (int(num_classes) != num_classes or num_classes < 1):
-            raise ValueError(f"num_classes must be a positive integer, got {num_classes}.")
-        key = canonical_arch(source)
-        if not 0 <= dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
-        input_shape = tuple(input_shape)
-        _check_input_shape(input_shape, include_top=True)
-        outputs = 4 * int(num_classes) if regression == "pcr" else 4
-        default = "vgg_" + key.lower().replace("-", "_") + f"_loc_{regression}"
-        return _vgg_model(key, input_shape, outputs, width=width, dropout=dropout, init=init,
-                          preprocessing=preprocessing, name=name or default,
-                          output_name=BOX_LAYER, output_bias=_box_bias(outputs))
+        return _localizer_from_scratch(
+            canonical_arch(source), num_classes, regression, input_shape=input_shape,
+            width=width, dropout=dropout, init=init, preprocessing=preprocessing, name=name)
+    return _localizer_from_classifier(_load_if_path(source), num_classes, regression,
+                                      init=init, name=name)
 
-    classifier = _load_if_path(source)
+
+def _localizer_from_scratch(key, num_classes, regression, *, input_shape, width, dropout, init,
+                            preprocessing, name):
+    box_outputs(regression, num_classes)  # PCR needs num_classes
+    _check_build_args(width=width, dropout=dropout, num_classes=num_classes, init=init,
+                      input_shape=input_shape, include_top=True)
+
+    def top(x):
+        return box_head(x, regression, num_classes, width=width, dropout=dropout, init=init)
+
+    default = "vgg_" + key.lower().replace("-", "_") + f"_loc_{regression}"
+    return _vgg_model(key, tuple(input_shape), top, width=width, init=init,
+                      preprocessing=preprocessing, name=name or default)
+
+
+def _localizer_from_classifier(classifier, num_classes, regression, *, init, name):
     if not _has_layer(classifier, "fc8"):
         raise ValueError(
             f"build_localizer: {classifier.name!r} has no 'fc8' layer to replace; pass a "
@@ -475,9 +502,28 @@ def build_localizer(source="D", num_classes=None, *, regression="pcr", input_sha
     # A structural copy, so that training the localizer leaves the classifier untouched.
     copy = keras.models.clone_model(classifier)
     copy.set_weights(classifier.get_weights())
-    outputs = 4 * classes if regression == "pcr" else 4
-    features = copy.get_layer("fc8").input
-    box = keras.layers.Dense(
-        outputs, name=BOX_LAYER, kernel_initializer=_kernel_initializer(init),
-        bias_initializer=_box_bias(outputs))(features)
-    return keras.Model(copy.input, box, name=name or f"{classifier.name}_loc_{regression}")
+    box = BoxRegression(regression, classes, kernel_initializer=_kernel_initializer(init))
+    return keras.Model(copy.input, box(copy.get_layer("fc8").input),
+                       name=name or f"{classifier.name}_loc_{regression}")
+
+
+# -- the names torchvision and timm use -------------------------------------------------------
+
+
+def _named(arch, name, known_as):
+    def build(num_classes: int = 1000, **kwargs) -> keras.Model:
+        return build_vgg(arch, num_classes, name=kwargs.pop("name", name), **kwargs)
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = (f"Configuration {arch} of the paper's Table 1 ({known_as}): "
+                     f"``build_vgg({arch!r}, num_classes, **kwargs)``.\n\n"
+                     f"    >>> model = {name}(num_classes=10, input_shape=(64, 64, 3), width=0.25)\n")
+    return build
+
+
+vgg11 = _named("A", "vgg11", "11 weight layers; torchvision's and timm's vgg11")
+vgg11_lrn = _named("A-LRN", "vgg11_lrn", "A with local response normalisation after conv1")
+vgg13 = _named("B", "vgg13", "13 weight layers; torchvision's and timm's vgg13")
+vgg16_1x1 = _named("C", "vgg16_1x1", "16 weight layers, three of them 1x1 convolutions")
+vgg16 = _named("D", "vgg16", "16 weight layers; torchvision's vgg16, keras.applications.VGG16")
+vgg19 = _named("E", "vgg19", "19 weight layers; torchvision's vgg19, keras.applications.VGG19")

@@ -40,6 +40,10 @@ class RunDirectoryError(RuntimeError):
     """The run directory cannot be used: not writable, in use, or another configuration's."""
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
 def flag(option):
     """The command-line spelling of an option: ``val_fraction`` -> ``--val-fraction``."""
     return "--" + option.replace("_", "-")

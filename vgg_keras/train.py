@@ -29,6 +29,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from .rundir import TrainingDiverged
+
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
@@ -51,38 +53,6 @@ def checkpoint_weights(run_dir, which="last"):
     name = state.get(f"{which}_weights", LAST_WEIGHTS if which == "last" else BEST_WEIGHTS)
     path = checkpoints / name
     return path if path.exists() else None
-
-
-def parse_scale(text):
-    """``"256"`` -> 256 (single-scale S); ``"256:512"`` -> (256, 512) (jittered S).
-
-    >>> parse_scale("256:512")
-    (256, 512)
-    """
-    parts = str(text).split(":")
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        raise ValueError(f"scale must be S or SMIN:SMAX with integers, got {text!r}") from None
-    if len(values) == 1:
-        return values[0]
-    if len(values) == 2 and values[0] <= values[1]:
-        return tuple(values)
-    raise ValueError(f"scale must be S or SMIN:SMAX with SMIN <= SMAX, got {text!r}")
-
-
-def test_scale(scale):
-    """The paper's single test scale Q for a training scale: S, or the middle of [Smin, Smax]."""
-    if isinstance(scale, tuple):
-        return (scale[0] + scale[1]) // 2
-    return scale
-
-
-def multi_test_scales(scale):
-    """The paper's multi-scale Q set: {S-32, S, S+32}, or {Smin, middle, Smax} when jittered."""
-    if isinstance(scale, tuple):
-        return (scale[0], test_scale(scale), scale[1])
-    return (scale - 32, scale, scale + 32)
 
 
 def apply_weight_decay(model, weight_decay):
@@ -196,10 +166,6 @@ def with_training_augmentation(model, augmentation):
         return model
     inputs = keras.Input(model.input_shape[1:], name="image")
     return keras.Model(inputs, model(augmentation(inputs)), name=f"{model.name}_trainer")
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 class ResumableTraining(keras.callbacks.Callback):
@@ -349,13 +315,15 @@ def plot_history(history, path):
 
 def fit_resumable(training_model, train_data, *, epochs, steps_per_epoch, run_dir,
                   validation_data=None, validation_steps=None, monitor="val_accuracy", mode="max",
-                  patience=2, max_drops=3, target_model=None, hold_below=None, verbose="auto"):
+                  patience=2, max_drops=3, target_model=None, hold_below=None, verbose="auto",
+                  callbacks=()):
     """``training_model.fit`` that resumes from ``run_dir`` and stops cleanly on NaN.
 
     ``train_data(start_epoch)`` must return a dataset whose batches from position 0 are those of
     ``start_epoch`` onwards (``steps_per_epoch`` per epoch), each epoch a function of the seed
     and its number only. ``target_model`` is the model to keep as "best" (e.g. the network
-    without its training-only augmentation wrapper). Returns the callback's state.
+    without its training-only augmentation wrapper); ``callbacks`` run after the checkpoint's.
+    Returns the callback's state.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -366,7 +334,8 @@ def fit_resumable(training_model, train_data, *, epochs, steps_per_epoch, run_di
     if start >= epochs:
         log.info("Run in %s already finished %d epochs", run_dir, start)
         return keeper.state
-    callbacks = [keeper, keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False)]
+    callbacks = [keeper, keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
+                 *callbacks]
     started = time.time()
     training_model.fit(
         train_data(start), epochs=epochs, initial_epoch=start, steps_per_epoch=steps_per_epoch,

@@ -17,6 +17,7 @@ from keras import ops
 
 from .models import to_dense
 from .progress import progress
+from .transforms import rescaled_size
 
 COMBINE = ("average", "stack")
 
@@ -35,14 +36,6 @@ def feature_extractor(model, layer="fc7"):
     if layer not in names:
         raise ValueError(f"{model.name} has no layer {layer!r}; its layers are {names}.")
     return keras.Model(dense.input, dense.get_layer(layer).output, name=f"{model.name}_{layer}")
-
-
-def rescaled_size(height, width, scale):
-    """(H', W') with the shorter side ``scale`` and the longer rounded to the nearest pixel,
-    as the input pipeline rescales (``vgg_keras.data.ops.rescaled_size``)."""
-    shorter = min(height, width)
-    return (max(1, int(np.round(height * scale / shorter))),
-            max(1, int(np.round(width * scale / shorter))))
 
 
 def _pooled(extractor, images, flip):
@@ -88,15 +81,31 @@ def features(model, images, scales=(256, 384, 512), *, layer="fc7", flip=True,
     """
     if combine not in COMBINE:
         raise ValueError(f"combine must be one of {COMBINE}, got {combine!r}.")
+    scales = _checked_scales(scales, model.input_shape[1])
+    extractor = feature_extractor(model, layer)
+    groups = _image_groups(images, batch_size)
+    per_scale = [_pooled_at_scale(extractor, groups, q, flip) for q in scales]
+    if combine == "average":
+        combined = np.mean(per_scale, axis=0)
+    else:
+        combined = np.concatenate(per_scale, axis=-1)
+    return _l2_normalize(combined).astype("float32")
+
+
+def _checked_scales(scales, crop):
     scales = [int(q) for q in np.atleast_1d(scales)]
     if not scales:
         raise ValueError("scales must name at least one test scale Q.")
-    extractor = feature_extractor(model, layer)
-    crop = model.input_shape[1]
     for q in scales:
         if crop is not None and q < crop:
             raise ValueError(f"Test scale {q} is smaller than the model's {crop}-pixel input; "
                              f"the dense net needs images at least that big.")
+    return scales
+
+
+def _image_groups(images, batch_size):
+    """The forward passes' inputs: batches of an ``(N, H, W, 3)`` array, or each image of a
+    list as a batch of one; float32."""
     if isinstance(images, np.ndarray) or keras.ops.is_tensor(images):
         images = np.asarray(images, dtype="float32")
         if images.ndim != 4 or images.shape[-1] != 3:
@@ -112,22 +121,20 @@ def features(model, images, scales=(256, 384, 512), *, layer="fc7", flip=True,
             groups.append(image[None])
     if not groups:
         raise ValueError("images is empty.")
+    return groups
 
+
+def _pooled_at_scale(extractor, groups, q, flip):
+    """``(N, units)`` float64: every image rescaled to shorter side ``q`` (bilinear, as the input
+    pipeline rescales) and its (flip-averaged) pooled map."""
+    rows = []
+    # Counted in images (a group is a batch, or one image of a list): the same unit for both
+    # kinds of input.
     count = sum(len(group) for group in groups)
-    per_scale = []
-    for q in scales:
-        rows = []
-        # Counted in images (a group is a batch, or one image of a list): the same unit for
-        # both kinds of input.
-        with progress(None, f"features Q={q}", total=count, unit="img") as bar:
-            for group in groups:
-                size = rescaled_size(group.shape[1], group.shape[2], q)
-                resized = ops.image.resize(group, size, interpolation="bilinear")
-                rows.append(ops.convert_to_numpy(_pooled(extractor, resized, flip)))
-                bar.update(len(group))
-        per_scale.append(np.concatenate(rows).astype("float64"))
-    if combine == "average":
-        combined = np.mean(per_scale, axis=0)
-    else:
-        combined = np.concatenate(per_scale, axis=-1)
-    return _l2_normalize(combined).astype("float32")
+    with progress(None, f"features Q={q}", total=count, unit="img") as bar:
+        for group in groups:
+            size = tuple(int(v) for v in rescaled_size(np.array(group.shape[1:3], float), q))
+            resized = ops.image.resize(group, size, interpolation="bilinear")
+            rows.append(ops.convert_to_numpy(_pooled(extractor, resized, flip)))
+            bar.update(len(group))
+    return np.concatenate(rows).astype("float64")

@@ -29,6 +29,7 @@ from .sources import (
     EMBEDDED_NAME, DatasetInfo, VggShapes, VggShapesConfig, info, load, probe_image,
     shapes_config,
 )
+from .splits import evaluation_examples, load_splits
 from .stats import Statistics, compute_statistics
 
 __all__ = [
@@ -44,8 +45,10 @@ __all__ = [
     "embedded",
     "imagenet",
     "eval_pipeline",
+    "evaluation_examples",
     "info",
     "load",
+    "load_splits",
     "ops",
     "probe_image",
     "shapes_config",

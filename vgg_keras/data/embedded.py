@@ -16,7 +16,7 @@ so the data is the same on every machine, whatever the order or parallelism of g
 (..., dtype('uint8'), (4,))
 >>> jpeg, label, box, (height, width) = make_example(seed=0, split="train", index=7)
 
-The TFDS builder around it is in :mod:`vgg_keras.data.sources` (``vgg_shapes``).
+The TFDS builder around it is in :mod:`vgg_keras.data.sources.vgg_shapes` (``vgg_shapes``).
 """
 
 import functools

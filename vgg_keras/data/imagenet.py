@@ -2,8 +2,8 @@
 and the labels and boxes of its validation images.
 
 Pure listing: the standard library, and scipy to read the devkit's ``meta.mat`` as torchvision
-does. It returns paths, wnids and pixel boxes; :mod:`vgg_keras.data.sources` turns them into
-examples (probing the files, parsing the box XMLs, counting what it skips).
+does. It returns paths, wnids and pixel boxes; :mod:`vgg_keras.data.sources.imagenet` turns
+them into examples (probing the files, parsing the box XMLs, counting what it skips).
 
 ``imagenet-loc``, the ImageNet Object Localization Challenge download (Kaggle); ``ROOT`` may
 also be given as ``ROOT/ILSVRC`` or ``ROOT/ILSVRC/Data/CLS-LOC``::

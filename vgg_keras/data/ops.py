@@ -13,6 +13,11 @@ result equals rescaling the whole image and cropping it, without decoding or res
 Boxes are ``[ymin, xmin, ymax, xmax]`` normalised to the image: they are unchanged by isotropic
 rescaling and follow a crop by :func:`crop_boxes` and a flip by :func:`flip_boxes`.
 
+The formulas the device layers (:mod:`vgg_keras.augment`) and the serving graph share with this
+module are written once, in :mod:`vgg_keras.transforms` (rescaled size, crop positions and
+samples, colour shift) and :mod:`vgg_keras.boxes` (boxes); here they run on TensorFlow tensors,
+whatever Keras's backend.
+
 >>> crop, rescaled, offset = decode_rescale_crop(jpeg_bytes, 256, 224, center_offset)
 >>> rescaled_size([375, 500], 256).numpy()
 array([256, 341], dtype=int32)
@@ -20,6 +25,8 @@ array([256, 341], dtype=int32)
 
 import tensorflow as tf
 
+from .. import boxes as B
+from .. import transforms
 from ..configs import IMAGENET_PCA_EIGVAL, IMAGENET_PCA_EIGVEC
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -65,11 +72,9 @@ def rescaled_size(size, scale):
     >>> rescaled_size([375, 500], 256).numpy()
     array([256, 341], dtype=int32)
     """
-    size = tf.cast(size, tf.float64)
-    scale = tf.cast(scale, tf.float64)
-    # size * scale / shorter side is exactly ``scale`` on the shorter side after rounding.
-    out = tf.round(size * scale / tf.reduce_min(size))
-    return tf.cast(tf.maximum(out, 1.0), tf.int32)
+    rescaled = transforms.rescaled_size(tf.cast(size, tf.float64), tf.cast(scale, tf.float64),
+                                        xp=tf)
+    return tf.cast(rescaled, tf.int32)
 
 
 def sample_scale(seed, scale):
@@ -85,14 +90,14 @@ def sample_scale(seed, scale):
 def sample_offset(seed, rescaled, crop):
     """Top-left corner ``[y, x]`` of a crop drawn uniformly over all integer positions inside
     an image of size ``rescaled`` (``floor(u * (H' - crop + 1))``, u uniform in [0, 1))."""
-    room = tf.cast(rescaled - crop + 1, tf.float32)
     u = tf.random.stateless_uniform([2], seed)
-    return tf.minimum(tf.cast(tf.floor(u * room), tf.int32), rescaled - crop)
+    offset = transforms.random_offset(u, tf.cast(rescaled, tf.float32), tf.cast(crop, tf.float32),
+                                      xp=tf)
+    return tf.cast(offset, tf.int32)
 
 
-def center_offset(rescaled, crop):
-    """Top-left corner of the central crop (rounded down on odd margins)."""
-    return (rescaled - crop) // 2
+center_offset = transforms.center_offset
+"""Top-left corner of the central crop (rounded down on odd margins): an ``offset_fn``."""
 
 
 def grid_offsets(rescaled, crop, n=5):
@@ -129,9 +134,8 @@ def crop_samples(size, rescaled, offset, crop):
     """Where a ``crop`` at ``offset`` of the rescaled image samples the source: ``(first, step)``
     (float64 ``[2]`` each, (y, x)): crop pixel ``i`` reads source coordinate
     ``first + i * step``. The same numbers drive ``vgg_keras.augment.RandomScaleCrop``."""
-    step = tf.cast(size, tf.float64) / tf.cast(rescaled, tf.float64)
-    first = (tf.cast(offset, tf.float64) + 0.5) * step - 0.5
-    return first, step
+    return transforms.crop_samples(tf.cast(size, tf.float64), tf.cast(rescaled, tf.float64),
+                                   tf.cast(offset, tf.float64))
 
 
 def _edge_pad(image):
@@ -234,23 +238,19 @@ def rescaled_crops(image, offsets, crop):
 def crop_boxes(boxes, rescaled, offset, crop):
     """Image-normalised ``boxes [N, 4]`` relative to a ``crop`` at ``offset`` of the image
     rescaled to ``rescaled``; not clipped (a box reaching out of the crop leaves [0, 1])."""
-    rescaled = tf.cast(tf.tile(rescaled, [2]), tf.float32)
-    offset = tf.cast(tf.tile(offset, [2]), tf.float32)
-    return (tf.cast(boxes, tf.float32) * rescaled - offset) / float(crop)
+    return B.to_crop(tf.cast(boxes, tf.float32), tf.cast(rescaled, tf.float32),
+                     tf.cast(offset, tf.float32), float(crop), xp=tf)
 
 
 def flip_boxes(boxes):
     """Boxes of the horizontally flipped image: x -> 1 - x (xmin and xmax swap)."""
-    ymin, xmin, ymax, xmax = tf.unstack(boxes, axis=-1)
-    return tf.stack([ymin, 1.0 - xmax, ymax, 1.0 - xmin], axis=-1)
+    return B.flip(boxes, xp=tf)
 
 
 def clip_boxes(boxes):
     """Boxes clipped to [0, 1] and their remaining areas (0 for boxes cut away entirely)."""
     clipped = tf.clip_by_value(boxes, 0.0, 1.0)
-    area = tf.maximum(clipped[:, 2] - clipped[:, 0], 0.0) * tf.maximum(
-        clipped[:, 3] - clipped[:, 1], 0.0)
-    return clipped, area
+    return clipped, B.area(clipped, xp=tf)
 
 
 def best_box(boxes):
@@ -280,5 +280,5 @@ def pca_color_shift(seed, stddev=0.1, eigval=IMAGENET_PCA_EIGVAL, eigvec=IMAGENE
     ``value_range**2 * eigvec @ diag((stddev * eigval)**2) @ eigvec.T``.
     """
     alpha = tf.random.stateless_normal([3], seed, stddev=stddev)
-    eigvec = tf.constant(eigvec, tf.float32)
-    return value_range * tf.linalg.matvec(eigvec, alpha * tf.constant(eigval, tf.float32))
+    return transforms.pca_shift(alpha, tf.constant(eigval, tf.float32),
+                                tf.constant(eigvec, tf.float32), value_range, xp=tf)

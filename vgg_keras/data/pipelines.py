@@ -18,11 +18,9 @@ import tensorflow as tf
 
 from .. import augment
 from ..configs import IMAGENET_PCA_EIGVAL, IMAGENET_PCA_EIGVEC
+from ..transforms import MULTICROP_GRID
 from . import ops
 from .sources import attach_info, block_shuffle
-
-MULTICROP_GRID = 5
-"""The paper's multi-crop grid: 5 x 5 positions, each also flipped: 50 crops per scale."""
 
 MODES = ("center", "dense", "multicrop")
 
@@ -155,27 +153,77 @@ def train_pipeline(dataset, *, scale=(256, 512), crop=224, batch_size, flip=True
     ...                        seed=0)
     >>> model.fit(train, epochs=10)
     """
+    scale, batch_size, steps_per_epoch = _check_train_args(
+        dataset, scale, crop, batch_size, augment_on, boxes, steps_per_epoch)
+    seed = secrets.randbits(31) if seed is None else int(seed)
+    eigval, eigvec = tuple(float(v) for v in eigval), tuple(tuple(map(float, r)) for r in eigvec)
+    transform = _train_transform(
+        scale, crop, boxes=boxes, flip=flip and (augment_on == "host" or boxes),
+        color_shift=color_shift and augment_on == "host", eigval=eigval, eigvec=eigvec)
+    batches = _train_epochs(dataset, transform, seed, batch_size, drop_remainder, steps_per_epoch,
+                            repeat, initial_epoch)
+    if augment_on == "device":
+        batches.augmentation = augment.training_augmentation(
+            flip=flip and not boxes, color_shift=color_shift, seed=seed, eigval=eigval,
+            eigvec=eigvec)
+    return batches
+
+
+def _check_train_args(dataset, scale, crop, batch_size, augment_on, boxes, steps_per_epoch):
+    """``(scale, batch_size, steps_per_epoch)`` checked, in this order."""
     scale = _check_scale(scale, crop, "scale")
     batch_size = _check_batch_size(batch_size)
     if augment_on not in ("host", "device"):
         raise ValueError(f"augment_on must be 'host' or 'device', got {augment_on!r}.")
     _check_elements(dataset, boxes)
-    if steps_per_epoch is not None:
-        steps_per_epoch = _check_batch_size(steps_per_epoch)
-        meta_now = _meta(dataset)
-        if meta_now is not None and steps_per_epoch > meta_now.num_examples // batch_size:
-            raise ValueError(
-                f"steps_per_epoch={steps_per_epoch} batches of {batch_size} is more than one pass "
-                f"over the {meta_now.num_examples} examples of {meta_now.name!r} "
-                f"({meta_now.num_examples // batch_size} batches).")
-    if seed is None:
-        seed = secrets.randbits(31)
-    seed = int(seed)
-    host_flip = flip and (augment_on == "host" or boxes)
-    host_color = color_shift and augment_on == "host"
-    eigval = tuple(float(v) for v in eigval)
-    eigvec = tuple(tuple(float(v) for v in row) for row in eigvec)
+    if steps_per_epoch is None:
+        return scale, batch_size, None
+    steps_per_epoch = _check_batch_size(steps_per_epoch)
+    meta = _meta(dataset)
+    if meta is not None and steps_per_epoch > meta.num_examples // batch_size:
+        raise ValueError(
+            f"steps_per_epoch={steps_per_epoch} batches of {batch_size} is more than one pass "
+            f"over the {meta.num_examples} examples of {meta.name!r} "
+            f"({meta.num_examples // batch_size} batches).")
+    return scale, batch_size, steps_per_epoch
 
+
+def _train_transform(scale, crop, *, boxes, flip, color_shift, eigval, eigvec):
+    """``transform(epoch key, index, example)``: one training example by the paper's recipe,
+    every random draw a stateless function of (key, index, draw)."""
+
+    def transform(key, index, example):
+        size = ops.sample_scale(_example_seed(key, index, 1), scale)
+        position = _example_seed(key, index, 2)
+        mirrored = tf.random.stateless_uniform([], _example_seed(key, index, 3)) < 0.5
+        mirrored = tf.logical_and(mirrored, flip)
+        image, rescaled, offset = ops.decode_rescale_crop(
+            example["image"], size, crop, lambda r, c: ops.sample_offset(position, r, c),
+            flip=mirrored)
+        if color_shift:
+            shift = ops.pca_color_shift(_example_seed(key, index, 4), 0.1, eigval, eigvec)
+            image = tf.clip_by_value(image + shift, 0.0, 255.0)
+        label = tf.cast(example["label"], tf.int32)
+        if not boxes:
+            return image, label
+        return (image, *_kept_box(example["boxes"], rescaled, offset, crop, mirrored, label))
+
+    return transform
+
+
+def _kept_box(boxes, rescaled, offset, crop, mirrored, label):
+    """The targets and sample weights of a crop's best box (see ``train_pipeline``)."""
+    kept = ops.crop_boxes(boxes, rescaled, offset, crop)
+    kept = tf.cond(mirrored, lambda: ops.flip_boxes(kept), lambda: kept)
+    box, present = ops.best_box(kept)
+    return {"label": label, "box": box}, {
+        "label": tf.ones([], tf.float32), "box": tf.cast(present, tf.float32)}
+
+
+def _train_epochs(dataset, transform, seed, batch_size, drop_remainder, steps_per_epoch, repeat,
+                  initial_epoch):
+    """The epochs' batches: each epoch's examples in an order drawn from its key, transformed,
+    batched per epoch (so epoch e holds the same batches however it is reached)."""
     meta = _meta(dataset)
     if meta is not None and meta.epoch_source is not None:
         epoch_source = meta.epoch_source
@@ -183,47 +231,18 @@ def train_pipeline(dataset, *, scale=(256, 512), crop=224, batch_size, flip=True
         def epoch_source(key):
             return block_shuffle(dataset, key, 4096)
 
-    def transform(key, index, example):
-        jitter = _example_seed(key, index, 1)
-        position = _example_seed(key, index, 2)
-        size = ops.sample_scale(jitter, scale)
-        mirrored = tf.random.stateless_uniform([], _example_seed(key, index, 3)) < 0.5
-        mirrored = tf.logical_and(mirrored, host_flip)
-        image, rescaled, offset = ops.decode_rescale_crop(
-            example["image"], size, crop, lambda r, c: ops.sample_offset(position, r, c),
-            flip=mirrored)
-        if host_color:
-            shift = ops.pca_color_shift(_example_seed(key, index, 4), 0.1, eigval, eigvec)
-            image = tf.clip_by_value(image + shift, 0.0, 255.0)
-        label = tf.cast(example["label"], tf.int32)
-        if not boxes:
-            return image, label
-        kept = ops.crop_boxes(example["boxes"], rescaled, offset, crop)
-        kept = tf.cond(mirrored, lambda: ops.flip_boxes(kept), lambda: kept)
-        box, present = ops.best_box(kept)
-        return image, {"label": label, "box": box}, {
-            "label": tf.ones([], tf.float32), "box": tf.cast(present, tf.float32)}
-
-    def one_epoch(key):
-        examples = epoch_source(key).enumerate()
-        examples = examples.map(lambda i, ex: transform(key, i, ex),
-                                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return _ignore_errors(examples)
-
     def epoch_batches(key):
-        # Batched per epoch, so that epoch e holds the same batches however it is reached.
-        batches = one_epoch(key).batch(batch_size, drop_remainder=drop_remainder)
+        examples = epoch_source(key).enumerate()
+        examples = _ignore_errors(examples.map(
+            lambda i, ex: transform(key, i, ex), num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True))
+        batches = examples.batch(batch_size, drop_remainder=drop_remainder)
         return batches if steps_per_epoch is None else batches.take(steps_per_epoch)
 
-    keys = _epoch_keys(seed, repeat, initial_epoch)
-    batches = keys.flat_map(epoch_batches)
+    batches = _epoch_keys(seed, repeat, initial_epoch).flat_map(epoch_batches)
     batches = batches.prefetch(tf.data.AUTOTUNE)
     if meta is not None:
         attach_info(batches, meta)  # info() works on the batches too
-    if augment_on == "device":
-        batches.augmentation = augment.training_augmentation(
-            flip=flip and not boxes, color_shift=color_shift, seed=seed,
-            eigval=eigval, eigvec=eigvec)
     return batches
 
 
@@ -259,6 +278,25 @@ def eval_pipeline(dataset, *, scale, mode="center", crop=224, batch_size=None, b
     >>> val = eval_pipeline(load("vgg_shapes", "validation"), scale=84, crop=64)
     >>> model.evaluate(val)
     """
+    scale, batch_size = _check_eval_args(dataset, scale, mode, crop, batch_size, boxes)
+    transform = _eval_transform(mode, scale, crop, boxes)
+    examples = _ignore_errors(dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE,
+                                          deterministic=True))
+    if boxes:
+        padding = (0.0, {"label": 0, "boxes": -1.0, "num_boxes": 0})
+        batches = examples.padded_batch(batch_size, padding_values=padding)
+    else:
+        batches = examples.batch(batch_size)
+    if mode == "multicrop":
+        batches = batches.map(
+            lambda images, labels: (tf.reshape(images, [-1, crop, crop, 3]), labels))
+    batches = batches.prefetch(tf.data.AUTOTUNE)
+    meta = _meta(dataset)
+    return batches if meta is None else attach_info(batches, meta)
+
+
+def _check_eval_args(dataset, scale, mode, crop, batch_size, boxes):
+    """``(scale, batch_size)`` checked, the batch size defaulted by mode."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
     scale = _check_scale(scale, None if mode == "dense" else crop, "scale")
@@ -279,7 +317,12 @@ def eval_pipeline(dataset, *, scale, mode="center", crop=224, batch_size=None, b
         batch_size = 1
     elif batch_size is None:
         batch_size = 32 if mode == "center" else 1
-    batch_size = _check_batch_size(batch_size)
+    return scale, _check_batch_size(batch_size)
+
+
+def _eval_transform(mode, scale, crop, boxes):
+    """The per-example function of ``eval_pipeline`` for ``mode``: ``example -> (images,
+    targets)``."""
 
     def targets(example, rescaled=None, offset=None):
         label = tf.cast(example["label"], tf.int32)
@@ -305,17 +348,4 @@ def eval_pipeline(dataset, *, scale, mode="center", crop=224, batch_size=None, b
         crops = ops.rescaled_crops(image, offsets, crop)
         return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0), targets(example)
 
-    transform = {"center": center, "dense": dense, "multicrop": multicrop}[mode]
-    examples = _ignore_errors(dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE,
-                                          deterministic=True))
-    if boxes:
-        padding = (0.0, {"label": 0, "boxes": -1.0, "num_boxes": 0})
-        batches = examples.padded_batch(batch_size, padding_values=padding)
-    else:
-        batches = examples.batch(batch_size)
-    if mode == "multicrop":
-        batches = batches.map(
-            lambda images, labels: (tf.reshape(images, [-1, crop, crop, 3]), labels))
-    batches = batches.prefetch(tf.data.AUTOTUNE)
-    meta = _meta(dataset)
-    return batches if meta is None else attach_info(batches, meta)
+    return {"center": center, "dense": dense, "multicrop": multicrop}[mode]

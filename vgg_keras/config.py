@@ -1,0 +1,318 @@
+"""The options of a run, typed, with the paper's defaults: one place for every default and help
+text. The command-line parser is generated from these classes, ``config.json`` is their
+serialisation, and it reads back into them.
+
+>>> config = ClassificationConfig(arch="A", width=0.25, crop=64, scale=(72, 96))
+>>> parser = build_parser(ClassificationConfig, "Train a VGG classifier")
+>>> config == ClassificationConfig.from_dict(config.to_dict())
+True
+"""
+
+import argparse
+import dataclasses
+
+from .configs import CONFIGS
+from .transforms import test_scale
+
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+PROTOCOLS = ("center", "dense", "multicrop")
+"""The paper's test protocols (:data:`vgg_keras.evaluate.PROTOCOLS` describes each)."""
+
+
+# -- parsing one value ----------------------------------------------------------------------------
+
+def parse_scale(text):
+    """``"256"`` -> 256 (single-scale S); ``"256:512"`` -> (256, 512) (jittered S).
+
+    >>> parse_scale("256:512")
+    (256, 512)
+    """
+    parts = str(text).split(":")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"scale must be S or SMIN:SMAX with integers, got {text!r}") from None
+    if len(values) == 1:
+        return values[0]
+    if len(values) == 2 and values[0] <= values[1]:
+        return tuple(values)
+    raise ValueError(f"scale must be S or SMIN:SMAX with SMIN <= SMAX, got {text!r}")
+
+
+def multi_test_scales(scale):
+    """The paper's multi-scale Q set: {S-32, S, S+32}, or {Smin, middle, Smax} when jittered."""
+    if isinstance(scale, tuple):
+        return (scale[0], test_scale(scale), scale[1])
+    return (scale - 32, scale, scale + 32)
+
+
+def _argument_type(parse):
+    """``parse`` as an argparse type: its ValueError becomes argparse's usage error."""
+    def check(text):
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    check.__name__ = getattr(parse, "__name__", "value")
+    return check
+
+
+def positive(kind):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise ValueError(f"expected a {kind.__name__}, got {text!r}") from None
+        if value <= 0:
+            raise ValueError(f"must be positive, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def non_negative_float(text):
+    value = float(text)
+    if value < 0:
+        raise ValueError(f"must not be negative, got {text}")
+    return value
+
+
+def fraction(text):
+    value = float(text)
+    if not 0 < value < 1:
+        raise ValueError(f"must be strictly between 0 and 1, got {text}")
+    return value
+
+
+def dropout_rate(text):
+    value = float(text)
+    if not 0 <= value < 1:
+        raise ValueError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def arch_name(text):
+    key = str(text).upper()
+    if key not in CONFIGS:
+        raise ValueError(f"unknown configuration {text!r}; choose from {', '.join(CONFIGS)}")
+    return key
+
+
+# -- declaring an option --------------------------------------------------------------------------
+
+def option(default, group, help, *, parse=None, choices=None, nargs=None, metavar=None,
+           resumable=False, run=True, flag=True, negatable=False):
+    """A configuration field and everything the parser needs to offer it.
+
+    ``resumable``: may change when a run resumes (it does not shape the weights).
+    ``run``: part of a run's configuration (``config.json``); False for flags that only the
+    script reads (``--evaluate``). ``flag``: offered on the command line. ``negatable``: a
+    boolean with ``--x/--no-x``.
+    """
+    metadata = dict(group=group, help=help, parse=parse, choices=choices, nargs=nargs,
+                    metavar=metavar, resumable=resumable, run=run, flag=flag,
+                    negatable=negatable)
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: type(default)(default),
+                                 metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """What every training run takes; each default is the paper's."""
+
+    # model
+    arch: str = option("D", "model", f"configuration of Table 1: {', '.join(CONFIGS)}",
+                       parse=arch_name)
+    width: float = option(1.0, "model", "multiplier on every channel count (1.0 is the paper; "
+                          "0.25 for quick CPU experiments)", parse=positive(float))
+    dropout: float = option(0.5, "model", "dropout rate after fc6 and fc7", parse=dropout_rate)
+    init: str = option("paper", "model", "random initialisation: N(0, 0.01) as in the paper, "
+                       "or Glorot uniform, which the authors later found trains without "
+                       "pre-init", choices=("paper", "glorot"))
+    init_from: str = option(None, "model", "a model to start from: a trained A for the paper's "
+                            "pre-initialisation of a deeper net, or a model of the same "
+                            "configuration to fine-tune", metavar="PATH")
+    # data
+    data: str = option(None, "data", "the embedded dataset (default), a TFDS name such as "
+                       "imagenet2012, or a directory of images (class folders, VOC XML, or "
+                       "ImageNet as unpacked)")
+    data_dir: str = option(None, "data", "where TFDS datasets are (or are built); for "
+                           "imagenet2012 the manual download goes in DATA_DIR/downloads/manual",
+                           resumable=True)
+    scale: object = option(256, "data", "training scale S: 256 or 384 (single-scale), or "
+                           "SMIN:SMAX for scale jittering, e.g. 256:512", parse=parse_scale)
+    crop: int = option(224, "data", "side of the square random crop fed to the network",
+                       parse=positive(int))
+    flip: bool = option(True, "data", "random horizontal flips of the training crops",
+                        negatable=True)
+    color_shift: bool = option(True, "data", "AlexNet PCA colour shift of the training crops",
+                               negatable=True)
+    val_fraction: float = option(0.05, "data", "share of the training data held out for "
+                                 "validation when the source has no validation split",
+                                 parse=fraction)
+    # optimisation
+    epochs: int = option(74, "optimisation", "epochs (370K iterations of 256 on ImageNet)",
+                         parse=positive(int), resumable=True)
+    steps_per_epoch: int = option(None, "optimisation", "batches per epoch (default: one pass "
+                                  "over the training data)", parse=positive(int))
+    batch_size: int = option(256, "optimisation", "mini-batch size", parse=positive(int))
+    accumulate: int = option(1, "optimisation", "accumulate gradients over N batches before "
+                             "each update, so that --batch-size 32 --accumulate 8 trains with "
+                             "the paper's batch of 256", parse=positive(int))
+    optimizer: str = option("sgd", "optimisation", "sgd is the paper's (with --momentum); adam "
+                            "leaves chance sooner in short CPU experiments (then --lr 3e-4 "
+                            "works well)", choices=("sgd", "adam"))
+    lr: float = option(1e-2, "optimisation", "initial learning rate", parse=positive(float))
+    momentum: float = option(0.9, "optimisation", "SGD momentum", parse=non_negative_float)
+    weight_decay: float = option(5e-4, "optimisation", "L2 weight decay with Caffe's semantics "
+                                 "(decay * w added to the gradient of every kernel)",
+                                 parse=non_negative_float)
+    lr_patience: int = option(2, "optimisation", "epochs without validation improvement before "
+                              "the learning rate is divided by 10", parse=positive(int))
+    lr_drops: int = option(3, "optimisation", "how many times the learning rate may be divided "
+                           "by 10", parse=int)
+    # run
+    precision: str = option("float32", "run", "Keras dtype policy", choices=PRECISIONS)
+    jit: bool = option(False, "run", "compile the training step with XLA", resumable=True)
+    distribute: str = option("auto", "run", "data parallelism: auto picks "
+                             "MultiWorkerMirroredStrategy when TF_CONFIG names several workers, "
+                             "MirroredStrategy over several GPUs, keras.distribution."
+                             "DataParallel on JAX",
+                             choices=("auto", "none", "mirrored", "multiworker"), resumable=True)
+    seed: int = option(0, "run", "seed for weights and data order", parse=int)
+    run_dir: str = option(None, "run", "where checkpoints, logs, history, exports and "
+                          "summary.json go; running again with the same directory resumes "
+                          "(default: runs/<task>-<arch>-s<scale>)", resumable=True)
+    eval_batch_size: int = option(32, "run", "batch size for center-crop evaluation",
+                                  parse=positive(int), resumable=True)
+    verbose: str = option("auto", "run", "Keras progress output",
+                          choices=("auto", "0", "1", "2"), resumable=True)
+    quiet: bool = option(False, "run", "no progress bars (file checks, statistics, evaluation, "
+                         "features) and one line per epoch; log messages still go to the "
+                         "terminal and train.log", resumable=True)
+    report: bool = option(True, "run", "write report.html (configuration, curves, evaluation, "
+                          "pictures) into the run directory at the end", negatable=True,
+                          resumable=True)
+    export: bool = option(True, "run", "write the serving SavedModel into the run directory "
+                          "(TensorFlow backend)", resumable=True, flag=False)
+    evaluate: list = option(None, "run", "evaluate saved models instead of training (several: "
+                            "fusion): .keras files, or weight files build_vgg reads "
+                            "(torchvision .pth, keras.applications .h5)", nargs="+",
+                            metavar="MODEL", run=False)
+
+    # -- serialisation --------------------------------------------------------------------------
+    @classmethod
+    def run_fields(cls):
+        return [f for f in dataclasses.fields(cls) if f.metadata["run"]]
+
+    @classmethod
+    def resumable(cls):
+        """Options that may change when a run resumes."""
+        return frozenset(f.name for f in dataclasses.fields(cls) if f.metadata["resumable"])
+
+    def to_dict(self):
+        """The run's options as ``config.json`` holds them (JSON types)."""
+        values = {f.name: getattr(self, f.name) for f in self.run_fields()}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+    @classmethod
+    def from_dict(cls, values):
+        """Read ``to_dict()``'s output (or ``config.json``) back; unknown keys are refused."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - names
+        if unknown:
+            raise TypeError(f"Unknown options: {', '.join(sorted(unknown))}")
+        values = dict(values)
+        if isinstance(values.get("scale"), list):
+            values["scale"] = tuple(values["scale"])
+        return cls(**values)
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+@dataclasses.dataclass
+class ClassificationConfig(RunConfig):
+    """train_cls.py's options."""
+
+    eval_methods: list = option(["center", "dense"], "evaluation", "test protocols, for "
+                                "--evaluate and for the evaluation after training (whose first "
+                                "one gives summary.json's top-1/top-5 error); dense and "
+                                "multicrop together also report their combination",
+                                choices=PROTOCOLS, nargs="+", resumable=True)
+    eval_scales: list = option(None, "evaluation", "test scales Q for --evaluate (default: the "
+                               "paper's single scale for --scale, S or (Smin+Smax)/2)",
+                               parse=int, nargs="+", run=False)
+    no_eval_flip: bool = option(False, "evaluation", "do not average the soft-max of the "
+                                "horizontally flipped image", run=False)
+    eval_output: str = option(None, "evaluation", "write the evaluation rows as JSON",
+                              run=False)
+
+
+@dataclasses.dataclass
+class LocalizationConfig(RunConfig):
+    """train_loc.py's options: train_cls.py's, a learning rate of 1e-3 (the paper's for
+    fine-tuning the localizer), and the localisation ones."""
+
+    lr: float = option(1e-3, "optimisation", "initial learning rate", parse=positive(float))
+    regression: str = option("pcr", "localisation", "single-class (4 outputs) or per-class "
+                             "(4 x C outputs) box regression", choices=("scr", "pcr"))
+    finetune: str = option("all", "localisation", "fine-tune every layer, or only fc6, fc7 and "
+                           "the new fc8_box", choices=("all", "fc"))
+    classifier: list = option(None, "localisation", "classification model(s) whose class "
+                              "scores rate protocol 2's boxes (training takes one; default "
+                              "when training: --init-from, if it is a classifier)",
+                              nargs="+", metavar="CLS_MODEL", resumable=True)
+    eval_scales: list = option(None, "localisation", "test scales Q for protocol 2 (protocol 1 "
+                               "uses the first; default: the paper's single scale for --scale)",
+                               parse=int, nargs="+", resumable=True)
+    eval_split: str = option(None, "localisation", "split the evaluation reads, e.g. test or "
+                             "'validation[:100]' (default: the validation examples, held out "
+                             "by --val-fraction when the source has no validation split)",
+                             resumable=True)
+    eval_output: str = option(None, "localisation", "write Tables 8/9 as JSON (--evaluate)",
+                              run=False)
+
+    def __post_init__(self):
+        self.regression = str(self.regression).lower()
+
+
+# -- the command line -----------------------------------------------------------------------------
+
+def build_parser(config_class, description):
+    """An ``argparse`` parser offering every flag of ``config_class``, grouped, with its help
+    and its default (``--help`` shows both)."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    groups = {}
+    for field in dataclasses.fields(config_class):
+        meta = field.metadata
+        if not meta["flag"]:
+            continue
+        if meta["group"] not in groups:
+            groups[meta["group"]] = parser.add_argument_group(meta["group"])
+        default = field.default_factory() if field.default is dataclasses.MISSING \
+            else field.default
+        kwargs = dict(default=default, help=meta["help"])
+        if meta["negatable"]:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif isinstance(default, bool):
+            kwargs["action"] = "store_true"
+        else:
+            for key in ("choices", "nargs", "metavar"):
+                if meta[key] is not None:
+                    kwargs[key] = meta[key]
+            if meta["parse"] is not None:
+                kwargs["type"] = _argument_type(meta["parse"])
+        groups[meta["group"]].add_argument("--" + field.name.replace("_", "-"), **kwargs)
+    return parser
+
+
+def from_args(config_class, args):
+    """The configuration an ``argparse`` namespace from :func:`build_parser` describes."""
+    return config_class(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_class)
+                           if hasattr(args, f.name)})

@@ -1,0 +1,96 @@
+"""The example every source yields, and the datasets built from listed files; epochs shuffled
+by a tensor key (:func:`keyed_permutation`, :func:`block_shuffle`).
+
+An example is ``{"image": encoded bytes, "label": int32, "boxes": float32 [N, 4] normalised
+[ymin, xmin, ymax, xmax], "filename": string}`` (see :mod:`vgg_keras.data.sources`).
+"""
+
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from .files import relative
+
+
+def element(image, label, boxes, filename):
+    """One example, the same dict from every source."""
+    return {
+        "image": image,
+        "label": tf.cast(label, tf.int32),
+        "boxes": tf.reshape(tf.cast(boxes, tf.float32), (-1, 4)),
+        "filename": filename,
+    }
+
+
+def keyed_permutation(key, size, block=0):
+    """A permutation of ``range(size)`` drawn from an int64 ``key`` that may be symbolic (the
+    epoch key inside ``flat_map``); ``block`` tells apart the permutations of one key.
+
+    ``Dataset.shuffle`` takes its seed as a Python int, so every source shuffles an epoch
+    through this instead: the order is a pure function of ``(key, block)``.
+    """
+    seed = tf.stack([tf.cast(key, tf.int64), tf.cast(block, tf.int64)])
+    return tf.random.experimental.stateless_shuffle(tf.range(size), seed=seed)
+
+
+def block_shuffle(dataset, key, block_size):
+    """Shuffle ``dataset`` (of dicts) within consecutive blocks of ``block_size`` examples, each
+    block permuted by :func:`keyed_permutation` of ``(key, block number)``.
+
+    Components that are not scalars (boxes) travel serialized, because unbatching a zero-sized
+    component crashes TensorFlow 2.21.
+    """
+    spec = dataset.element_spec
+
+    def pack(example):
+        return {k: tf.io.serialize_tensor(v) if spec[k].shape.rank else v
+                for k, v in example.items()}
+
+    def permute(index, block):
+        size = tf.shape(next(iter(block.values())))[0]
+        order = keyed_permutation(key, size, index)
+        return {k: tf.gather(v, order) for k, v in block.items()}
+
+    def unpack(example):
+        return {k: tf.ensure_shape(tf.io.parse_tensor(v, spec[k].dtype), spec[k].shape)
+                if spec[k].shape.rank else v for k, v in example.items()}
+
+    blocks = dataset.map(pack).batch(block_size).enumerate().map(permute)
+    return blocks.unbatch().map(unpack)
+
+
+@dataclasses.dataclass
+class Record:
+    """One listed image file: its path, class index and boxes."""
+
+    path: str
+    label: int
+    boxes: np.ndarray  # [N, 4] normalised, float32
+
+
+def records_dataset(records, root, meta):
+    """A dataset reading the listed files, in order; ``meta.epoch_source`` (set here) gives an
+    epoch's examples in a keyed order, shuffling names before reading files."""
+    paths = tf.constant([r.path for r in records])
+    prefix = os.path.join(root, "")
+    relative_paths = tf.constant([relative(r.path, prefix) for r in records])
+    labels = tf.constant(np.array([r.label for r in records], np.int32))
+    boxes = tf.RaggedTensor.from_row_lengths(
+        np.concatenate([r.boxes for r in records]).reshape(-1, 4).astype(np.float32),
+        np.array([len(r.boxes) for r in records], np.int64),
+    )
+
+    def read(index):
+        return element(tf.io.read_file(paths[index]), labels[index], boxes[index],
+                       relative_paths[index])
+
+    def epoch_source(key):
+        # Shuffling indices (not bytes) makes a full shuffle cheap at any dataset size.
+        order = tf.data.Dataset.from_tensor_slices(keyed_permutation(key, len(records)))
+        return order.map(read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    meta.epoch_source = epoch_source
+    return tf.data.Dataset.range(len(records)).map(
+        read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -1,0 +1,325 @@
+"""The paper's two localisation test protocols (Appendix A.2) and their tables.
+
+* protocol 1 (Table 8): the ground-truth class's box predicted from the central crop, an error
+  when its IoU with every ground-truth box is at most 0.5;
+* protocol 2 (Table 9): the net applied densely to the whole image at one or more scales, a box
+  per location (per class for PCR), OverFeat's greedy merging rated by the classification net's
+  class scores, top-5 classes with one box each, ILSVRC top-5 localisation error.
+
+>>> row = run_protocol1(localizer, load("vgg_shapes", "validation"), scale=84)
+>>> print(format_table8([row]))
+"""
+
+import logging
+
+import keras
+import numpy as np
+
+from .. import boxes as B
+from ..evaluate import dense_scores, known_total, protocol_batches, softmax, track
+from ..heads import regression_of
+from ..models import to_dense
+from ..progress import progress
+
+log = logging.getLogger(__name__)
+
+
+def _class_boxes(predictions, regression_classes):
+    """``(..., 4 C)`` or ``(..., 4)`` outputs -> ``(..., C or 1, 4)`` cx/cy/w/h boxes."""
+    predictions = np.asarray(predictions, dtype=np.float64)
+    per = regression_classes or 1
+    return predictions.reshape(predictions.shape[:-1] + (per, 4))
+
+
+def _check_labels(labels, num_classes):
+    labels = np.asarray(labels).reshape(-1)
+    bad = labels[(labels < 0) | (labels >= num_classes)]
+    if bad.size:
+        raise ValueError(f"Class id {int(bad[0])} is beyond the head's {num_classes} classes "
+                         "(is this the data the model was trained on?).")
+    return labels.astype(int)
+
+
+def _valid_boxes(gt, count):
+    """The real (not padding, not degenerate) ground-truth boxes of one image."""
+    gt = np.asarray(gt, dtype=np.float64).reshape(-1, 4)[: int(count)]
+    keep = (gt[:, 2] > gt[:, 0]) & (gt[:, 3] > gt[:, 1])
+    return gt[keep]
+
+
+# ----------------------------------------------------------------------------------------------
+# Protocol 1
+
+
+def protocol1(localizer, batches, *, threshold=0.5, progress_label=None, total=None):
+    """Protocol 1 (paper Table 8): the ground-truth class's box from the central crop.
+
+    ``batches`` yields ``(images (B, c, c, 3), {"label", "boxes" (B, M, 4), "num_boxes"})`` as
+    ``eval_pipeline(mode="center", boxes=True)`` makes them (boxes relative to the crop,
+    unclipped). An image is wrong unless the predicted box has IoU > ``threshold`` with one of
+    its ground-truth boxes. Images without a usable ground-truth box (none, or only degenerate
+    ones) are skipped and counted.
+
+    A progress bar named ``progress_label`` (default "protocol 1" and the model's name) counts the
+    images on stderr, out of ``total`` or the dataset's size when ``batches`` is an
+    ``eval_pipeline`` dataset (see :func:`vgg_keras.evaluate.track`).
+
+    Returns ``{"error": %, "images": n, "skipped": n, "mean_iou": ...}``.
+
+    >>> protocol1(localizer, eval_pipeline(val, scale=256, mode="center", boxes=True))
+    {'error': 41.2, 'images': 500, 'skipped': 0, 'mean_iou': 0.55}
+    """
+    regression, classes = regression_of(localizer)
+    wrong = seen = skipped = 0
+    ious = []
+    bar_label = progress_label or f"protocol 1 {localizer.name}"
+    for images, labels in track(batches, bar_label, total):
+        predictions = keras.ops.convert_to_numpy(
+            localizer(np.asarray(images, dtype="float32"), training=False))
+        per_class = _class_boxes(predictions, classes)
+        label = np.asarray(labels["label"]).reshape(-1)
+        if classes:
+            label = _check_labels(label, classes)
+        for i in range(len(label)):
+            gt = _valid_boxes(labels["boxes"][i], labels["num_boxes"][i])
+            if not len(gt):
+                skipped += 1
+                continue
+            box = per_class[i, label[i] if classes else 0]
+            best = float(np.max(B.iou(B.decode(box, xp=np), gt)))
+            ious.append(best)
+            seen += 1
+            wrong += best <= threshold
+    if skipped:
+        log.warning("protocol 1: skipped %d image(s) without a usable ground-truth box", skipped)
+    if not seen:
+        raise ValueError("Protocol 1: no image with a usable ground-truth box to evaluate.")
+    return {"error": 100.0 * wrong / seen, "images": seen, "skipped": skipped,
+            "mean_iou": float(np.mean(ious))}
+
+
+# ----------------------------------------------------------------------------------------------
+# Protocol 2
+
+
+STRIDE = 32
+"""Pixels between neighbouring locations of the dense output (five 2x2 poolings)."""
+
+
+def dense_boxes(box_map, image_size, crop, *, stride=STRIDE):
+    """Boxes of a dense localizer's output map in image coordinates.
+
+    ``box_map`` is ``(h, w, K, 4)`` ``[cx, cy, w, h]`` boxes, each relative to the window
+    of the crop the location sees (top-left at ``(stride * i, stride * j)`` pixels of the
+    rescaled image, side ``crop``). Returns ``(h, w, K, 4)`` ``[ymin, xmin, ymax, xmax]``
+    normalised by the image's ``(height, width)``.
+    """
+    box_map = np.asarray(box_map, dtype=np.float64)
+    rows, cols = box_map.shape[:2]
+    top = (stride * np.arange(rows, dtype=np.float64))[:, None, None]
+    left = (stride * np.arange(cols, dtype=np.float64))[None, :, None]
+    windows = np.stack(np.broadcast_arrays(top, left), axis=-1)   # (h, w, 1, 2) window corners
+    return B.from_crop(B.decode(box_map, xp=np), np.asarray(image_size), windows, crop, xp=np)
+
+
+def localize_image(predictions, posteriors, *, top=5, merge_threshold=0.5):
+    """The top-``top`` classes of one image, each with one box (protocol 2's decision).
+
+    ``predictions`` is a list over (localizer, scale) of ``(boxes, rates)``: ``boxes`` ``(N,
+    K, 4)`` yxyx boxes of N locations for K = C classes (PCR) or K = 1 (SCR, shared by all
+    classes); ``rates`` ``(N, C)`` the classification net's class scores at those locations.
+    ``posteriors`` ``(C,)`` ranks the classes. For each of the top classes the union of its
+    boxes is merged greedily (OverFeat), and the merged box with the highest summed score wins.
+
+    Returns a list of ``(class, box yxyx)``.
+    """
+    order = np.argsort(-np.asarray(posteriors), kind="stable")[:top]
+    guesses = []
+    for c in order:
+        all_boxes, all_rates = [], []
+        for boxes, rates in predictions:
+            boxes = np.asarray(boxes).reshape(len(rates), -1, 4)
+            all_boxes.append(boxes[:, c if boxes.shape[1] > 1 else 0])
+            all_rates.append(np.asarray(rates)[:, c])
+        merged, scores = B.greedy_merge(np.concatenate(all_boxes), np.concatenate(all_rates),
+                                        threshold=merge_threshold)
+        guesses.append((int(c), merged[0]))
+    return guesses
+
+
+def localization_errors(guesses, label, ground_truth, threshold=0.5):
+    """ILSVRC top-1 and top-5 localisation errors (0 or 1) of one image's ranked guesses."""
+    hits = [c == label and B.localization_correct(box, ground_truth, threshold)
+            for c, box in guesses]
+    return {"top1": float(not any(hits[:1])), "top5": float(not any(hits[:5]))}
+
+
+def location_rates(score_map, locations):
+    """Class scores per localizer location: the classifier's soft-max at the same location when
+    its map matches the localizer's, else the image's (spatially averaged) posterior."""
+    if score_map.shape[:2] == locations:
+        return softmax(score_map).reshape(-1, score_map.shape[-1])
+    mean = softmax(score_map.mean(axis=(0, 1)))
+    return np.broadcast_to(mean, (locations[0] * locations[1], mean.shape[-1]))
+
+
+def protocol2(localizers, classifiers, make_batches, *, scales, top=5, flip=True,
+              merge_threshold=0.5, threshold=0.5, progress_label=None, total=None):
+    """Protocol 2 (paper Table 9): dense localisation at ``scales``, greedy merging rated by
+    the classification net(s), top-5 classes each with one box, ILSVRC localisation error.
+
+    ``localizers`` and ``classifiers`` are models (one or several each; several localizers:
+    the union of their boxes is merged; several classifiers: their posteriors are averaged).
+    ``make_batches(scale)`` yields ``(image (1, H, W, 3), {"label", "boxes" (1, M, 4),
+    "num_boxes"})`` as ``eval_pipeline(mode="dense", boxes=True)`` makes them (boxes relative
+    to the image), in the same order for every scale. Class posteriors are the dense
+    protocol's (mean of the spatially averaged soft-max over scales, with the flipped image).
+
+    A progress bar named ``progress_label`` (default "protocol 2 Q=" and the scales) counts
+    the images on stderr, out of ``total`` or the size of the first scale's dataset when it is an
+    ``eval_pipeline`` dataset (or its ``as_numpy_iterator()``).
+
+    Returns ``{"top1_loc": %, "top5_loc": %, "top1_cls": %, "top5_cls": %, "images",
+    "skipped"}``.
+
+    >>> protocol2(localizer, classifier, lambda q: eval_pipeline(
+    ...     val, scale=q, mode="dense", boxes=True).as_numpy_iterator(), scales=[256, 384])
+    {'top1_loc': 52.0, 'top5_loc': 40.4, 'top1_cls': 30.2, 'top5_cls': 9.8, ...}
+    """
+    localizers = [localizers] if isinstance(localizers, keras.Model) else list(localizers)
+    classifiers = [classifiers] if isinstance(classifiers, keras.Model) else list(classifiers)
+    nets = _DenseNets(localizers, classifiers)
+    sources = [make_batches(q) for q in scales]
+    if total is None:
+        total = known_total(sources[0])[0]   # dense batches hold one image: either unit
+    totals = {"top1_loc": 0.0, "top5_loc": 0.0, "top1_cls": 0.0, "top5_cls": 0.0}
+    seen = skipped = 0
+    # One bar for the images, whatever the number of scales (their streams advance together).
+    bar_label = progress_label or f"protocol 2 Q={','.join(map(str, scales))}"
+    for items in progress(_aligned(sources), bar_label, total=total, unit="img"):
+        labels = items[0][1]
+        label = int(_check_labels(labels["label"], nets.num_classes)[0])
+        gt = _valid_boxes(labels["boxes"][0], labels["num_boxes"][0])
+        if not len(gt):
+            skipped += 1
+            continue
+        predictions, posterior = nets.predict([image for image, _ in items], flip)
+        guesses = localize_image(predictions, posterior, top=top,
+                                 merge_threshold=merge_threshold)
+        for key, value in _image_errors(guesses, label, gt, threshold).items():
+            totals[key] += value
+        seen += 1
+    if skipped:
+        log.warning("protocol 2: skipped %d image(s) without a usable ground-truth box", skipped)
+    if not seen:
+        raise ValueError("Protocol 2: no image with a usable ground-truth box to evaluate.")
+    return {**{k: 100.0 * v / seen for k, v in totals.items()}, "images": seen,
+            "skipped": skipped}
+
+
+def _aligned(sources):
+    """One image at every scale per step, until a stream ends."""
+    streams = [iter(source) for source in sources]
+    while True:
+        items = [next(stream, None) for stream in streams]
+        if any(item is None for item in items):
+            return
+        yield items
+
+
+def _image_errors(guesses, label, ground_truth, threshold):
+    """One image's top-1/top-5 localisation and classification errors (0 or 1)."""
+    result = localization_errors(guesses, label, ground_truth, threshold)
+    ranked = [c for c, _ in guesses]
+    return {"top1_loc": result["top1"], "top5_loc": result["top5"],
+            "top1_cls": float(ranked[0] != label), "top5_cls": float(label not in ranked[:5])}
+
+
+class _DenseNets:
+    """Protocol 2's nets in dense form: the localizers with their heads and crops, and the
+    classifiers, which must agree on the classes."""
+
+    def __init__(self, localizers, classifiers):
+        self.num_classes = classifiers[0].output_shape[-1]
+        for c in classifiers:
+            if c.output_shape[-1] != self.num_classes:
+                raise ValueError("The classifiers predict different numbers of classes.")
+        self.specs = [regression_of(loc, self.num_classes) for loc in localizers]
+        self.localizers = [to_dense(loc) for loc in localizers]
+        self.crops = [loc.input_shape[1] for loc in localizers]
+        self.classifiers = [to_dense(c) for c in classifiers]
+
+    def predict(self, images, flip):
+        """``(predictions, posterior)`` for :func:`localize_image` from one image at every scale
+        (``(1, H, W, 3)`` each): per (scale, localizer) its yxyx boxes per location with the
+        classifiers' class scores there; the posterior averaged over scales and classifiers."""
+        predictions, posteriors = [], []
+        for image in images:
+            image = np.asarray(image, dtype="float32")
+            maps = []
+            for dense in self.classifiers:
+                score_maps, post = dense_scores(dense, image, flip)
+                posteriors.append(post[0])
+                maps.append(score_maps[0])
+            for dense, crop, (_, classes) in zip(self.localizers, self.crops, self.specs):
+                box_map = _class_boxes(
+                    keras.ops.convert_to_numpy(dense(image, training=False))[0], classes)
+                yxyx = dense_boxes(box_map, image.shape[1:3], crop)
+                rates = np.mean([location_rates(m, box_map.shape[:2]) for m in maps], axis=0)
+                predictions.append((yxyx.reshape(-1, yxyx.shape[2], 4), rates))
+        return predictions, np.mean(posteriors, axis=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Tables
+
+
+def format_table8(rows, title="Protocol 1 (central crop, ground-truth class): localisation "
+                              "error (%)"):
+    """Rows ``{"model", "finetune", "regression", "error", ...}`` as the paper's Table 8."""
+    lines = [title, "", "| model | fine-tuned layers | regression | error | mean IoU | images |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r.get('finetune', '?')} | {r['regression'].upper()} | "
+                     f"{r['error']:.1f} | {r['mean_iou']:.3f} | {r['images']} |")
+    return "\n".join(lines)
+
+
+def format_table9(rows, title="Protocol 2 (dense, greedy merging): localisation error (%)"):
+    """Rows ``{"models", "scales", "top1_loc", "top5_loc", ...}`` as the paper's Table 9."""
+    lines = [title, "", "| localizer(s) | classifier(s) | test scale(s) Q | top-1 loc | "
+                        "top-5 loc | top-5 cls | images |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {' + '.join(r['models'])} | {' + '.join(r['classifiers'])} | "
+                     f"{','.join(str(s) for s in r['scales'])} | {r['top1_loc']:.1f} | "
+                     f"{r['top5_loc']:.1f} | {r['top5_cls']:.1f} | {r['images']} |")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# Running the protocols on data
+
+
+def run_protocol1(localizer, examples, *, scale, crop=None, batch_size=32):
+    """Protocol 1 on ``examples`` (from ``vgg_keras.data.load``) at test scale ``scale``: a
+    Table 8 row."""
+    crop = crop or localizer.input_shape[1]
+    batches = protocol_batches(examples, "center", scale, crop, batch_size, boxes=True)
+    result = protocol1(localizer, batches, total=known_total(examples)[0],
+                       progress_label=f"protocol 1 Q={scale} {localizer.name}")
+    regression, _ = regression_of(localizer)
+    return {"model": localizer.name, "regression": regression, "scales": [scale], **result}
+
+
+def run_protocol2(localizers, classifiers, examples, *, scales):
+    """Protocol 2 on ``examples`` at test scales ``scales``: a Table 9 row."""
+
+    def make_batches(q):
+        return protocol_batches(examples, "dense", q, boxes=True).as_numpy_iterator()
+
+    localizers = [localizers] if isinstance(localizers, keras.Model) else list(localizers)
+    classifiers = [classifiers] if isinstance(classifiers, keras.Model) else list(classifiers)
+    result = protocol2(localizers, classifiers, make_batches, scales=list(scales),
+                       total=known_total(examples)[0])
+    return {"models": [m.name for m in localizers], "classifiers": [c.name for c in classifiers],
+            "scales": list(scales), **result}

@@ -1,0 +1,234 @@
+"""One training run, as both scripts run it: the part the two tasks share.
+
+A :class:`Run` takes a typed configuration (:mod:`vgg_keras.config`) and a task, and does, in
+this order: check the scale against the crop, take the run directory (locked, checked against
+the configuration it holds, logging to ``train.log``), set the precision, create the
+distribution strategy (before any TensorFlow op, as multi-worker collectives require), load the
+training and validation examples, record ``config.json``, build and compile the task's model,
+fit it resumably, keep the best validation epoch's weights, save ``model.keras`` and the
+serving SavedModel, evaluate, and write ``summary.json``.
+
+A task supplies only what differs (see :class:`Task`): its model, losses and metrics, batches,
+the metric that picks the kept epoch, and its evaluation.
+
+>>> from vgg_keras.classification import ClassificationTask
+>>> from vgg_keras.config import ClassificationConfig
+>>> config = ClassificationConfig(arch="A", width=0.25, crop=64, scale=(72, 96), epochs=1)
+>>> summary = Run(config, ClassificationTask()).execute()
+"""
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import keras
+
+from . import data as vdata
+from .config import test_scale
+from .export import export
+from .models import arch_of
+from .progress import set_quiet
+from .report import write_report
+from .rundir import RunDirectory
+from .tensorboard import EpochPictures, write_text
+from .train import (
+    apply_weight_decay, checkpoint_weights, distribution_scope, fit_resumable, set_precision,
+    with_training_augmentation,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Task:
+    """What a task tells the :class:`Run`; the defaults are the classifier's.
+
+    ``name`` prefixes the default run directory (``runs/<name>-<arch>-s<scale>``);
+    ``monitor`` is the validation metric (and ``"max"``/``"min"``) that picks the kept epoch and
+    drives the learning-rate schedule.
+    """
+
+    name = "task"
+    monitor = ("val_accuracy", "max")
+
+    def run_name(self, config):
+        """The default run directory's prefix for ``config``."""
+        return self.name
+
+    def prepare(self, config):
+        """Before the run directory is taken: read the files the run starts from, so that a
+        wrong file is refused before anything is written."""
+
+    def check_data(self, info):
+        """Refuse data the task cannot use (``info`` is the training split's)."""
+
+    def build(self, config, info):
+        """``(model, trainer, compile_arguments)``: the network that is saved, the model
+        ``fit`` trains (the network behind its augmentation), and ``loss``/``metrics``."""
+        raise NotImplementedError
+
+    def train_batches(self, config, examples, start_epoch, steps):
+        raise NotImplementedError
+
+    def val_batches(self, config, examples):
+        raise NotImplementedError
+
+    def hold_below(self, info):
+        """A monitored value below which the schedule does not lower the rate (None: none)."""
+        return None
+
+    def picture_options(self, model, val_batch):
+        """Extra arguments of :class:`vgg_keras.tensorboard.EpochPictures` (a localizer's
+        boxes), given the model and one validation batch."""
+        return {}
+
+    def table(self, summary):
+        """The evaluation in ``summary`` as a markdown table (for TensorBoard)."""
+        return ""
+
+    def saved_model_options(self, config, model):
+        """Extra arguments of :func:`vgg_keras.export.export` for the serving SavedModel."""
+        return {}
+
+    def evaluate(self, config, model, examples, info):
+        """The task's part of ``summary.json``; logs its tables."""
+        raise NotImplementedError
+
+
+def default_run_dir(task_name, arch, scale):
+    scale_text = f"{scale[0]}-{scale[1]}" if isinstance(scale, tuple) else str(scale)
+    return Path("runs") / f"{task_name}-{arch.lower()}-s{scale_text}"
+
+
+def make_optimizer(name, lr, momentum, accumulate):
+    """The paper's SGD with momentum, or Adam; ``accumulate`` > 1 averages the gradients of that
+    many batches into one update, as one batch that many times larger would (the paper's batch
+    of 256 on a small machine)."""
+    accumulation = accumulate if accumulate > 1 else None
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate=lr, gradient_accumulation_steps=accumulation)
+    if name != "sgd":
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {name!r}")
+    return keras.optimizers.SGD(learning_rate=lr, momentum=momentum,
+                                gradient_accumulation_steps=accumulation)
+
+
+def fit_verbosity(config):
+    """Keras's ``verbose`` for ``fit``: one line per epoch with ``--quiet``."""
+    if config.verbose == "auto":
+        return 2 if config.quiet else "auto"
+    return int(config.verbose)
+
+
+class Run:
+    """One run of ``task`` with ``config``; :meth:`execute` trains, evaluates and returns
+    ``summary.json``'s dict. The run directory resumes."""
+
+    def __init__(self, config, task):
+        self.config = config
+        self.task = task
+        self.run_dir = Path(config.run_dir or
+                            default_run_dir(task.run_name(config), config.arch, config.scale))
+
+    def execute(self):
+        c = self.config
+        smallest = c.scale[0] if isinstance(c.scale, tuple) else c.scale
+        if smallest < c.crop:
+            raise ValueError(f"The training scale S={smallest} is smaller than the crop "
+                             f"{c.crop}; S must be at least the crop (the paper: S >= 224).")
+        self.task.prepare(c)
+        with RunDirectory(self.run_dir, c.to_dict(), resumable=type(c).resumable()) as directory:
+            set_quiet(c.quiet)
+            set_precision(c.precision)
+            scope, replicas = distribution_scope(c.distribute)
+            train, val = vdata.load_splits(c.data, val_fraction=c.val_fraction,
+                                           data_dir=c.data_dir)
+            info = vdata.info(train)
+            directory.write_config({"classes": list(info.class_names)})
+            self.task.check_data(info)
+            model, trainer = self._build(scope, info)
+            state, seconds = self._fit(model, trainer, train, val, info, replicas)
+            self._save(model)
+            return self._summarize(model, state, seconds, val, info)
+
+    def _build(self, scope, info):
+        c = self.config
+        keras.utils.set_random_seed(c.seed)  # here: loading data may have drawn random numbers
+        with scope:
+            model, augmentation, compile_arguments = self.task.build(c, info)
+            self.augmentation = augmentation
+            trainer = with_training_augmentation(model, augmentation)
+            apply_weight_decay(model, c.weight_decay)
+            trainer.compile(optimizer=make_optimizer(c.optimizer, c.lr, c.momentum, c.accumulate),
+                            jit_compile=bool(c.jit), **compile_arguments)
+        return model, trainer
+
+    def _fit(self, model, trainer, train, val, info, replicas):
+        c = self.config
+        steps = c.steps_per_epoch or max(1, info.num_examples // c.batch_size)
+        # Keras keeps one validation iterator across epochs when validation_steps is given: an
+        # endless stream of exactly one pass per epoch sees every validation image once an epoch.
+        val_steps = -(-vdata.info(val).num_examples // c.eval_batch_size)
+        log.info("%d training images, %d classes, %d steps of %d per epoch%s, %d replica(s); "
+                 "run directory %s", info.num_examples, info.num_classes, steps, c.batch_size,
+                 f" x {c.accumulate} accumulated" if c.accumulate > 1 else "", replicas,
+                 self.run_dir)
+        started = time.time()
+        pictures = self._pictures(model, train, val, steps)
+        state = fit_resumable(
+            trainer, lambda start: self.task.train_batches(c, train, start, steps),
+            epochs=c.epochs, steps_per_epoch=steps, run_dir=self.run_dir,
+            validation_data=self.task.val_batches(c, val).repeat(), validation_steps=val_steps,
+            monitor=self.task.monitor[0], mode=self.task.monitor[1], patience=c.lr_patience,
+            max_drops=c.lr_drops, target_model=model, hold_below=self.task.hold_below(info),
+            verbose=fit_verbosity(c), callbacks=[pictures])
+        return state, time.time() - started
+
+    def _pictures(self, model, train, val, steps):
+        """TensorBoard's pictures: the first training crops of the run and one validation
+        batch (a localizer's boxes)."""
+        crops = next(iter(self.task.train_batches(self.config, train, 0, steps).take(1)))[0]
+        val_batch = next(iter(self.task.val_batches(self.config, val).take(1)))
+        return EpochPictures(self.run_dir / "logs", crops, augmentation=self.augmentation,
+                             **self.task.picture_options(model, val_batch))
+
+    def _save(self, model):
+        """Keep the best validation epoch's weights; write ``model.keras`` and the SavedModel."""
+        best = checkpoint_weights(self.run_dir, "best")
+        if best is not None:
+            model.load_weights(best)
+        for layer in model.layers:
+            layer.trainable = True  # the saved model is a plain network, whatever was frozen
+        model.save(self.run_dir / "model.keras")
+        if self.config.export and keras.backend.backend() == "tensorflow":
+            # The serving SavedModel: image files in, top-5 (and boxes) out (vgg_keras.export).
+            export(model, self.run_dir / "saved_model", scale=test_scale(self.config.scale),
+                   **self.task.saved_model_options(self.config, model))
+
+    def _summarize(self, model, state, seconds, val, info):
+        c = self.config
+        examples = val
+        if getattr(c, "eval_split", None):
+            examples = vdata.evaluation_examples(c.data, split=c.eval_split, data_dir=c.data_dir)
+        summary = {
+            "model": str(self.run_dir / "model.keras"), "arch": arch_of(model),
+            "scale": c.scale, "test_scale": test_scale(c.scale), "epochs": state["epoch"],
+            "best_epoch": state.get("best_epoch"), "seconds": round(seconds, 1),
+            "train_images": info.num_examples, "classes": info.num_classes,
+            **self.task.evaluate(c, model, examples, info),
+        }
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+        write_text(self.run_dir / "logs", "evaluation", self.task.table(summary))
+        log.info("Summary in %s", self.run_dir / "summary.json")
+        if c.report:
+            self._report()
+        return summary
+
+    def _report(self):
+        """``report.html``: the run's pictures. A failure to draw one is logged, never the end of
+        a finished run."""
+        try:
+            log.info("Report in %s", write_report(self.run_dir))
+        except Exception as error:  # the run's results are written; the page is a view of them
+            log.warning("Could not write %s: %s: %s", self.run_dir / "report.html",
+                        type(error).__name__, error)

@@ -1,0 +1,85 @@
+"""The paper's image transforms, each written once for the three places that apply them: the
+host pipeline (``vgg_keras.data.ops``, TensorFlow), the device augmentation layers
+(``vgg_keras.augment``, ``keras.ops``) and the serving graph (``vgg_keras.export``, through
+``data.ops``), plus ``vgg_keras.transfer`` (numpy).
+
+Each function is plain arithmetic on its arguments, or takes the array namespace ``xp`` that
+provides the few operations it needs (``numpy``, ``tensorflow`` or ``keras.ops``, which spell
+``minimum``, ``maximum``, ``round``, ``floor``, ``matmul`` and ``transpose`` alike). The
+callers cast: TensorFlow mixes no dtypes, so they hand over one float type.
+
+Geometry convention (that of ``tf.image.resize`` and ``keras.ops.image.affine_transform``):
+pixel ``i`` covers ``[i, i + 1)``, its centre is ``i + 0.5``. Boxes follow these transforms
+through :mod:`vgg_keras.boxes`.
+
+>>> rescaled_size(np.array([375.0, 500.0]), 256)
+array([256., 341.])
+>>> center_offset(np.array([256, 341]), 224)
+array([16, 58])
+"""
+
+import numpy as np
+
+MULTICROP_GRID = 5
+"""The paper's multi-crop grid: 5 x 5 positions, each also flipped."""
+
+MULTICROP_CROPS = 2 * MULTICROP_GRID ** 2
+"""Crops per image and scale of multi-crop evaluation: 50."""
+
+
+def test_scale(scale):
+    """The paper's single test scale Q for a training scale: S, or the middle of [Smin, Smax]
+    (rounded down).
+
+    >>> test_scale((256, 512))
+    384
+    """
+    if isinstance(scale, (tuple, list)):
+        return (int(scale[0]) + int(scale[1])) // 2
+    return scale
+
+
+def rescaled_size(size, scale, xp=np):
+    """``[..., 2]`` (H', W') of images of ``size`` ``[..., 2]`` (H, W) rescaled isotropically so
+    that the shorter side is ``scale``; the longer side is rounded to the nearest pixel (half to
+    even) and never below 1. Floats of ``size``'s type; ``scale`` broadcasts against ``[...,
+    1]``, e.g. one S per image of a batch as ``(B, 1)``.
+    """
+    shorter = xp.minimum(size[..., 0:1], size[..., 1:2])
+    # size * scale / shorter side is exactly ``scale`` on the shorter side after rounding.
+    return xp.maximum(xp.round(size * scale / shorter), 1.0)
+
+
+def center_offset(rescaled, crop):
+    """Top-left corner ``[y, x]`` of the central ``crop`` of an image of size ``rescaled``
+    (rounded down on odd margins)."""
+    return (rescaled - crop) // 2
+
+
+def random_offset(u, rescaled, crop, xp=np):
+    """Top-left corner of a crop drawn uniformly over the integer positions of an image of size
+    ``rescaled``, from ``u`` uniform in [0, 1) (one per axis): ``floor(u * (H' - crop + 1))``,
+    at most ``H' - crop`` (floats)."""
+    room = rescaled - crop
+    return xp.minimum(xp.floor(u * (room + 1)), room)
+
+
+def crop_samples(size, rescaled, offset):
+    """Where a crop at ``offset`` of an image of ``size`` rescaled to ``rescaled`` samples the
+    source: ``(first, step)``, crop pixel ``i`` reading source coordinate ``first + i * step``
+    (bilinear, pixel centres)."""
+    step = size / rescaled
+    return (offset + 0.5) * step - 0.5, step
+
+
+def pca_shift(alpha, eigval, eigvec, value_range=255.0, xp=np):
+    """Krizhevsky et al.'s colour shift ``value_range * eigvec @ (alpha * eigval)``: ``[..., 3]``
+    RGB offsets for draws ``alpha`` ``[..., 3]`` (one per image), with ``eigval`` ``[3]`` and
+    ``eigvec`` ``[3, 3]`` (columns) arrays of ``xp``.
+
+    The eigen decomposition is of RGB in [0, 1] (as the usual ImageNet constants), hence the
+    ``value_range`` factor for images in [0, 255]. With ``alpha ~ N(0, stddev)`` the shift has
+    covariance ``value_range**2 * eigvec @ diag((stddev * eigval)**2) @ eigvec.T``.
+    """
+    # eigvec @ w as a batched matmul over w[..., None]: what tf.linalg.matvec computes.
+    return value_range * xp.matmul(eigvec, (alpha * eigval)[..., None])[..., 0]
