@@ -60,18 +60,21 @@ def photo_like(rng, height, width):
 
 
 def make_images(directory, count, seed=0):
+    """``count`` JPEGs in two class folders (a source needs two classes); their paths, sorted,
+    and sizes."""
     rng = np.random.default_rng(seed)
-    folder = os.path.join(directory, "photos")
-    os.makedirs(folder)
-    sizes = []
+    paths, sizes = [], []
     for index in range(count):
         # Mostly landscape 500x375, some portrait, a few other sizes, as in ImageNet.
         shapes = [(375, 500), (500, 375), (333, 500), (400, 500)]
         height, width = shapes[index % 4 if index % 5 else 0]
+        folder = os.path.join(directory, ("photos", "pictures")[index % 2])
+        os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, f"{index:05d}.JPEG")
         Image.fromarray(photo_like(rng, height, width)).save(path, quality=90)
+        paths.append(path)
         sizes.append(os.path.getsize(path))
-    return folder, sizes
+    return sorted(paths), sizes
 
 
 def decode_whole(paths):
@@ -148,8 +151,7 @@ def main():
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as directory:
-        folder, sizes = make_images(directory, args.images)
-        paths = sorted(os.path.join(folder, f) for f in os.listdir(folder))
+        paths, sizes = make_images(directory, args.images)
         source = data.load(directory, "train")
         settings = dict(scale=SCALE, crop=CROP, batch_size=32, seed=0, repeat=True)
         candidates = {

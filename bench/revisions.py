@@ -15,9 +15,10 @@ median over the N runs before and after, their range, after/before, and whether 
 are apart ("slower"/"faster") or overlap ("within noise"). ``--order abba`` runs before, after,
 after, before, ... instead, which cancels a steady drift in the machine's speed. For each run it
 also reports how many CPUs other processes kept busy meanwhile (from /proc/stat, less the run's
-own CPU time). Before measuring, it waits until the
-1-minute load average is below ``--quiet-load`` (polled every 20 s, for at most
-``--max-wait`` seconds; then it measures anyway and says so).
+own CPU time). Before measuring, it waits until the 1-minute load average is below
+``--quiet-load`` (polled every 20 s, for at most ``--max-wait`` seconds; then it measures anyway
+and says so). The load average is checked only at the start; the per-run CPU figure shows whether
+the machine stayed quiet.
 
 ``bench/pipeline.py`` lists its generated JPEGs with ``vgg_keras.data.load``, which since 724b33d
 refuses a tree with a single class folder: the script fails at both revisions as it stands. So
@@ -141,18 +142,22 @@ def children_seconds():
     return usage.ru_utime + usage.ru_stime
 
 
-def tree_digest(root, paths):
-    """Digest of the package and script files as they are now (to notice edits mid-run)."""
+def tree_digests(root, paths):
+    """{file: sha256} of the package and script files as they are now (to notice edits made
+    to the working tree while it is measured)."""
     files = git("ls-files", "-co", "--exclude-standard", "-z", "--", *paths, cwd=root)
-    digest = hashlib.sha256()
+    digests = {}
     for name in sorted(f for f in files.split("\0") if f):
-        digest.update(name.encode())
         try:
             with open(os.path.join(root, name), "rb") as handle:
-                digest.update(handle.read())
+                digests[name] = hashlib.sha256(handle.read()).hexdigest()
         except OSError:
-            digest.update(b"<missing>")
-    return digest.hexdigest()
+            digests[name] = None
+    return digests
+
+
+def changed_files(old, new):
+    return sorted(name for name in set(old) | set(new) if old.get(name) != new.get(name))
 
 
 # --------------------------------------------------------------------------- parsing
@@ -314,7 +319,8 @@ def main():
                 notes.append(f"`{script}` differs between the two trees; each ran its own copy.")
         trees = {"before": (worktree, old_script), "after": (REPO, new_script)}
         watched = ["vgg_keras", script]
-        digest = tree_digest(REPO, watched)
+        digests = tree_digests(REPO, watched)
+        edits = []  # (after which run, files changed since the previous check)
 
         runs = {"before": [], "after": []}
         seconds = {"before": [], "after": []}
@@ -335,12 +341,20 @@ def main():
                 loads.append(os.getloadavg()[0])
                 others.append((tag, busy))
                 label = label or row_label
+                now = tree_digests(REPO, watched)
+                if now != digests:
+                    edits.append((tag, changed_files(digests, now)))
+                    log(f"working tree changed during or before {tag}: {edits[-1][1]}")
+                    digests = now
                 log(f"{tag}: {took:.0f} s, vgg_keras from {where}, 1-min load {loads[-1]:.2f}, "
                     f"other processes {busy if busy is not None else float('nan'):.2f} CPUs; "
                     + "; ".join(f"{key[0][:28]}: {fmt(value)}" for key, value in rates.items()))
-        if tree_digest(REPO, watched) != digest:
-            notes.append("**Warning:** files under `vgg_keras/` or the script changed in the "
-                         "working tree while it was measured; the 'after' runs may mix versions.")
+        if edits:
+            notes.append("**Warning:** the working tree changed while it was measured, so the "
+                         "'after' runs may mix versions: " + "; ".join(
+                             f"by the end of {tag}: " + ", ".join(f"`{f}`" for f in files[:8])
+                             + (f" and {len(files) - 8} more" if len(files) > 8 else "")
+                             for tag, files in edits))
     finally:
         try:
             git("worktree", "remove", "--force", worktree)
@@ -364,8 +378,10 @@ def main():
           f"run{'s' if args.repeats > 1 else ''} per revision, interleaved ({sequence}).\n")
     print(f"- before: `{sha[:7]}` ({subject[:80]}{'...' if len(subject) > 80 else ''}), in a "
           f"clean `git worktree`")
-    print(f"- after: working tree of {REPO} (HEAD `{head[:7]}` plus {len(changed)} changed or "
-          "new files, uncommitted)")
+    print(f"- after: working tree of {REPO}: HEAD `{head[:7]}`"
+          + (f" plus {len(changed)} changed or new files, uncommitted" if changed else
+             ", no uncommitted changes")
+          + (" (the same commit as before)" if head == sha else ""))
     print(f"- machine: {machine()}; Python {platform.python_version()}")
     state = (f"1-min load {load_before:.2f} < {args.quiet_load} after waiting {waited:.0f} s"
              if quiet else
