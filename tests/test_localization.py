@@ -337,9 +337,10 @@ def test_classes_beyond_the_head_and_data_without_boxes_are_clear_errors(tfds_di
         for i in range(4):
             png = tf.io.encode_png(tf.fill([40, 40, 3], tf.constant(30 * i, tf.uint8)))
             (folder / f"{i}.png").write_bytes(png.numpy())
-    assert train_loc.main(TINY[:-4] + ["--data", str(tmp_path / "plain"), "--val-fraction",
-                                       "0.5", "--epochs", "1", "--run-dir",
-                                       str(tmp_path / "r2")]) == 2
+    plain = [*TINY]
+    plain[plain.index("--data") + 1] = str(tmp_path / "plain")
+    assert train_loc.main(plain + ["--val-fraction", "0.5", "--epochs", "1", "--run-dir",
+                                   str(tmp_path / "r2")]) == 2
     assert "has no bounding boxes" in capsys.readouterr().err
 
 
