@@ -6,10 +6,14 @@ re-exports: ``BOX_LAYER``, ``PRIOR_BOX``, ``REGRESSIONS``, ``is_localizer``, ``r
 Model code uses ``keras`` and ``keras.ops`` only, so it runs on TensorFlow, JAX and PyTorch.
 """
 
+from __future__ import annotations
+
 import errno
 import logging
 import os
 import zipfile
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 
@@ -43,7 +47,7 @@ PREINIT_CONV_LAYERS = 4
 """The paper copies the first four conv layers and the three FC layers of a trained A."""
 
 
-def scaled(channels, width):
+def scaled(channels: int, width: float) -> int:
     """Channel count after applying the width multiplier (never below one)."""
     return max(1, int(round(channels * width)))
 
@@ -91,7 +95,7 @@ def _check_input_shape(input_shape, include_top):
             )
 
 
-def vgg_backbone(inputs, arch, *, width=1.0, init="paper"):
+def vgg_backbone(inputs: Any, arch: str, *, width: float = 1.0, init: str = "paper") -> Any:
     """Apply the conv blocks of ``arch`` to ``inputs`` and return the pool5 tensor.
 
     Layer names follow Caffe: ``block{b}_conv{i}``, ``block{b}_pool``, and ``lrn``.
@@ -115,7 +119,7 @@ def vgg_backbone(inputs, arch, *, width=1.0, init="paper"):
     return x
 
 
-def vgg_fc(x, *, width=1.0, dropout=0.5, init="paper"):
+def vgg_fc(x: Any, *, width: float = 1.0, dropout: float = 0.5, init: str = "paper") -> Any:
     """fc6 (reading the whole pool5 map) and fc7, each with dropout: the features both heads
     read (fc7's output)."""
     x = keras.layers.Flatten(name="flatten")(x)
@@ -129,8 +133,8 @@ def vgg_fc(x, *, width=1.0, dropout=0.5, init="paper"):
     return x
 
 
-def vgg_head(x, outputs, *, width=1.0, dropout=0.5, init="paper", output_name="fc8",
-             output_bias="zeros"):
+def vgg_head(x: Any, outputs: int, *, width: float = 1.0, dropout: float = 0.5,
+             init: str = "paper", output_name: str = "fc8", output_bias: Any = "zeros") -> Any:
     """fc6 (reading the whole pool5 map), fc7 with dropout, then a linear ``output_name`` layer."""
     x = vgg_fc(x, width=width, dropout=dropout, init=init)
     return keras.layers.Dense(
@@ -139,7 +143,8 @@ def vgg_head(x, outputs, *, width=1.0, dropout=0.5, init="paper", output_name="f
     )(x)
 
 
-def box_head(x, regression, num_classes, *, width=1.0, dropout=0.5, init="paper"):
+def box_head(x: Any, regression: str, num_classes: int, *, width: float = 1.0,
+             dropout: float = 0.5, init: str = "paper") -> Any:
     """fc6 and fc7 as :func:`vgg_head`, then the box regressor ``fc8_box``
     (:class:`~vgg_keras.heads.BoxRegression`, its kernel initialised by ``init``, its bias at
     the whole crop)."""
@@ -147,8 +152,11 @@ def box_head(x, regression, num_classes, *, width=1.0, dropout=0.5, init="paper"
     return BoxRegression(regression, num_classes, kernel_initializer=_kernel_initializer(init))(x)
 
 
-def build_vgg(arch, num_classes=1000, *, input_shape=(224, 224, 3), include_top=True, width=1.0,
-              dropout=0.5, init="paper", preprocessing="imagenet", weights=None, name=None):
+def build_vgg(arch: str, num_classes: int = 1000, *,
+              input_shape: Sequence[int | None] = (224, 224, 3), include_top: bool = True,
+              width: float = 1.0, dropout: float = 0.5, init: str = "paper",
+              preprocessing: str | dict | None = "imagenet",
+              weights: str | os.PathLike | None = None, name: str | None = None) -> keras.Model:
     """Build configuration ``arch`` of the paper's Table 1 as a Functional Keras model.
 
     The model takes RGB images with values in [0, 255] and normalises them itself in its first
@@ -169,11 +177,12 @@ def build_vgg(arch, num_classes=1000, *, input_shape=(224, 224, 3), include_top=
         preprocessing: "imagenet" (subtract ImageNet's mean RGB), a dict of
             ``InputNormalization`` arguments (``mean``, ``std``, ``channel_order``), or None.
             With ``weights`` it must stay at its default: the file's convention replaces it.
-        weights: None, or the path of a pretrained weight file you already have (nothing is
+        weights: None, or the path of pretrained weights you already have (nothing is
             downloaded): a torchvision ``vgg11``/``vgg13``/``vgg16``/``vgg19`` state dict
-            (``.pth``, configurations A, B, D, E; needs ``pip install 'vgg_keras[torch]'``) or a
+            (``.pth``, configurations A, B, D, E; needs ``pip install 'vgg_keras[torch]'``), a
             keras.applications VGG16/VGG19 ``.h5`` file (D, E; ``_notop`` files need
-            ``include_top=False``). The model's first layer then normalises as those weights
+            ``include_top=False``) or a keras-hub VGG preset directory (A, B, D, E; a
+            backbone-only preset needs ``include_top=False``). The model's first layer then normalises as those weights
             were trained (torchvision: RGB mean/std; Keras: Caffe's BGR mean), so it still takes
             RGB in [0, 255]. ``num_classes`` must match the file's fc8, ``width`` its channel
             counts, and with the top the input must give a 7x7 pool5 (224 to 255 pixels); a
@@ -182,7 +191,7 @@ def build_vgg(arch, num_classes=1000, *, input_shape=(224, 224, 3), include_top=
         name: model name (default ``vgg_<arch>``).
 
     >>> model = build_vgg("D", num_classes=10, input_shape=(64, 64, 3), width=0.25)
-    >>> model(keras.ops.zeros((2, 64, 64, 3))).shape
+    >>> tuple(model(keras.ops.zeros((2, 64, 64, 3))).shape)
     (2, 10)
     >>> vgg16 = build_vgg("D", weights="vgg16-397923af.pth")     # doctest: +SKIP
     """
@@ -247,7 +256,7 @@ def _layer_chain(model):
     return layers
 
 
-def to_dense(model):
+def to_dense(model: keras.Model | str | os.PathLike) -> keras.Model:
     """The fully convolutional form of ``model`` for dense evaluation (paper Section 3.2).
 
     fc6 becomes a convolution whose kernel covers the pool5 map the model was built for (7x7 at
@@ -256,7 +265,7 @@ def to_dense(model):
     differ) and returns the class score map, e.g. 2x2 at 256 and 6x6 at 384 for a 224 model.
 
     >>> dense = to_dense(build_vgg("A", 10, input_shape=(64, 64, 3), width=0.25))
-    >>> dense(keras.ops.zeros((1, 96, 128, 3))).shape
+    >>> tuple(dense(keras.ops.zeros((1, 96, 128, 3))).shape)
     (1, 2, 3, 10)
     """
     layers = _layer_chain(model)
@@ -305,25 +314,29 @@ def _load_if_path(model_or_path):
 KINDS = ("classifier", "localizer")
 
 
-def load_vgg(path, *, kind=None):
-    """A saved network: a ``.keras`` model, or a pretrained weight file that ``build_vgg``
-    reads (torchvision ``.pth``, keras.applications ``.h5``), built as the file's configuration
-    with its classifier at 224 x 224.
+def load_vgg(path: str | os.PathLike, *, kind: str | None = None) -> keras.Model:
+    """A saved network: a ``.keras`` model, or pretrained weights that ``build_vgg`` reads
+    (torchvision ``.pth``, keras.applications ``.h5``, a keras-hub ``VGGImageClassifier`` preset
+    directory), built as the file's configuration and width with its classifier at the input
+    size its fc6 was trained for (224 x 224 for published weights).
 
     ``kind="classifier"`` or ``"localizer"`` refuses the other kind. Errors name the file and
     what is wrong with it: missing, not a model file at all, or a model file that cannot be read.
 
-    >>> model = load_vgg("runs/cls-d-s256/model.keras", kind="classifier")
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.keras")
+    >>> build_vgg("A", 10, input_shape=(64, 64, 3), width=0.125).save(path)
+    >>> load_vgg(path, kind="classifier").output_shape
+    (None, 10)
     >>> vgg16 = load_vgg("vgg16-397923af.pth")                 # doctest: +SKIP
+    >>> vgg16 = load_vgg("~/.cache/kagglehub/models/keras/vgg/keras/vgg_16_imagenet/3")  # doctest: +SKIP
     """
-    path = os.fspath(path)
+    path = os.path.expanduser(os.fspath(path))
     if kind not in (None, *KINDS):
         raise ValueError(f"kind must be None or one of {KINDS}, got {kind!r}.")
     if not os.path.exists(path):
         raise FileNotFoundError(errno.ENOENT, "No such model file", path)
-    if os.path.isdir(path):
-        raise ValueError(f"{path} is a directory, not a model file (.keras, .pth or .h5).")
-    if _is_keras_archive(path):
+    if not os.path.isdir(path) and _is_keras_archive(path):
         try:
             model = keras.saving.load_model(path, safe_mode=True, compile=False)
         except Exception as error:  # Keras raises many kinds for a damaged archive
@@ -339,7 +352,8 @@ def load_vgg(path, *, kind=None):
                              "fc8); build_vgg(..., include_top=False, weights=...) reads it.")
         # Published files are width 1; the file's first layer tells, so narrower ones load too.
         width = pretrained.layers["block1_conv1"][0].shape[-1] / 64
-        model = build_vgg(pretrained.arch, pretrained.num_classes, width=width, weights=path)
+        model = build_vgg(pretrained.arch, pretrained.num_classes, width=width, weights=path,
+                          input_shape=pretrained.input_shape)
     found = "localizer" if is_localizer(model) else "classifier"
     if kind is not None and found != kind:
         other = {"classifier": "train_cls.py", "localizer": "train_loc.py"}[found]
@@ -357,7 +371,7 @@ def _is_keras_archive(path):
         return False
 
 
-def arch_of(model):
+def arch_of(model: keras.Model) -> str | None:
     """The configuration (``"A"`` ... ``"E"``) of a model built by ``build_vgg`` or
     ``build_localizer``, read from its conv layers (names and kernel sizes: C and D differ only
     in three 1x1 kernels) and its LRN; None for other models.
@@ -381,7 +395,7 @@ def _backbone_signature(arch):
             for name, spec in zip(names, specs)]
 
 
-def vgg_layer_names(arch):
+def vgg_layer_names(arch: str) -> list[str]:
     """Names of the backbone's layers for ``arch``, in order, as ``vgg_backbone`` names them."""
     names = []
     for block_index, block in enumerate(CONFIGS[canonical_arch(arch)], start=1):
@@ -396,7 +410,9 @@ def vgg_layer_names(arch):
     return names
 
 
-def preinitialize(model, source, *, conv_layers=PREINIT_CONV_LAYERS, fc_layers=("fc6", "fc7", "fc8")):
+def preinitialize(model: keras.Model, source: keras.Model | str | os.PathLike, *,
+                  conv_layers: int = PREINIT_CONV_LAYERS,
+                  fc_layers: Sequence[str] = ("fc6", "fc7", "fc8")) -> None:
     """Copy the paper's pre-initialisation from a trained (shallower) net into ``model``.
 
     The first ``conv_layers`` conv layers of ``source`` (for A: block1_conv1, block2_conv1,
@@ -435,8 +451,11 @@ def _has_layer(model, name):
     return any(layer.name == name for layer in model.layers)
 
 
-def build_localizer(source="D", num_classes=None, *, regression="pcr", input_shape=(224, 224, 3),
-                    width=1.0, dropout=0.5, init="paper", preprocessing="imagenet", name=None):
+def build_localizer(source: str | keras.Model | os.PathLike = "D", num_classes: int | None = None,
+                    *, regression: str = "pcr", input_shape: Sequence[int | None] = (224, 224, 3),
+                    width: float = 1.0, dropout: float = 0.5, init: str = "paper",
+                    preprocessing: str | dict | None = "imagenet",
+                    name: str | None = None) -> keras.Model:
     """The localisation net of the paper's Appendix A: the classification net with its last FC
     layer replaced by a linear box regressor ``fc8_box``.
 

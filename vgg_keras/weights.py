@@ -1,12 +1,16 @@
 """Pretrained weights from files the user already has, for ``build_vgg(arch, weights=path)``.
 
-Two sources, both converted to ``build_vgg``'s layer names and Keras layouts:
+Three sources, all converted to ``build_vgg``'s layer names and Keras layouts:
 
 - torchvision ``vgg11``/``vgg13``/``vgg16``/``vgg19`` state dicts (``.pth``) for configurations
   A, B, D and E. Needs PyTorch (``pip install 'vgg_keras[torch]'``); torchvision does not.
 - keras.applications ``VGG16``/``VGG19`` HDF5 weight files for D and E: the legacy downloads
   ``vgg16_weights_tf_dim_ordering_tf_kernels.h5`` (and ``_notop``), and Keras 3
   ``.weights.h5`` files written by ``keras.applications.VGG16(...).save_weights``.
+- keras-hub VGG preset directories (``VGGBackbone`` with ``config.json`` and
+  ``model.weights.h5``; with ``task.json`` and ``task.weights.h5`` for a ``VGGImageClassifier``),
+  as ``save_to_preset`` writes them and as ``from_preset("vgg_16_imagenet")`` caches them:
+  configurations A, B, D and E at any width.
 
 Each source also fixes how input pixels must be normalised; that goes into the model's
 ``normalization`` layer, so the loaded model still takes RGB images in [0, 255]. Nothing is
@@ -18,6 +22,8 @@ downloaded here, ever. The format is read from the file's first bytes, not its e
 >>> backbone = build_vgg("E", include_top=False, weights=notop)  # doctest: +SKIP
 """
 
+from __future__ import annotations
+
 import dataclasses
 import errno
 import logging
@@ -25,9 +31,14 @@ import os
 import re
 import zipfile
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .configs import CONFIGS, parse_layer
+
+if TYPE_CHECKING:
+    import keras
 
 log = logging.getLogger(__name__)
 
@@ -100,24 +111,27 @@ class PretrainedWeights:
 
     ``layers`` maps layer names (``block{b}_conv{i}``, and ``fc6``, ``fc7``, ``fc8`` unless the
     file has no classifier) to ``[kernel, bias]`` float32 arrays; ``preprocessing`` holds the
-    ``InputNormalization`` arguments the weights were trained with.
+    ``InputNormalization`` arguments the weights were trained with; ``input_shape`` the input
+    whose pool5 map the file's fc6 reads whole.
     """
 
     path: str
     description: str
     arch: str
-    layers: dict
+    layers: dict[str, list[np.ndarray]]
     preprocessing: dict
+    input_shape: tuple[int, int, int] = (224, 224, 3)
 
     @property
-    def has_top(self):
+    def has_top(self) -> bool:
         return "fc8" in self.layers
 
     @property
-    def num_classes(self):
+    def num_classes(self) -> int | None:
         return self.layers["fc8"][1].shape[0] if self.has_top else None
 
-    def check_build_args(self, arch, *, include_top, num_classes, preprocessing):
+    def check_build_args(self, arch: str, *, include_top: bool, num_classes: int | None,
+                         preprocessing: str | dict | None) -> dict:
         """Refuse ``build_vgg`` arguments the file cannot fill; return the preprocessing to use.
 
         Runs before the model is built, so a wrong call fails before allocating the weights.
@@ -153,7 +167,7 @@ class PretrainedWeights:
             )
         return dict(self.preprocessing)
 
-    def load_into(self, model):
+    def load_into(self, model: keras.Model) -> None:
         """Set every conv (and, if the model has them, FC) layer of ``model`` from the file.
 
         All shapes are checked before anything is assigned, so a mismatch leaves the model
@@ -210,8 +224,9 @@ def _describe_preprocessing(preprocessing):
     return text + " on the 0-255 scale"
 
 
-def read_pretrained(path):
-    """Read a torchvision state dict or a keras.applications HDF5 file into build_vgg's layout.
+def read_pretrained(path: str | os.PathLike) -> PretrainedWeights:
+    """Read a torchvision state dict, a keras.applications HDF5 file or a keras-hub preset
+    directory into build_vgg's layout.
 
     Raises FileNotFoundError for a missing file, ImportError when a ``.pth`` needs PyTorch and
     it is not installed, and ValueError, naming the file, for anything that is not a complete
@@ -221,10 +236,13 @@ def read_pretrained(path):
     >>> pretrained.arch, pretrained.num_classes, pretrained.description   # doctest: +SKIP
     ('D', 1000, 'torchvision vgg16 state dict')
     """
-    path = os.fspath(path)
+    path = os.path.expanduser(os.fspath(path))
     if not os.path.exists(path):
-        hint = "build_vgg never downloads weights; pass the path of a .pth or .h5 file you have"
+        hint = ("build_vgg never downloads weights; pass the path of a .pth or .h5 file or a "
+                "keras-hub preset directory you have")
         raise FileNotFoundError(errno.ENOENT, f"No such weights file ({hint})", path)
+    if os.path.isdir(path):
+        return _read_keras_hub(path)
     with open(path, "rb") as file:
         head = file.read(8)
     if head.startswith(_ZIP_SIGNATURE):
@@ -508,3 +526,153 @@ def _convert_keras(path, layers, layout):
     converted = {name: arrays for (name, _), (_, arrays) in zip(_conv_layers(arch), convs)}
     converted.update({name: arrays for name, (_, arrays) in zip(HEAD, denses)})
     return PretrainedWeights(path, description, arch, converted, dict(CAFFE_PREPROCESSING))
+
+
+KERAS_HUB_CLASSES = {"backbone": "VGGBackbone", "task": "VGGImageClassifier"}
+
+
+def _read_json(path, name):
+    import json
+
+    file = os.path.join(path, name)
+    try:
+        with open(file, encoding="utf-8") as handle:
+            value = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{file}: not a readable JSON file ({exc}).") from exc
+    if not isinstance(value, dict) or not isinstance(value.get("config"), dict):
+        raise ValueError(f"{file}: not a keras-hub config (no 'class_name' and 'config').")
+    return value
+
+
+def _read_keras_hub(path):
+    config_file = os.path.join(path, "config.json")
+    if not os.path.isfile(config_file):
+        raise ValueError(
+            f"{path} is a directory but not a keras-hub preset (no config.json); pass a .pth or "
+            f".h5 weight file, or a preset directory."
+        )
+    backbone = _read_json(path, "config.json")
+    if backbone.get("class_name") != KERAS_HUB_CLASSES["backbone"]:
+        raise ValueError(
+            f"{config_file}: a keras-hub preset of {backbone.get('class_name')!r}, not a "
+            f"VGGBackbone."
+        )
+    config = backbone["config"]
+    repeats = list(config.get("stackwise_num_repeats", []))
+    filters = list(config.get("stackwise_num_filters", []))
+    arch = _identify([3] * sum(repeats)) if len(repeats) == len(filters) == 5 else None
+    if arch is None or [len([s for s in block if parse_layer(s)]) for block in CONFIGS[arch]
+                        ] != repeats:
+        raise ValueError(
+            f"{config_file}: stackwise_num_repeats {repeats} with filters {filters} is no "
+            f"configuration of the paper (A [1, 1, 2, 2, 2], B [2, 2, 2, 2, 2], D [2, 2, 3, 3, 3], "
+            f"E [2, 2, 4, 4, 4])."
+        )
+    width = filters[0] / 64
+    expected = [max(1, int(round(c * width))) for c in (64, 128, 256, 512, 512)]
+    if filters != expected:
+        raise ValueError(
+            f"{config_file}: stackwise_num_filters {filters} is not the paper's (64, 128, 256, "
+            f"512, 512) scaled by one width ({width:g} gives {expected})."
+        )
+    weights_file = os.path.join(path, "model.weights.h5")
+    if not os.path.isfile(weights_file):
+        raise ValueError(f"{path}: the preset has config.json but no model.weights.h5.")
+    variables = _keras3_variables(weights_file)
+    layers = {}
+    for name, _ in _conv_layers(arch):
+        arrays = variables.get(name)
+        if arrays is None or len(arrays) != 2:
+            raise ValueError(f"{weights_file}: no kernel and bias for {name!r}.")
+        layers[name] = arrays
+    image_shape = config.get("image_shape") or [None, None, 3]
+    input_shape = (224, 224, 3)
+    description = f"keras-hub {TORCHVISION_NAMES[arch]} preset"
+    if os.path.isfile(os.path.join(path, "task.json")):
+        head, input_shape = _keras_hub_head(path, filters[-1], image_shape)
+        layers.update(head)
+    else:
+        description += " (backbone only)"
+    return PretrainedWeights(path, description, arch, layers, _keras_hub_preprocessing(path),
+                             input_shape)
+
+
+def _keras_hub_head(path, channels, image_shape):
+    """fc6-fc8 of a ``VGGImageClassifier``'s head, and the input size its fc6 is made for."""
+    task_file = os.path.join(path, "task.json")
+    task = _read_json(path, "task.json")
+    if task.get("class_name") != KERAS_HUB_CLASSES["task"]:
+        raise ValueError(f"{task_file}: a {task.get('class_name')!r} task, not a "
+                         f"VGGImageClassifier.")
+    pooling = task["config"].get("pooling", "avg")
+    weights_file = os.path.join(path, "task.weights.h5")
+    if not os.path.isfile(weights_file):
+        raise ValueError(f"{path}: the preset has task.json but no task.weights.h5.")
+    variables = _keras3_variables(weights_file)
+    missing = [name for name in ("fc1", "fc2", "predictions") if name not in variables]
+    if missing:
+        raise ValueError(f"{weights_file}: no weights for {missing} (a VGGImageClassifier head "
+                         f"has fc1, fc2 and predictions).")
+    (fc1, b1), (fc2, b2), (fc3, b3) = (variables[n] for n in ("fc1", "fc2", "predictions"))
+    if pooling == "flatten":
+        side = round((fc1.shape[0] / channels) ** 0.5)
+        if fc1.ndim != 2 or side * side * channels != fc1.shape[0]:
+            raise ValueError(f"{weights_file}: fc1 has shape {fc1.shape}, not a square "
+                             f"pool5 map of {channels} channels flattened.")
+        size = [32 * side if s is None else s for s in image_shape[:2]]
+        input_shape = (*size, 3)
+    elif fc1.ndim == 4 and fc1.shape[:2] == (7, 7) and fc2.shape[:2] == (1, 1):
+        # fc1 is a 7x7 convolution over pool5 followed by global pooling, which at 224 pixels
+        # is exactly fc6 reading the flattened 7x7 map (both flatten as height, width, channel).
+        fc1, fc2 = fc1.reshape(-1, fc1.shape[-1]), fc2.reshape(fc2.shape[2:])
+        input_shape = (224, 224, 3)
+    else:
+        raise ValueError(f"{weights_file}: pooling {pooling!r} with fc1 {fc1.shape}: not a head "
+                         f"of VGGImageClassifier's two forms.")
+    if task["config"].get("activation") not in (None, "linear"):
+        log.info("%s: the preset's classifier applies %r; the loaded model returns logits",
+                 path, task["config"]["activation"])
+    return {"fc6": [fc1, b1], "fc7": [fc2, b2], "fc8": [fc3, b3]}, input_shape
+
+
+def _keras_hub_preprocessing(path):
+    """The preset's ``ImageConverter`` (``x * scale + offset`` on 0-255 RGB) as ``mean``/``std``
+    on the 0-255 scale: ``mean = -offset / scale``, ``std = 1 / scale``."""
+    converter = None
+    for name in ("image_converter.json", "preprocessor.json"):
+        if os.path.isfile(os.path.join(path, name)):
+            config = _read_json(path, name)["config"]
+            converter = config.get("image_converter", {}).get("config", config)
+            break
+    if converter is None:
+        log.warning("%s: no image_converter.json; the model passes pixels on unnormalised", path)
+        return {"mean": (0.0, 0.0, 0.0), "std": None, "channel_order": "rgb"}
+    scale = np.broadcast_to(np.asarray(converter.get("scale") or 1.0, "float64"), (3,))
+    offset = np.broadcast_to(np.asarray(converter.get("offset") or 0.0, "float64"), (3,))
+    std = None if np.all(scale == 1.0) else tuple(float(v) for v in 1.0 / scale)
+    return {"mean": tuple(float(v) for v in -offset / scale), "std": std, "channel_order": "rgb"}
+
+
+def _keras3_variables(path):
+    """``{layer name: [arrays]}`` of a Keras 3 ``.weights.h5`` file, nested models included
+    (each layer's ``vars`` group carries its name); the optimizer's state is left out."""
+    import h5py
+
+    found = {}
+
+    def visit(key, item):
+        if (isinstance(item, h5py.Group) and key.rsplit("/", 1)[-1] == "vars"
+                and not key.startswith("optimizer") and len(item)):
+            name = item.attrs.get("name", key)
+            name = name.decode("utf8") if hasattr(name, "decode") else str(name)
+            if name in found:
+                raise ValueError(f"{path}: two layers are named {name!r}.")
+            found[name] = [np.asarray(item[k], dtype="float32") for k in sorted(item, key=int)]
+
+    try:
+        with h5py.File(path, "r") as file:
+            file.visititems(visit)
+    except OSError as exc:
+        raise ValueError(f"{path}: an HDF5 file that cannot be read ({exc}).") from exc
+    return found
