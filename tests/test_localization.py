@@ -229,6 +229,32 @@ def test_protocol2_merges_and_rates_by_class_scores():
     assert localization_errors(guesses, 1, gt) == {"top1": 1.0, "top5": 1.0}  # right class, bad box
 
 
+
+def test_protocol2_merging_criterion_is_a_choice_down_to_the_command_line():
+    from vgg_keras import boxes
+    from vgg_keras.config import LocalizationConfig, build_parser, from_args
+
+    # Two concentric predictions (IoU 0.25) and a confident stray one, SCR, one class.
+    big, small, stray = [0.1, 0.1, 0.9, 0.9], [0.3, 0.3, 0.7, 0.7], [0.0, 0.0, 0.2, 0.2]
+    predictions = [(np.array([[big], [small], [stray]]), np.array([[0.4], [0.4], [0.6]]))]
+    by_iou = localize_image(predictions, np.array([1.0]), merge="iou")
+    by_overfeat = localize_image(predictions, np.array([1.0]), merge="overfeat")
+    np.testing.assert_allclose(by_iou[0][1], stray)                     # 0.6 > 0.4, 0.4
+    np.testing.assert_allclose(by_overfeat[0][1], [0.2, 0.2, 0.8, 0.8])  # 0.4 + 0.4 > 0.6
+    np.testing.assert_allclose(
+        localize_image(predictions, np.array([1.0]), merge="overfeat", merge_threshold=-0.2)[0][1],
+        stray)                                                          # score -0.16 > -0.2
+    with pytest.raises(ValueError, match="merge must be one of"):
+        localize_image(predictions, np.array([1.0]), merge="nms")
+    parser = build_parser(LocalizationConfig, "")
+    config = from_args(LocalizationConfig, parser.parse_args([]))
+    assert (config.merge, config.merge_threshold) == (boxes.DEFAULT_MERGE, None)
+    config = from_args(LocalizationConfig, parser.parse_args(
+        ["--merge", "iou", "--merge-threshold", "0.6"]))
+    assert (config.merge, config.merge_threshold) == ("iou", 0.6)
+    assert LocalizationConfig.from_dict(config.to_dict()) == config
+    assert {"merge", "merge_threshold"} <= LocalizationConfig.resumable()
+
 def test_protocol2_skips_images_without_usable_boxes_and_rejects_foreign_classes(classifier):
     loc = build_localizer(classifier, regression="pcr")
     image = np.random.default_rng(0).uniform(0, 255, (1, 32, 48, 3)).astype("float32")
@@ -339,7 +365,7 @@ def test_classes_beyond_the_head_and_data_without_boxes_are_clear_errors(tfds_di
             (folder / f"{i}.png").write_bytes(png.numpy())
     plain = [*TINY]
     plain[plain.index("--data") + 1] = str(tmp_path / "plain")
-    assert train_loc.main(plain + ["--val-fraction", "0.5", "--epochs", "1", "--run-dir",
+    assert train_loc.main(plain + ["--val-fraction", "0.25", "--epochs", "1", "--run-dir",
                                    str(tmp_path / "r2")]) == 2
     assert "has no bounding boxes" in capsys.readouterr().err
 

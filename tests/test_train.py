@@ -100,6 +100,18 @@ def test_killed_run_resumes_to_the_same_weights(tfds_dir, tmp_path):
     assert (killed_dir / "saved_model" / "saved_model.pb").exists()
     summary = json.loads((killed_dir / "summary.json").read_text())
     assert 0 <= summary["top1_error"] <= 100 and summary["top5_error"] <= summary["top1_error"]
+    # Chosen on validation, reported on test; the headline is the paper's dense multi-scale row.
+    assert {role: v["split"] for role, v in summary["splits"].items()} == {
+        "train": "train", "selection": "validation", "report": "test"}
+    assert summary["splits"]["report"]["images"] == summary["headline"]["images"] == 200
+    assert summary["headline"] == {"method": "dense", "scales": [36, 40, 44], "flip": True,
+                                   "split": "test", "images": 200}
+    dense = [r for r in summary["evaluation"] if r["method"] == "dense"]
+    assert [r["scales"] for r in dense] == [[36], [40], [44], [36, 40, 44]]
+    assert summary["top1_error"] == dense[-1]["top1"]
+    assert summary["center_q40_top1_error"] == [r for r in summary["evaluation"]
+                                                if r["method"] == "center"][1]["top1"]
+    assert summary["kept_weights"].startswith("best epoch")
 
     # Every protocol on the saved model, from the command line, printed and written as JSON.
     rows_path = tmp_path / "rows.json"

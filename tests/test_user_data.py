@@ -228,11 +228,11 @@ def test_evaluate_takes_torchvision_weight_files(tmp_path, env):
     path = tmp_path / "vgg11_3classes.pth"
     torch.save(TorchvisionVGG("A", num_classes=3).state_dict(), path)
     rows_path = tmp_path / "rows.json"
-    run("train_cls.py", ["--evaluate", path, "--data", tree["root"], "--val-fraction", 0.5,
+    run("train_cls.py", ["--evaluate", path, "--data", tree["root"], "--eval-split", "train",
                          "--eval-scales", 256, "--eval-methods", "center", "--eval-output",
                          rows_path], env)
     rows = json.loads(rows_path.read_text())
-    assert rows[0]["images"] == 6 and 0 <= rows[0]["top1"] <= 100
+    assert rows[0]["images"] == 12 and 0 <= rows[0]["top1"] <= 100
 
 
 # ----------------------------------------------------------------------------------------------

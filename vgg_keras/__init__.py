@@ -1,11 +1,18 @@
 """vgg_keras: the complete VGG (Simonyan & Zisserman, ICLR 2015) in Keras 3.
 
+>>> import numpy as np
 >>> import vgg_keras
->>> model = vgg_keras.build_vgg("D")                # 138,357,544 weights, logits for 1000 classes
->>> dense = vgg_keras.to_dense(model)               # any image >= 224 -> class score map
->>> vgg16 = vgg_keras.vgg16(weights="vgg16-397923af.pth")   # a torchvision or Keras file
->>> vgg_keras.features(vgg16, images)                # Appendix B transfer descriptors
+>>> # build_vgg("D") is the paper's D: 138,357,544 weights, logits for 1000 classes
+>>> model = vgg_keras.build_vgg("D", 10, input_shape=(64, 64, 3), width=0.125)
+>>> dense = vgg_keras.to_dense(model)               # any image >= 64 -> class score map
+>>> tuple(dense(np.zeros((1, 96, 128, 3))).shape)
+(1, 2, 3, 10)
+>>> images = np.random.default_rng(0).uniform(0, 255, (2, 80, 100, 3))
+>>> vgg_keras.features(model, images, scales=(64, 96)).shape   # Appendix B transfer descriptors
+(2, 512)
 >>> vgg_keras.export(model, "served/vgg_d")          # SavedModel taking JPEG/PNG bytes
+'served/vgg_d'
+>>> vgg16 = vgg_keras.vgg16(weights="vgg16-397923af.pth")   # doctest: +SKIP
 
 Model code uses only ``keras``; ``vgg_keras.data`` (tf.data, TFDS) imports TensorFlow.
 """

@@ -19,12 +19,27 @@ precision policy, because images are in [0, 255]. The formulas they share with t
 How a training script composes them (the pipeline hands over geometry only, the model's first
 layers do the photometric work; ``augment_on="device"`` is what makes the pipeline leave it):
 
->>> train = vgg_keras.data.train_pipeline(ds, scale=(256, 512), batch_size=256, seed=1,
-...                                        augment_on="device")
+>>> import keras
+>>> import vgg_keras.data
+>>> from vgg_keras import build_vgg
+>>> model = build_vgg("A", 10, input_shape=(64, 64, 3), width=0.125)
+>>> ds = vgg_keras.data.load("vgg_shapes", "train")
+>>> train = vgg_keras.data.train_pipeline(ds, scale=(72, 96), crop=64, batch_size=32, seed=1,
+...                                       augment_on="device")
 >>> augmentation = training_augmentation(flip=True, color_shift=True, seed=1)
->>> trainer = keras.Sequential([augmentation, model])      # fit this; save `model`
->>> trainer.compile(...); trainer.fit(train, ...)
+>>> trainer = keras.Sequential([augmentation, model])      # compile and fit this; save `model`
+>>> images, labels = next(iter(train))                     # crops, not yet flipped or shifted
+>>> tuple(trainer(images, training=True).shape)
+(32, 10)
+
+``train.augmentation`` is the same ``training_augmentation`` that ``train_pipeline`` made for
+the flags and seed it was given.
 """
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import keras
 from keras import ops
@@ -32,6 +47,9 @@ from keras import ops
 from . import boxes as B
 from . import transforms
 from .configs import IMAGENET_PCA_EIGVAL, IMAGENET_PCA_EIGVEC
+
+if TYPE_CHECKING:
+    from ._typing import Scale, Shape, Tensor
 
 
 def _float32_by_default(kwargs):
@@ -54,13 +72,20 @@ class RandomHorizontalFlip(keras.layers.Layer):
     with boxes ``[ymin, xmin, ymax, xmax]`` normalised to the image, which are flipped with
     their images and returned in a dict of the same form.
 
+    >>> images = keras.random.uniform((8, 32, 32, 3), 0, 255, seed=0)
     >>> flip = RandomHorizontalFlip(seed=0)
     >>> flipped = flip(images, training=True)        # about half of them mirrored
     >>> flip(images) is images                        # inference: unchanged
     True
+    >>> mirror = RandomHorizontalFlip(probability=1.0)
+    >>> boxes = keras.ops.convert_to_tensor([[0.1, 0.2, 0.5, 0.4]])
+    >>> out = mirror({"images": images[:1], "boxes": boxes}, training=True)
+    >>> keras.ops.convert_to_numpy(out["boxes"]).round(3)    # x -> 1 - x
+    array([[0.1, 0.6, 0.5, 0.8]], dtype=float32)
     """
 
-    def __init__(self, probability=0.5, seed=None, **kwargs):
+    def __init__(self, probability: float = 0.5, seed: int | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**_float32_by_default(kwargs))
         if not 0.0 <= probability <= 1.0:
             raise ValueError(f"probability must be in [0, 1], got {probability}.")
@@ -68,7 +93,8 @@ class RandomHorizontalFlip(keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
-    def call(self, inputs, training=None):
+    def call(self, inputs: Tensor | dict[str, Tensor],
+             training: bool | None = None) -> Tensor | dict[str, Tensor]:
         if not training:
             return inputs
         images, boxes = _images_and_boxes(inputs)
@@ -81,10 +107,10 @@ class RandomHorizontalFlip(keras.layers.Layer):
         mask = ops.reshape(flip, (-1,) + (1,) * (len(boxes.shape) - 1))
         return {**inputs, "images": images, "boxes": ops.where(mask, mirrored, boxes)}
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
         return input_shape
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(probability=self.probability, seed=self.seed)
         return config
@@ -101,12 +127,19 @@ class PCAColorShift(keras.layers.Layer):
     covariance ``value_range**2 * eigvec @ diag((stddev * eigval)**2) @ eigvec.T``. Results are
     clipped to [0, value_range] (``clip=False`` keeps them exact).
 
+    >>> images = keras.ops.full((2, 4, 4, 3), 128.0)
     >>> shift = PCAColorShift(seed=0)
-    >>> shifted = shift(images, training=True)
+    >>> shifted = keras.ops.convert_to_numpy(shift(images, training=True))
+    >>> bool((shifted == shifted[:, :1, :1]).all())     # one RGB offset for a whole image
+    True
+    >>> shift(images) is images                          # inference: unchanged
+    True
     """
 
-    def __init__(self, stddev=0.1, eigval=IMAGENET_PCA_EIGVAL, eigvec=IMAGENET_PCA_EIGVEC,
-                 value_range=255.0, clip=True, seed=None, **kwargs):
+    def __init__(self, stddev: float = 0.1, eigval: Sequence[float] = IMAGENET_PCA_EIGVAL,
+                 eigvec: Sequence[Sequence[float]] = IMAGENET_PCA_EIGVEC,
+                 value_range: float = 255.0, clip: bool = True, seed: int | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**_float32_by_default(kwargs))
         self.stddev = float(stddev)
         self.eigval = [float(v) for v in eigval]
@@ -118,7 +151,7 @@ class PCAColorShift(keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
-    def call(self, inputs, training=None):
+    def call(self, inputs: Tensor, training: bool | None = None) -> Tensor:
         if not training:
             return inputs
         images = ops.cast(inputs, self.compute_dtype)
@@ -132,10 +165,10 @@ class PCAColorShift(keras.layers.Layer):
             images = ops.clip(images, 0.0, self.value_range)
         return images
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
         return input_shape
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(stddev=self.stddev, eigval=self.eigval, eigvec=self.eigvec,
                       value_range=self.value_range, clip=self.clip, seed=self.seed)
@@ -157,11 +190,15 @@ class RandomScaleCrop(keras.layers.Layer):
     ``Q = (Smin + Smax) // 2`` (:func:`vgg_keras.transforms.test_scale`).
 
     >>> layer = RandomScaleCrop(scale=(72, 96), crop=64, seed=0)
-    >>> layer(keras.ops.zeros((8, 120, 160, 3)), training=True).shape
+    >>> tuple(layer(keras.ops.zeros((8, 120, 160, 3)), training=True).shape)
     (8, 64, 64, 3)
+    >>> scale, rescaled, offsets = layer.sample(1, 120, 160, training=False)   # Q = 84
+    >>> keras.ops.convert_to_numpy(rescaled), keras.ops.convert_to_numpy(offsets)
+    (array([[ 84., 112.]], dtype=float32), array([[10., 24.]], dtype=float32))
     """
 
-    def __init__(self, scale=(256, 512), crop=224, seed=None, **kwargs):
+    def __init__(self, scale: Scale = (256, 512), crop: int = 224, seed: int | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**_float32_by_default(kwargs))
         low, high = (scale, scale) if isinstance(scale, (int, float)) else scale
         if int(low) != low or int(high) != high or not crop <= low <= high:
@@ -174,7 +211,8 @@ class RandomScaleCrop(keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
-    def sample(self, batch, height, width, training=True):
+    def sample(self, batch: int | Tensor, height: int | Tensor, width: int | Tensor,
+               training: bool = True) -> tuple[Tensor, Tensor, Tensor]:
         """The draws for a batch: ``(S, rescaled (B, 2), offsets (B, 2))`` as float32 tensors."""
         low, high = self.scale
         if training:
@@ -191,7 +229,7 @@ class RandomScaleCrop(keras.layers.Layer):
             offsets = transforms.center_offset(rescaled, self.crop)
         return scale, rescaled, offsets
 
-    def call(self, inputs, training=None):
+    def call(self, inputs: Tensor, training: bool | None = None) -> Tensor:
         images = ops.cast(inputs, self.compute_dtype)
         shape = ops.shape(images)
         batch, height, width = shape[0], shape[1], shape[2]
@@ -214,10 +252,10 @@ class RandomScaleCrop(keras.layers.Layer):
                                          fill_mode="nearest")
         return out[:, : self.crop, : self.crop, :]
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
         return (input_shape[0], self.crop, self.crop, input_shape[-1])
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(scale=list(self.scale), crop=self.crop, seed=self.seed)
         return config
@@ -227,18 +265,28 @@ def _offset_seed(seed, index):
     return None if seed is None else int(seed) + index
 
 
-def training_augmentation(*, flip=True, color_shift=True, scale=None, crop=None, seed=None,
-                          stddev=0.1, eigval=IMAGENET_PCA_EIGVAL, eigvec=IMAGENET_PCA_EIGVEC,
-                          name="training_augmentation"):
+def training_augmentation(*, flip: bool = True, color_shift: bool = True,
+                          scale: Scale | None = None, crop: int | None = None,
+                          seed: int | None = None, stddev: float = 0.1,
+                          eigval: Sequence[float] = IMAGENET_PCA_EIGVAL,
+                          eigvec: Sequence[Sequence[float]] = IMAGENET_PCA_EIGVEC,
+                          name: str = "training_augmentation") -> keras.Sequential:
     """A ``keras.Sequential`` of the requested augmentations, to place before the model during
     ``fit`` (it is the identity at inference, but there is no need to export it).
 
     ``scale``/``crop`` add :class:`RandomScaleCrop` first (in-memory images of one size);
     leave them None when the input pipeline already crops.
 
+    >>> from vgg_keras import build_vgg
+    >>> model = build_vgg("A", 10, input_shape=(64, 64, 3), width=0.125)
     >>> augmentation = training_augmentation(seed=0)                  # flip + colour shift
     >>> trainer = keras.Sequential([augmentation, model])
     >>> in_memory = training_augmentation(scale=(72, 96), crop=64, seed=0)
+    >>> [layer.name for layer in in_memory.layers]
+    ['scale_crop', 'flip', 'color_shift']
+    >>> uncropped = keras.random.uniform((4, 120, 160, 3), 0, 255, seed=0)
+    >>> tuple(keras.Sequential([in_memory, model])(uncropped, training=True).shape)
+    (4, 10)
     """
     layers = []
     if scale is not None or crop is not None:

@@ -15,8 +15,13 @@ Keras's backend): ``xp`` is the array namespace, and each needs only ``stack``, 
 ``maximum`` or ``where``, which the three spell alike. The evaluation helpers below them are
 numpy.
 
->>> encode(np.array([[0.2, 0.1, 0.6, 0.5]]), xp=np)      # -> [[0.3, 0.4, 0.4, 0.4]]
->>> iou(np.array([0, 0, 1, 1.]), np.array([[0, 0, 0.5, 1.]]))   # -> [0.5]
+>>> encode(np.array([[0.2, 0.1, 0.6, 0.5]]), xp=np)
+array([[0.3, 0.4, 0.4, 0.4]])
+>>> iou(np.array([0, 0, 1, 1.]), np.array([[0, 0, 0.5, 1.]]))
+array([0.5])
+
+Protocol 2 merges its dense predictions greedily with one of two criteria (:data:`MERGES`):
+OverFeat's match score (:func:`overfeat_merge`, the default) or IoU (:func:`greedy_merge`).
 """
 
 import numpy as np
@@ -118,8 +123,92 @@ def localization_correct(box, ground_truth, threshold=0.5):
     return bool(np.max(iou(box, ground_truth)) > threshold)
 
 
-def greedy_merge(boxes, scores, *, threshold=0.5):
-    """OverFeat-style greedy merging of box predictions (Sermanet et al. 2014).
+# ----------------------------------------------------------------------------------------------
+# Greedy merging of protocol 2's predictions (numpy)
+
+IOU_THRESHOLD = 0.5
+""":func:`greedy_merge`'s default: the two most overlapping boxes merge while their IoU is above
+it (the ILSVRC criterion's own 0.5)."""
+
+OVERFEAT_THRESHOLD = -0.1
+""":func:`overfeat_merge`'s default: the best-matching pair merges while its
+:func:`match_score` is at most it, that is while the area the two boxes share exceeds the
+distance between their centres by a tenth of the image's area. Chosen on the embedded data's
+validation split (``bench/merging.py``: top-5 localisation error flat within 0.5 point from
+-0.2 to 0.05, rising from 0.1 on) and confirmed on its test split. Boxes covering less than a
+tenth of the image never merge at this threshold (the best-rated one wins alone); concentric
+boxes that share enough area merge whatever their IoU. The neutral 0 (the centres no farther
+apart than the shared area: IoU 0.5 for two half-image squares shifted along one axis) merges
+more."""
+
+
+def match_score(a, b):
+    """OverFeat's match score (Sermanet et al. 2014, section 4.3) of yxyx boxes ``a`` (N, 4)
+    and ``b`` (M, 4), as an (N, M) array; lower is more alike.
+
+    ``score = distance between the centres - intersection area``, with the coordinates as
+    fractions of the image's height and width (as protocol 2's boxes are): the distance is in
+    units of the image's side, the area in units of the image's area, so the score does not
+    depend on the test scale or the image's size in pixels, and boxes from several scales and
+    localizers compare directly. OverFeat's text calls it the sum of the two; its code is not
+    public. The intersection enters with a minus sign because sharing more area makes two boxes
+    more alike: added as it stands, it would merge disjoint boxes before overlapping ones.
+    The score lies in [-1, sqrt(2)]: identical boxes score minus their area, disjoint boxes
+    score their (positive) centre distance.
+
+    >>> match_score([[0, 0, .5, .5]], [[0, 0, .5, .5], [0, .1, .5, .6], [.5, .5, 1, 1]])
+    array([[-0.25      , -0.1       ,  0.70710678]])
+    """
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)[:, None, :]
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)[None, :, :]
+    dy = (a[..., 0] + a[..., 2] - b[..., 0] - b[..., 2]) / 2
+    dx = (a[..., 1] + a[..., 3] - b[..., 1] - b[..., 3]) / 2
+    height = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0])
+    width = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1])
+    return np.hypot(dy, dx) - np.maximum(height, 0.0) * np.maximum(width, 0.0)
+
+
+def _merge_greedily(boxes, scores, affinity, merges):
+    """The greedy loop both criteria share.
+
+    ``affinity(a, b)``: the (N, M) symmetric pair values of mean boxes, higher for more alike
+    pairs; ``merges(value)``: whether the best pair merges. The pair values are computed once
+    and only the merged box's row is recomputed after a merge (a few hundred boxes take
+    milliseconds). The most alike pair (the first in row order on ties) merges into the lower
+    index: its box is the mean of all the predictions merged into it, its score their sum.
+    """
+    sums = np.array(boxes, dtype=np.float64).reshape(-1, 4)
+    rated = np.array(scores, dtype=np.float64).reshape(-1)
+    if len(rated) != len(sums):
+        raise ValueError(f"{len(sums)} boxes but {len(rated)} scores.")
+    counts = np.ones(len(sums))
+    alive = np.ones(len(sums), dtype=bool)
+    if len(sums) > 1:
+        pairs = np.array(affinity(sums, sums), dtype=np.float64)
+        np.fill_diagonal(pairs, -np.inf)
+        while True:
+            i, j = np.unravel_index(np.argmax(pairs), pairs.shape)
+            if not np.isfinite(pairs[i, j]) or not merges(pairs[i, j]):
+                break
+            i, j = min(i, j), max(i, j)
+            sums[i] += sums[j]
+            counts[i] += counts[j]
+            rated[i] += rated[j]
+            alive[j] = False
+            row = np.asarray(affinity(sums[i:i + 1] / counts[i], sums / counts[:, None]),
+                             dtype=np.float64).reshape(-1)
+            row[~alive] = -np.inf
+            row[i] = -np.inf
+            pairs[i, :] = pairs[:, i] = row
+            pairs[j, :] = pairs[:, j] = -np.inf
+    merged = sums[alive] / counts[alive, None]
+    rated = rated[alive]
+    order = np.argsort(-rated, kind="stable")
+    return merged[order], rated[order]
+
+
+def greedy_merge(boxes, scores, *, threshold=IOU_THRESHOLD):
+    """Greedy merging of box predictions by IoU (``merge="iou"``).
 
     Repeatedly takes the two most overlapping predictions (highest IoU) and, while their IoU is
     above ``threshold``, replaces them by one box whose coordinates are the average of all the
@@ -129,23 +218,49 @@ def greedy_merge(boxes, scores, *, threshold=0.5):
     >>> greedy_merge([[0, 0, .5, .5], [0, 0, .5, .6], [.6, .6, 1, 1]], [0.5, 0.3, 0.1])
     (array([[0.  , 0.  , 0.5 , 0.55], [0.6 , 0.6 , 1.  , 1.  ]]), array([0.8, 0.1]))
     """
-    sums = [np.asarray(b, dtype=np.float64) for b in np.asarray(boxes).reshape(-1, 4)]
-    counts = [1] * len(sums)
-    rated = [float(s) for s in np.asarray(scores).reshape(-1)]
-    if len(rated) != len(sums):
-        raise ValueError(f"{len(sums)} boxes but {len(rated)} scores.")
-    while len(sums) > 1:
-        means = np.stack([s / c for s, c in zip(sums, counts)])
-        overlaps = iou(means, means)
-        np.fill_diagonal(overlaps, -1.0)
-        i, j = np.unravel_index(np.argmax(overlaps), overlaps.shape)
-        if overlaps[i, j] <= threshold:
-            break
-        i, j = min(i, j), max(i, j)
-        sums[i] = sums[i] + sums[j]
-        counts[i] += counts[j]
-        rated[i] += rated[j]
-        del sums[j], counts[j], rated[j]
-    merged = np.stack([s / c for s, c in zip(sums, counts)]) if sums else np.zeros((0, 4))
-    order = np.argsort(-np.asarray(rated), kind="stable")
-    return merged[order], np.asarray(rated)[order]
+    return _merge_greedily(boxes, scores, iou, lambda best: best > threshold)
+
+
+def overfeat_merge(boxes, scores, *, threshold=OVERFEAT_THRESHOLD):
+    """OverFeat's greedy merging (Sermanet et al. 2014, section 4.3; ``merge="overfeat"``).
+
+    Repeatedly takes the pair of predictions with the lowest :func:`match_score` (centre
+    distance minus intersection, in units of the image) and stops when that score exceeds
+    ``threshold``; otherwise replaces the pair by one box whose coordinates are the average of
+    all the predictions merged into it (OverFeat's ``box_merge`` averages the pair's
+    coordinates; counting every merged prediction makes the box independent of the order of
+    the merges), rated by the sum of their scores. Returns ``(boxes, scores)`` sorted by
+    decreasing score.
+
+    >>> overfeat_merge([[0, 0, .6, .6], [0, .1, .6, .7], [.6, .6, 1, 1]], [0.5, 0.3, 0.1])
+    (array([[0.  , 0.05, 0.6 , 0.65], [0.6 , 0.6 , 1.  , 1.  ]]), array([0.8, 0.1]))
+    """
+    return _merge_greedily(boxes, scores, lambda a, b: -match_score(a, b),
+                           lambda best: -best <= threshold)
+
+
+MERGES = {"overfeat": overfeat_merge, "iou": greedy_merge}
+"""Protocol 2's merging criteria by name."""
+
+MERGE_THRESHOLDS = {"overfeat": OVERFEAT_THRESHOLD, "iou": IOU_THRESHOLD}
+"""Each criterion's default threshold."""
+
+DEFAULT_MERGE = "overfeat"
+"""Protocol 2's criterion unless told otherwise (``--merge``)."""
+
+
+def merge_boxes(boxes, scores, *, merge=DEFAULT_MERGE, threshold=None):
+    """Merge box predictions by the criterion named ``merge`` (:data:`MERGES`) at
+    ``threshold`` (default: the criterion's own, :data:`MERGE_THRESHOLDS`).
+
+    >>> concentric = [[.1, .1, .9, .9], [.3, .3, .7, .7]]     # IoU 0.25, match score -0.16
+    >>> merge_boxes(concentric, [0.5, 0.3], merge="iou")
+    (array([[0.1, 0.1, 0.9, 0.9], [0.3, 0.3, 0.7, 0.7]]), array([0.5, 0.3]))
+    >>> merge_boxes(concentric, [0.5, 0.3], merge="overfeat")
+    (array([[0.2, 0.2, 0.8, 0.8]]), array([0.8]))
+    """
+    if merge not in MERGES:
+        raise ValueError(f"merge must be one of {', '.join(MERGES)}, got {merge!r}.")
+    if threshold is None:
+        threshold = MERGE_THRESHOLDS[merge]
+    return MERGES[merge](boxes, scores, threshold=threshold)

@@ -5,7 +5,8 @@ evaluation by the paper's protocols.
 
 >>> from vgg_keras.classification import train_classifier
 >>> summary = train_classifier(arch="A", width=0.25, crop=64, scale=(72, 96), epochs=20,
-...                            batch_size=32, init="glorot", run_dir="runs/quick")
+...                            batch_size=32, init="glorot",
+...                            run_dir="runs/quick")   # doctest: +SKIP
 """
 
 import logging
@@ -15,8 +16,8 @@ import keras
 from . import data as vdata
 from . import evaluate as protocols
 from .augment import training_augmentation
-from .config import ClassificationConfig, test_scale
-from .models import build_vgg, load_vgg, preinitialize
+from .config import ClassificationConfig, multi_test_scales, test_scale
+from .models import build_vgg, input_normalization, load_vgg, preinitialize
 from .run import Run, Task
 
 log = logging.getLogger(__name__)
@@ -31,15 +32,22 @@ class ClassificationTask(Task):
     def prepare(self, config):
         self.source = load_vgg(config.init_from, kind="classifier") if config.init_from else None
 
-    def build(self, config, info):
+    def build(self, config, info, statistics):
+        preprocessing = {"mean": statistics.mean}
+        if config.statistics == "auto" and self.source is not None:
+            # Weights see their inputs as they were trained to: the source's normalisation.
+            preprocessing = input_normalization(self.source) or preprocessing
+            log.info("Input normalisation of %s: %s", config.init_from, preprocessing)
         model = build_vgg(config.arch, info.num_classes, input_shape=(config.crop, config.crop, 3),
-                          width=config.width, dropout=config.dropout, init=config.init)
+                          width=config.width, dropout=config.dropout, init=config.init,
+                          preprocessing=preprocessing)
         if self.source is not None:
             initialize_from(model, self.source, config.init_from)
         else:
             log.info("Training %s from random initialisation (%s).", model.name, config.init)
         augmentation = training_augmentation(flip=config.flip, color_shift=config.color_shift,
-                                             seed=config.seed)
+                                             seed=config.seed, eigval=statistics.eigval,
+                                             eigvec=statistics.eigvec)
         return model, augmentation, dict(
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
@@ -63,24 +71,38 @@ class ClassificationTask(Task):
         return protocols.format_table(summary["evaluation"])
 
     def evaluate(self, config, model, examples, info):
-        q = test_scale(config.scale)
+        # The paper's protocol is the headline: dense, flip-averaged, posteriors averaged over
+        # the test scales for the training scale; each method at each scale is a row as well.
+        scales = tuple(config.eval_scales or multi_test_scales(config.scale, crop=config.crop))
+        methods = tuple(config.eval_methods)
         rows = protocols.evaluate_classifier(
             model, lambda q, method: protocols.protocol_batches(
                 examples, method, q, crop=config.crop, batch_size=config.eval_batch_size),
-            scales=(q,), methods=tuple(config.eval_methods))
+            scales=scales, methods=methods)
+        split = vdata.info(examples).split
         log.info("%s", protocols.format_table(
-            rows, title=f"validation, {model.name}, S={config.scale}"))
-        by_method = {row["method"]: row for row in rows}
-        center = rows[0]
-        log.info("top-1 error %.1f%% (accuracy %.1f%%), top-5 error %.1f%% on %s after "
-                 "training", center["top1"], 100 - center["top1"], center["top5"], config.arch)
+            rows, title=f"{split} split (not seen in training or selection), {model.name}, "
+                        f"S={config.scale}"))
+
+        def over_all_scales(method):
+            return next(r for r in rows if r["method"] == method and r["scales"] == list(scales))
+
+        headline = over_all_scales("dense" if "dense" in methods else methods[0])
+        log.info("top-1 error %.1f%% (accuracy %.1f%%), top-5 error %.1f%% on %s: %s, "
+                 "flip-averaged, Q=%s, %d images of %s", headline["top1"], 100 - headline["top1"],
+                 headline["top5"], config.arch, headline["method"],
+                 ",".join(map(str, scales)), headline["images"], split)
+        single = test_scale(config.scale)
         return {
-            "top1_error": center["top1"], "top5_error": center["top5"],
-            **{f"{method}_top{k}_error": by_method[method][f"top{k}"]
-               for method in ("dense", "multicrop") if method in by_method for k in (1, 5)},
+            "top1_error": headline["top1"], "top5_error": headline["top5"],
+            "headline": {"method": headline["method"], "scales": list(scales), "flip": True,
+                         "split": split, "images": headline["images"]},
+            **{f"{method}_top{k}_error": over_all_scales(method)[f"top{k}"]
+               for method in {r["method"] for r in rows} for k in (1, 5)},
+            **{f"{row['method']}_q{single}_top{k}_error": row[f"top{k}"] for row in rows
+               if row["scales"] == [single] for k in (1, 5)},
             "evaluation": rows, "chance_top1_error": 100.0 * (1 - 1 / info.num_classes),
         }
-
 
 
 def initialize_from(model, source, path):
@@ -104,14 +126,17 @@ def train_classifier(**options):
     return Run(ClassificationConfig.from_dict(options), ClassificationTask()).execute()
 
 
-def evaluate_saved(paths, *, data=None, data_dir=None, scales=None, methods=("center", "dense"),
-                   crop=None, flip=True, batch_size=32, split=None, val_fraction=0.05,
-                   output=None):
+def evaluate_saved(paths, *, data=None, data_dir=None, scales=None, scale=256,
+                   methods=("dense", "center"), crop=None, flip=True, batch_size=32, split=None,
+                   val_fraction=0.05, output=None):
     """Evaluate saved classifiers (several: fusion) by the paper's protocols: ``.keras`` models
-    or the weight files ``build_vgg(weights=...)`` reads (torchvision ``.pth``,
-    keras.applications ``.h5``)."""
+    or the weights ``build_vgg(weights=...)`` reads (torchvision ``.pth``, keras.applications
+    ``.h5``, keras-hub presets), at test ``scales`` (default: the paper's multi-scale set for
+    the training scale ``scale``) on ``split`` (default: the report examples of
+    :func:`vgg_keras.data.run_splits`)."""
     models = [load_vgg(p, kind="classifier") for p in paths]
     crop = crop or models[0].input_shape[1]
+    scales = scales or multi_test_scales(scale, crop=crop)
     examples = vdata.evaluation_examples(data, split=split, val_fraction=val_fraction,
                                    data_dir=data_dir)
     classes = vdata.info(examples).num_classes

@@ -3,8 +3,11 @@ configuration declares (:mod:`vgg_keras.config`), then train or evaluate, with t
 messages on the terminal and a clear error, not a traceback, for what a user can fix.
 
 >>> from vgg_keras.cli import train_cls
->>> train_cls(["--arch", "A", "--width", "0.25", "--crop", "64", "--scale", "72:96"])
+>>> train_cls(["--arch", "A", "--width", "0.25", "--crop", "64",
+...            "--scale", "72:96"])                   # trains for minutes  # doctest: +SKIP
 0
+>>> train_cls(["--crop", "64", "--scale", "48"])     # S below the crop: a message on stderr
+2
 """
 
 import sys
@@ -51,10 +54,9 @@ def train_cls(argv=None, prog=None):
             return classification.train_classifier(**config.to_dict())
         return classification.evaluate_saved(
             config.evaluate, data=config.data, data_dir=config.data_dir,
-            scales=config.eval_scales or [test_scale(config.scale)],
-            methods=config.eval_methods, flip=not config.no_eval_flip,
-            batch_size=config.eval_batch_size, val_fraction=config.val_fraction,
-            output=config.eval_output)
+            scales=config.eval_scales, scale=config.scale, methods=config.eval_methods, flip=not config.no_eval_flip,
+            batch_size=config.eval_batch_size, split=config.eval_split,
+            val_fraction=config.val_fraction, output=config.eval_output)
 
     return run_command(parser.prog, config.quiet, work)
 
@@ -75,6 +77,7 @@ def train_loc(argv=None, prog=None):
             data_dir=config.data_dir,
             scales=config.eval_scales or [test_scale(config.scale)],
             batch_size=config.eval_batch_size, val_fraction=config.val_fraction,
-            split=config.eval_split, output=config.eval_output)
+            split=config.eval_split, output=config.eval_output, merge=config.merge,
+            merge_threshold=config.merge_threshold)
 
     return run_command(parser.prog, config.quiet, work)

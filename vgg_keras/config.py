@@ -4,13 +4,23 @@ serialisation, and it reads back into them.
 
 >>> config = ClassificationConfig(arch="A", width=0.25, crop=64, scale=(72, 96))
 >>> parser = build_parser(ClassificationConfig, "Train a VGG classifier")
->>> config == ClassificationConfig.from_dict(config.to_dict())
+>>> parsed = from_args(ClassificationConfig, parser.parse_args(
+...     ["--arch", "a", "--width", "0.25", "--crop", "64", "--scale", "72:96"]))
+>>> parsed == config, parsed.arch, parsed.scale, parsed.epochs      # epochs: the default
+(True, 'A', (72, 96), 74)
+>>> config == ClassificationConfig.from_dict(config.to_dict())     # config.json reads back
 True
 """
 
+from __future__ import annotations
+
 import argparse
 import dataclasses
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
+from .boxes import DEFAULT_MERGE, MERGE_THRESHOLDS
 from .configs import CONFIGS
 from .transforms import test_scale
 
@@ -21,7 +31,7 @@ PROTOCOLS = ("center", "dense", "multicrop")
 
 # -- parsing one value ----------------------------------------------------------------------------
 
-def parse_scale(text):
+def parse_scale(text: str) -> int | tuple[int, int]:
     """``"256"`` -> 256 (single-scale S); ``"256:512"`` -> (256, 512) (jittered S).
 
     >>> parse_scale("256:512")
@@ -39,11 +49,21 @@ def parse_scale(text):
     raise ValueError(f"scale must be S or SMIN:SMAX with SMIN <= SMAX, got {text!r}")
 
 
-def multi_test_scales(scale):
-    """The paper's multi-scale Q set: {S-32, S, S+32}, or {Smin, middle, Smax} when jittered."""
+def multi_test_scales(scale: int | tuple[int, int],
+                      crop: int | None = None) -> tuple[int, int, int]:
+    """The paper's multi-scale Q set: {S-32, S, S+32}, or {Smin, middle, Smax} when jittered;
+    with ``crop``, scales below it are raised to it (a crop cannot exceed the image).
+
+    >>> multi_test_scales(256), multi_test_scales((256, 512)), multi_test_scales(36, crop=32)
+    ((224, 256, 288), (256, 384, 512), (32, 36, 68))
+    """
     if isinstance(scale, tuple):
-        return (scale[0], test_scale(scale), scale[1])
-    return (scale - 32, scale, scale + 32)
+        scales = (scale[0], test_scale(scale), scale[1])
+    else:
+        scales = (scale - 32, scale, scale + 32)
+    if crop is not None:
+        scales = tuple(sorted({max(int(crop), q) for q in scales}))
+    return scales
 
 
 def _argument_type(parse):
@@ -86,6 +106,20 @@ def fraction(text):
     return value
 
 
+STATISTICS = ("auto", "imagenet", "data")
+
+
+def statistics_choice(text):
+    """``--statistics``: auto, imagenet, data, or the path of a statistics JSON file."""
+    text = str(text)
+    if text in STATISTICS:
+        return text
+    if not os.path.isfile(os.path.expanduser(text)):
+        raise ValueError(f"expected auto, imagenet, data or a statistics JSON file; no file "
+                         f"{text!r}")
+    return text
+
+
 def dropout_rate(text):
     value = float(text)
     if not 0 <= value < 1:
@@ -100,10 +134,15 @@ def arch_name(text):
     return key
 
 
+C = TypeVar("C", bound="RunConfig")
+
+
 # -- declaring an option --------------------------------------------------------------------------
 
-def option(default, group, help, *, parse=None, choices=None, nargs=None, metavar=None,
-           resumable=False, run=True, flag=True, negatable=False):
+def option(default: Any, group: str, help: str, *, parse: Callable[[str], Any] | None = None,
+           choices: Sequence[str] | None = None, nargs: str | None = None,
+           metavar: str | None = None, resumable: bool = False, run: bool = True,
+           flag: bool = True, negatable: bool = False) -> Any:
     """A configuration field and everything the parser needs to offer it.
 
     ``resumable``: may change when a run resumes (it does not shape the weights).
@@ -132,7 +171,9 @@ class RunConfig:
     dropout: float = option(0.5, "model", "dropout rate after fc6 and fc7", parse=dropout_rate)
     init: str = option("paper", "model", "random initialisation: N(0, 0.01) as in the paper, "
                        "or Glorot uniform, which the authors later found trains without "
-                       "pre-init", choices=("paper", "glorot"))
+                       "pre-init; xavier is that procedure as Caffe's filler runs it (variance "
+                       "1/fan_in, not Keras's 2/(fan_in+fan_out))",
+                       choices=("paper", "glorot", "xavier"))
     init_from: str = option(None, "model", "a model to start from: a trained A for the paper's "
                             "pre-initialisation of a deeper net, or a model of the same "
                             "configuration to fine-tune", metavar="PATH")
@@ -151,9 +192,23 @@ class RunConfig:
                         negatable=True)
     color_shift: bool = option(True, "data", "AlexNet PCA colour shift of the training crops",
                                negatable=True)
-    val_fraction: float = option(0.05, "data", "share of the training data held out for "
-                                 "validation when the source has no validation split",
-                                 parse=fraction)
+    statistics: str = option("auto", "data", "the mean RGB the model subtracts and the PCA of "
+                             "the colour shift: the training data's own (data: computed from "
+                             "up to 2000 training images, saved as statistics.json in the run "
+                             "directory and in the model), ImageNet's (imagenet), or a JSON "
+                             "file from python -m vgg_keras.data stats; auto is imagenet for "
+                             "ImageNet data, the --init-from model's own input normalisation "
+                             "when there is one, and data otherwise",
+                             parse=statistics_choice, metavar="auto|imagenet|data|PATH")
+    val_fraction: float = option(0.05, "data", "share of the training data held out to choose "
+                                 "the schedule and the kept epoch when the source has no "
+                                 "validation split, or when validation is the reported split "
+                                 "(a source with one split holds out as much again for the "
+                                 "report)", parse=fraction)
+    eval_split: str = option(None, "data", "the split the error is reported on, e.g. test or "
+                             "'validation[:100]' (default: test when the source has a labelled "
+                             "one, else validation, else a held-out --val-fraction of train; "
+                             "never the split that chose the epoch)")
     # optimisation
     epochs: int = option(74, "optimisation", "epochs (370K iterations of 256 on ImageNet)",
                          parse=positive(int), resumable=True)
@@ -206,21 +261,21 @@ class RunConfig:
 
     # -- serialisation --------------------------------------------------------------------------
     @classmethod
-    def run_fields(cls):
+    def run_fields(cls) -> list[dataclasses.Field]:
         return [f for f in dataclasses.fields(cls) if f.metadata["run"]]
 
     @classmethod
-    def resumable(cls):
+    def resumable(cls) -> frozenset[str]:
         """Options that may change when a run resumes."""
         return frozenset(f.name for f in dataclasses.fields(cls) if f.metadata["resumable"])
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """The run's options as ``config.json`` holds them (JSON types)."""
         values = {f.name: getattr(self, f.name) for f in self.run_fields()}
         return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
     @classmethod
-    def from_dict(cls, values):
+    def from_dict(cls: type[C], values: Mapping[str, Any]) -> C:
         """Read ``to_dict()``'s output (or ``config.json``) back; unknown keys are refused."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(values) - names
@@ -231,7 +286,7 @@ class RunConfig:
             values["scale"] = tuple(values["scale"])
         return cls(**values)
 
-    def replace(self, **changes):
+    def replace(self: C, **changes: Any) -> C:
         return dataclasses.replace(self, **changes)
 
 
@@ -239,14 +294,16 @@ class RunConfig:
 class ClassificationConfig(RunConfig):
     """train_cls.py's options."""
 
-    eval_methods: list = option(["center", "dense"], "evaluation", "test protocols, for "
-                                "--evaluate and for the evaluation after training (whose first "
-                                "one gives summary.json's top-1/top-5 error); dense and "
-                                "multicrop together also report their combination",
-                                choices=PROTOCOLS, nargs="+", resumable=True)
-    eval_scales: list = option(None, "evaluation", "test scales Q for --evaluate (default: the "
-                               "paper's single scale for --scale, S or (Smin+Smax)/2)",
-                               parse=int, nargs="+", run=False)
+    eval_methods: list = option(["dense", "center"], "evaluation", "test protocols, for "
+                                "--evaluate and for the evaluation after training; "
+                                "summary.json's top1_error is dense over every test scale "
+                                "(the paper's headline) when dense is asked for, else the first "
+                                "method's; dense and multicrop together also report their "
+                                "combination", choices=PROTOCOLS, nargs="+", resumable=True)
+    eval_scales: list = option(None, "evaluation", "test scales Q, each image's posteriors "
+                               "averaged over them (default: the paper's, {S-32, S, S+32} for a "
+                               "fixed S and {Smin, (Smin+Smax)/2, Smax} for a jittered one, none "
+                               "below --crop)", parse=int, nargs="+", resumable=True)
     no_eval_flip: bool = option(False, "evaluation", "do not average the soft-max of the "
                                 "horizontally flipped image", run=False)
     eval_output: str = option(None, "evaluation", "write the evaluation rows as JSON",
@@ -270,10 +327,16 @@ class LocalizationConfig(RunConfig):
     eval_scales: list = option(None, "localisation", "test scales Q for protocol 2 (protocol 1 "
                                "uses the first; default: the paper's single scale for --scale)",
                                parse=int, nargs="+", resumable=True)
-    eval_split: str = option(None, "localisation", "split the evaluation reads, e.g. test or "
-                             "'validation[:100]' (default: the validation examples, held out "
-                             "by --val-fraction when the source has no validation split)",
-                             resumable=True)
+    merge: str = option(DEFAULT_MERGE, "localisation", "protocol 2's greedy merging of the "
+                        "dense boxes: overfeat merges the pair with the lowest centre distance "
+                        "minus intersection (Sermanet et al. 2014, section 4.3), iou the pair "
+                        "with the highest IoU", choices=tuple(MERGE_THRESHOLDS), resumable=True)
+    merge_threshold: float = option(None, "localisation", "when merging stops (default: the "
+                                    "criterion's own): overfeat when the best pair's score, in "
+                                    "units of the image, exceeds it "
+                                    f"({MERGE_THRESHOLDS['overfeat']:g}), iou when the best IoU "
+                                    f"is at most it ({MERGE_THRESHOLDS['iou']:g})", parse=float,
+                                    resumable=True)
     eval_output: str = option(None, "localisation", "write Tables 8/9 as JSON (--evaluate)",
                               run=False)
 
@@ -283,7 +346,7 @@ class LocalizationConfig(RunConfig):
 
 # -- the command line -----------------------------------------------------------------------------
 
-def build_parser(config_class, description):
+def build_parser(config_class: type[RunConfig], description: str) -> argparse.ArgumentParser:
     """An ``argparse`` parser offering every flag of ``config_class``, grouped, with its help
     and its default (``--help`` shows both)."""
     parser = argparse.ArgumentParser(
@@ -312,7 +375,7 @@ def build_parser(config_class, description):
     return parser
 
 
-def from_args(config_class, args):
+def from_args(config_class: type[C], args: argparse.Namespace) -> C:
     """The configuration an ``argparse`` namespace from :func:`build_parser` describes."""
     return config_class(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_class)
                            if hasattr(args, f.name)})

@@ -10,7 +10,9 @@ with a 2x2 max-pool, and every configuration shares the head FC-4096, FC-4096, F
 (1, 512)
 """
 
-CONFIGS = {
+from __future__ import annotations
+
+CONFIGS: dict[str, tuple[tuple[str, ...], ...]] = {
     "A": (
         ("conv3-64",),
         ("conv3-128",),
@@ -81,7 +83,7 @@ MIN_INPUT_SIZE = 32
 """Five 2x2 pools leave a 1x1 map at 32 pixels; below that the network has nothing to read."""
 
 
-def canonical_arch(arch):
+def canonical_arch(arch: str) -> str:
     """Return the table key for ``arch`` (case-insensitive), or raise a ValueError listing them.
 
     >>> canonical_arch("a-lrn")
@@ -95,7 +97,7 @@ def canonical_arch(arch):
     return key
 
 
-def parse_layer(spec):
+def parse_layer(spec: str) -> tuple[int, int] | None:
     """``"conv3-64"`` -> ``(3, 64)`` (kernel size, channels); ``"LRN"`` -> ``None``."""
     if spec == "LRN":
         return None

@@ -12,15 +12,33 @@ posteriors; the tasks and the notebooks read both.
 Each protocol pass shows a progress bar on stderr ("dense Q=384", images done out of the
 dataset's size when it is known); ``vgg_keras.progress.set_quiet()`` silences them.
 
->>> results = evaluate_classifier(model, dataset, scales=(256, 384, 512), methods=("dense",))
+>>> from vgg_keras import build_vgg
+>>> from vgg_keras.data import load
+>>> model = build_vgg("A", 10, input_shape=(64, 64, 3), width=0.125)   # untrained: at chance
+>>> val = load("vgg_shapes", "validation[:8]")
+>>> results = evaluate_classifier(model, lambda q, m: protocol_batches(val, m, q, crop=64),
+...                               scales=(64, 96), methods=("center", "dense"))
 >>> print(format_table(results))
+top-1 / top-5 error (%)
+<BLANKLINE>
+| model(s) | test scale(s) | method | top-1 | top-5 |
+|---|---|---|---|---|
+| vgg_a | 64 | center | ... | ... |
+| vgg_a | 96 | center | ... | ... |
+| vgg_a | 64,96 | center | ... | ... |
+| vgg_a | 64 | dense | ... | ... |
+| vgg_a | 96 | dense | ... | ... |
+| vgg_a | 64,96 | dense | ... | ... |
 """
+
+from __future__ import annotations
 
 import json
 import logging
 import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -29,10 +47,19 @@ from .models import to_dense
 from .progress import progress
 from .transforms import MULTICROP_CROPS
 
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from ._typing import PathLike, Tensor
+
+Batches = Iterable[tuple[Any, Any]]
+"""``(images, labels)`` pairs: an ``eval_pipeline`` dataset, its ``as_numpy_iterator()``, or
+any iterable of numpy arrays."""
+
 log = logging.getLogger(__name__)
 
 
-def softmax(logits):
+def softmax(logits: Tensor) -> np.ndarray:
     """Numerically stable soft-max over the last axis, in float64 numpy."""
     logits = np.asarray(logits, dtype=np.float64)
     shifted = logits - logits.max(axis=-1, keepdims=True)
@@ -40,13 +67,15 @@ def softmax(logits):
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-def topk_error(posteriors, labels, k):
+def topk_error(posteriors: np.ndarray, labels: np.ndarray, k: int) -> float:
     """Share of images whose label is not among the ``k`` highest-scoring classes.
 
     Ties are broken against the label (a constant score never counts as correct).
 
     >>> topk_error(np.array([[0.1, 0.7, 0.2]]), np.array([2]), 1)
     1.0
+    >>> topk_error(np.array([[0.1, 0.7, 0.2]]), np.array([2]), 2)
+    0.0
     """
     posteriors = np.asarray(posteriors)
     labels = np.asarray(labels).astype(int)
@@ -57,7 +86,7 @@ def topk_error(posteriors, labels, k):
     return float(np.mean(higher + ties >= k))
 
 
-def errors(posteriors, labels):
+def errors(posteriors: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """``{"top1": ..., "top5": ...}`` errors in percent."""
     return {
         "top1": 100.0 * topk_error(posteriors, labels, 1),
@@ -69,7 +98,8 @@ def _to_numpy(x):
     return keras.ops.convert_to_numpy(x)
 
 
-def dense_posteriors(dense_model, images, flip=True):
+def dense_posteriors(dense_model: keras.Model, images: np.ndarray,
+                     flip: bool = True) -> np.ndarray:
     """Soft-max of the spatially averaged class score map, averaged with the flipped image.
 
     ``images`` is a batch of equal-sized whole images (N, H, W, 3), RGB in [0, 255].
@@ -77,7 +107,8 @@ def dense_posteriors(dense_model, images, flip=True):
     return dense_scores(dense_model, images, flip)[1]
 
 
-def dense_scores(dense_model, images, flip=True):
+def dense_scores(dense_model: keras.Model, images: np.ndarray,
+                 flip: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """``(score maps (N, h, w, C), posteriors (N, C))`` of the dense protocol: the class score
     maps of ``images`` and :func:`dense_posteriors` from them."""
     maps = _to_numpy(dense_model(images, training=False))
@@ -88,7 +119,7 @@ def dense_scores(dense_model, images, flip=True):
     return maps, posteriors
 
 
-def crop_posteriors(model, crops, flip=False):
+def crop_posteriors(model: keras.Model, crops: np.ndarray, flip: bool = False) -> np.ndarray:
     """Mean soft-max over a set of crops of one image each: ``crops`` is (N, K, h, w, 3).
 
     Multi-crop evaluation passes the 50 crops (5x5 grid x 2 flips) of each image as K.
@@ -154,21 +185,28 @@ PROTOCOLS = {
 METHODS = tuple(PROTOCOLS)
 
 
-def protocol(method):
+def protocol(method: str) -> Protocol:
     """The :class:`Protocol` named ``method``, or a ValueError naming :data:`METHODS`."""
     if method not in PROTOCOLS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     return PROTOCOLS[method]
 
 
-def protocol_batches(examples, method, scale, crop=224, batch_size=32, *, boxes=False):
+def protocol_batches(examples: tf.data.Dataset, method: str, scale: int, crop: int = 224,
+                     batch_size: int = 32, *, boxes: bool = False) -> tf.data.Dataset:
     """The ``eval_pipeline`` batches of ``examples`` for protocol ``method`` at test scale
     ``scale``, batched by the protocol's rule: ``batch_size`` images for "center", one for
     "dense", ``batch_size // 50`` (at least one) for "multicrop", so that a forward pass takes
     about ``batch_size`` crops. ``boxes`` as ``eval_pipeline`` (center and dense).
 
-    >>> rows = evaluate_classifier(model, lambda q, m: protocol_batches(val, m, q, crop=64),
-    ...                            scales=(64, 96), methods=METHODS)
+    >>> from vgg_keras.data import load
+    >>> val = load("vgg_shapes", "validation[:4]")
+    >>> for method in METHODS:
+    ...     images, labels = next(iter(protocol_batches(val, method, 64, crop=64)))
+    ...     print(method, tuple(images.shape), tuple(labels.shape))
+    center (4, 64, 64, 3) (4,)
+    dense (1, ..., ..., 3) (1,)
+    multicrop (50, 64, 64, 3) (1,)
     """
     # vgg_keras.data imports TensorFlow, which evaluating numpy batches (the rest of this
     # module) does not need.
@@ -190,13 +228,16 @@ def _labels_in(labels):
     return int(np.size(labels))
 
 
-def known_total(batches):
+def known_total(batches: Batches) -> tuple[int | None, str]:
     """``(total, unit)`` for a progress bar over ``batches``, read without consuming them:
     images (``"img"``) when the number is known, else batches when the dataset knows how many
     it has, else images with no total.
 
+    >>> from vgg_keras.data import eval_pipeline, load
     >>> known_total(eval_pipeline(load("vgg_shapes", "validation"), scale=84, crop=64))
     (500, 'img')
+    >>> known_total([(np.zeros((2, 8, 8, 3)), np.zeros(2)), (np.zeros((1, 8, 8, 3)), [0])])
+    (3, 'img')
     """
     dataset = batches
     tf = sys.modules.get("tensorflow")   # a tf.data.Dataset means TensorFlow is imported
@@ -215,7 +256,8 @@ def known_total(batches):
     return None, "img"
 
 
-def track(batches, label, total=None):
+def track(batches: Batches, label: str,
+          total: int | None = None) -> Iterator[tuple[Any, Any]]:
     """Iterate ``batches`` of ``(images, labels)`` (a ``tf.data.Dataset`` as numpy) while a
     progress bar named ``label`` counts the images on stderr (see :mod:`vgg_keras.progress`).
 
@@ -223,8 +265,12 @@ def track(batches, label, total=None):
     ``eval_pipeline`` dataset or a list; otherwise only the
     count and rate show.
 
-    >>> for images, labels in track(eval_pipeline(ds, scale=256), "center Q=256"):
-    ...     predict(images)
+    >>> from vgg_keras.data import eval_pipeline, load
+    >>> batches = eval_pipeline(load("vgg_shapes", "validation[:40]"), scale=72, crop=64)
+    >>> for images, labels in track(batches, "center Q=72"):    # "center Q=72: 40/40 img"
+    ...     print(images.shape, labels.shape)                    # numpy arrays
+    (32, 64, 64, 3) (32,)
+    (8, 64, 64, 3) (8,)
     """
     unit = "img"
     if total is None:
@@ -240,8 +286,9 @@ def track(batches, label, total=None):
             bar.update(_labels_in(labels) if unit == "img" else 1)
 
 
-def collect_posteriors(model, batches, method, *, flip=True, dense_model=None, label=None,
-                       total=None):
+def collect_posteriors(model: keras.Model, batches: Batches, method: str, *, flip: bool = True,
+                       dense_model: keras.Model | None = None, label: str | None = None,
+                       total: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Run one protocol over an eval pipeline's batches; return (posteriors, labels).
 
     ``batches`` yields ``(images, labels)`` as ``vgg_keras.data.eval_pipeline`` makes them for
@@ -252,8 +299,14 @@ def collect_posteriors(model, batches, method, *, flip=True, dense_model=None, l
     A progress bar named ``label`` (default: the method) counts the images out of ``total``,
     or out of the dataset's size when ``batches`` comes from ``eval_pipeline``.
 
+    >>> from vgg_keras import build_vgg
+    >>> from vgg_keras.data import eval_pipeline, load
+    >>> model = build_vgg("A", 10, input_shape=(64, 64, 3), width=0.125)
+    >>> ds = load("vgg_shapes", "validation[:6]")
     >>> posteriors, labels = collect_posteriors(
-    ...     model, eval_pipeline(ds, scale=256, mode="dense"), "dense", label="dense Q=256")
+    ...     model, eval_pipeline(ds, scale=72, mode="dense"), "dense", label="dense Q=72")
+    >>> posteriors.shape, labels.shape, bool(np.allclose(posteriors.sum(axis=1), 1))
+    ((6, 10), (6,), True)
     """
     chosen = protocol(method)
     all_posteriors, all_labels = [], []
@@ -269,8 +322,10 @@ def collect_posteriors(model, batches, method, *, flip=True, dense_model=None, l
     return np.concatenate(all_posteriors), np.concatenate(all_labels)
 
 
-def evaluate_classifier(models, make_batches, *, scales, methods=("dense",), flip=True,
-                        total=None):
+def evaluate_classifier(models: keras.Model | Sequence[keras.Model],
+                        make_batches: Callable[[int, str], Batches], *, scales: Sequence[int],
+                        methods: Sequence[str] = ("dense",), flip: bool = True,
+                        total: int | None = None) -> list[dict[str, Any]]:
     """Evaluate one model or several (fusion) over test scales and methods.
 
     ``make_batches(scale, method)`` returns an iterable of batches for that scale and method
@@ -322,7 +377,7 @@ def evaluate_classifier(models, make_batches, *, scales, methods=("dense",), fli
     return rows
 
 
-def format_table(rows, title="top-1 / top-5 error (%)"):
+def format_table(rows: Sequence[dict[str, Any]], title: str = "top-1 / top-5 error (%)") -> str:
     """Rows as a markdown table in the layout of the paper's Tables 3-6."""
     lines = [f"{title}", "", "| model(s) | test scale(s) | method | top-1 | top-5 |",
              "|---|---|---|---|---|"]
@@ -333,6 +388,6 @@ def format_table(rows, title="top-1 / top-5 error (%)"):
     return "\n".join(lines)
 
 
-def write_json(rows, path):
+def write_json(rows: Sequence[dict[str, Any]], path: PathLike) -> None:
     with open(path, "w") as handle:
         json.dump(rows, handle, indent=1)

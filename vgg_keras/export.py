@@ -1,10 +1,15 @@
 """Serving exports of a trained classifier or localizer: a TensorFlow SavedModel that takes image
 files, an ONNX graph, or a ``.keras`` file.
 
+>>> from vgg_keras import build_vgg
 >>> from vgg_keras.export import export
->>> export(model, "served/vgg_d", format="saved_model")        # TF Serving, tf.saved_model.load
->>> export(model, "vgg_d.onnx", format="onnx")                  # ONNX Runtime
->>> export(model, "vgg_d.keras", format="keras")                # keras.saving.load_model
+>>> model = build_vgg("A", 10, input_shape=(64, 64, 3), width=0.125)   # or a trained one
+>>> export(model, "served/vgg_a", format="saved_model")        # TF Serving, tf.saved_model.load
+'served/vgg_a'
+>>> export(model, "vgg_a.onnx", format="onnx")  # ONNX Runtime  # doctest: +SKIP
+'vgg_a.onnx'
+>>> export(model, "vgg_a.keras", format="keras")                # keras.saving.load_model
+'vgg_a.keras'
 
 The SavedModel holds the whole test-time preprocessing of the paper's single-scale central-crop
 evaluation (decode, isotropic rescale of the shorter side to Q, central crop), so a server runs
@@ -40,6 +45,8 @@ when Keras runs on another backend: the TensorFlow route (tf2onnx) needs over 20
 for D. So it needs torch and onnx (``pip install "vgg_keras[onnx]"``), on any backend.
 """
 
+from __future__ import annotations
+
 import importlib.util
 import os
 import subprocess
@@ -47,12 +54,18 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 
 from . import boxes as B
 from .heads import is_localizer, regression_of
 from .models import _load_if_path
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from ._typing import PathLike
 
 # TensorFlow (and vgg_keras.data, which imports it) is imported inside the functions that build
 # the serving graph: `import vgg_keras` imports this module, and must not need TensorFlow on the
@@ -78,7 +91,7 @@ ONNX_PACKAGES = ("torch", "onnx")
 ONNX_INSTALL = 'pip install "vgg_keras[onnx]"'
 
 
-def default_scale(crop):
+def default_scale(crop: int) -> int:
     """Q for a crop side when none is given: 256 for 224, in the same ratio for other crops.
 
     >>> default_scale(224), default_scale(64)
@@ -87,8 +100,10 @@ def default_scale(crop):
     return int(round(crop * PAPER_SCALE_RATIO))
 
 
-def export(model, path, format="saved_model", *, classifier=None, scale=None, top=None,
-           max_pixels=None, verbose=False):
+def export(model: keras.Model | PathLike, path: PathLike, format: str = "saved_model", *,
+           classifier: keras.Model | PathLike | None = None, scale: int | None = None,
+           top: int | None = None, max_pixels: int | None = None,
+           verbose: bool = False) -> str:
     """Export ``model`` (a ``build_vgg`` classifier or a ``build_localizer`` localizer, or the
     path of its ``.keras`` file) for serving, in one of three formats.
 
@@ -117,14 +132,24 @@ def export(model, path, format="saved_model", *, classifier=None, scale=None, to
 
     Returns the path written, as a string.
 
-    >>> model = build_vgg("A", 10, input_shape=(64, 64, 3), width=0.25)
-    >>> export(model, "/tmp/vgg_a", scale=84)
-    '/tmp/vgg_a'
-    >>> served = tf.saved_model.load("/tmp/vgg_a")
-    >>> served.signatures["serve"](image_bytes=tf.constant([open("cat.jpg", "rb").read()]))
-    {'classes': <(1, 5) int32>, 'probabilities': <(1, 5) float32>, 'logits': <(1, 10) float32>}
-    >>> export(model, "/tmp/vgg_a_small", scale=84, max_pixels=1_000_000)   # refuse > 1 MP
-    '/tmp/vgg_a_small'
+    >>> import os, tempfile
+    >>> import tensorflow as tf
+    >>> from vgg_keras import build_vgg
+    >>> model = build_vgg("A", 10, input_shape=(64, 64, 3), width=0.125)
+    >>> path = os.path.join(tempfile.mkdtemp(), "vgg_a")
+    >>> export(model, path, scale=84, max_pixels=100_000) == path      # refuse > 0.1 MP
+    True
+    >>> served = tf.saved_model.load(path)
+    >>> photo = tf.io.encode_jpeg(tf.zeros([240, 320, 3], tf.uint8))   # a file's bytes
+    >>> outputs = served.signatures["serve"](image_bytes=tf.stack([photo, photo]))
+    >>> {name: tuple(value.shape) for name, value in sorted(outputs.items())}
+    {'classes': (2, 5), 'logits': (2, 10), 'probabilities': (2, 5)}
+    >>> big = tf.io.encode_png(tf.zeros([400, 300, 3], tf.uint8))
+    >>> served.signatures["serve"](image_bytes=tf.stack([photo, big]))
+    Traceback (most recent call last):
+    ...
+    tensorflow.python.framework.errors_impl.InvalidArgumentError: ...[image 1 of the batch is
+    400 x 300 (120000 pixels to decode), more than the 100000 pixels this SavedModel accepts...
     """
     if format not in FORMATS:
         raise ValueError(f"Unknown export format {format!r}; choose one of {', '.join(FORMATS)}.")
@@ -322,7 +347,7 @@ FORMAT_NAMES = "JPEG, PNG, GIF or BMP"
 EMPTY_BATCH = "empty batch: send at least one image"
 
 
-def header_size(image_bytes):
+def header_size(image_bytes: tf.Tensor | bytes) -> tf.Tensor:
     """``[height, width, pixels]`` (int64) of an encoded image, read from its header without
     decoding it; ``pixels`` is what decoding it holds in memory: height x width, or for a GIF
     the larger of that and the sum of its frames' pixels (giflib keeps every frame, though only
@@ -334,8 +359,11 @@ def header_size(image_bytes):
     image descriptor; BMP in the info header (little-endian int32 width, height at bytes
     18-26; a negative height means rows stored top-down).
 
+    >>> import tensorflow as tf
     >>> header_size(tf.io.encode_png(tf.zeros([30, 40, 3], tf.uint8))).numpy()
     array([  30,   40, 1200])
+    >>> header_size(b"not an image").numpy()
+    array([-1, -1, -1])
     """
     import tensorflow as tf
 

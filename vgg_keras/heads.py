@@ -14,7 +14,16 @@ the builders, the protocols, the training and the serving export read.
 >>> layer = BoxRegression("pcr", 10, kernel_initializer="zeros")
 >>> layer.units, layer.get_config()["regression"], layer.get_config()["num_classes"]
 (40, 'pcr', 10)
+>>> from vgg_keras import build_localizer, build_vgg
+>>> localizer = build_localizer(build_vgg("A", 10, input_shape=(64, 64, 3), width=0.125),
+...                             regression="scr")
+>>> is_localizer(localizer), regression_of(localizer)
+(True, ('scr', None))
 """
+
+from __future__ import annotations
+
+from typing import Any
 
 import keras
 
@@ -34,7 +43,7 @@ object, and the box then moves only as fast as the bias learns, for PCR from a t
 per class (an FC-only PCR run ended at mean IoU 0.0003 that way, issue #6)."""
 
 
-def check_regression(regression):
+def check_regression(regression: str) -> str:
     """``regression`` in lower case, or a ValueError naming :data:`REGRESSIONS`."""
     key = str(regression).lower()
     if key not in REGRESSIONS:
@@ -42,7 +51,7 @@ def check_regression(regression):
     return key
 
 
-def box_outputs(regression, num_classes):
+def box_outputs(regression: str, num_classes: int | None) -> int:
     """Outputs of the box layer: 4 for SCR, 4 x C for PCR (which needs ``num_classes``)."""
     if check_regression(regression) == "scr":
         return 4
@@ -51,7 +60,7 @@ def box_outputs(regression, num_classes):
     return 4 * int(num_classes)
 
 
-def prior_initializer(outputs):
+def prior_initializer(outputs: int) -> keras.initializers.Initializer:
     """The bias initializer that starts every box of ``outputs`` at :data:`PRIOR_BOX`."""
     return keras.initializers.Constant([v for _ in range(outputs // 4) for v in PRIOR_BOX])
 
@@ -66,8 +75,9 @@ class BoxRegression(keras.layers.Dense):
     ``bias_initializer`` says otherwise; every other argument is ``Dense``'s.
     """
 
-    def __init__(self, regression="pcr", num_classes=None, *, units=None, bias_initializer=None,
-                 name=BOX_LAYER, **kwargs):
+    def __init__(self, regression: str = "pcr", num_classes: int | None = None, *,
+                 units: int | None = None, bias_initializer: Any = None, name: str = BOX_LAYER,
+                 **kwargs: Any) -> None:
         regression = check_regression(regression)
         if num_classes is not None and (int(num_classes) != num_classes or num_classes < 1):
             raise ValueError(f"num_classes must be a positive integer, got {num_classes}.")
@@ -82,17 +92,18 @@ class BoxRegression(keras.layers.Dense):
         self.regression = regression
         self.num_classes = num_classes
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "regression": self.regression,
                 "num_classes": self.num_classes}
 
 
-def is_localizer(model):
+def is_localizer(model: keras.Model) -> bool:
     """Whether ``model`` is a localization net (it has the box regression layer)."""
     return any(layer.name == BOX_LAYER for layer in model.layers)
 
 
-def regression_of(localizer, num_classes=None):
+def regression_of(localizer: keras.Model,
+                  num_classes: int | None = None) -> tuple[str, int | None]:
     """``("scr", None)`` or ``("pcr", C)``: what ``localizer``'s box layer predicts.
 
     Read from the :class:`BoxRegression` layer's config; for a model without one (a ``.keras``
@@ -118,7 +129,7 @@ def regression_of(localizer, num_classes=None):
     return "pcr", classes
 
 
-def _box_regression_layer(model):
+def _box_regression_layer(model: keras.Model) -> BoxRegression | None:
     for layer in model.layers:
         if layer.name == BOX_LAYER and isinstance(layer, BoxRegression):
             return layer

@@ -4,10 +4,18 @@ Both are serializable (``get_config``, registered under the ``vgg_keras`` packag
 that contain them load with ``keras.saving.load_model(path, safe_mode=True)``.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import keras
 from keras import ops
 
 from .configs import IMAGENET_MEAN_RGB, LRN_PARAMS
+
+if TYPE_CHECKING:
+    from ._typing import Shape, Tensor
 
 
 @keras.saving.register_keras_serializable(package="vgg_keras")
@@ -20,10 +28,17 @@ class InputNormalization(keras.layers.Layer):
     They are stored as non-trainable weights, so a saved model carries its own preprocessing.
 
     >>> layer = InputNormalization()          # the paper: subtract ImageNet's mean RGB
-    >>> layer(keras.ops.full((1, 2, 2, 3), 123.68))[0, 0, 0, 0]   # -> 0.0
+    >>> pixel = keras.ops.convert_to_tensor([[[[123.68, 116.779, 103.939]]]])   # the mean
+    >>> keras.ops.convert_to_numpy(layer(pixel)).ravel()
+    array([0., 0., 0.], dtype=float32)
+    >>> caffe = InputNormalization(channel_order="bgr", mean=(103.939, 116.779, 123.68))
+    >>> keras.ops.convert_to_numpy(caffe(pixel)).ravel()     # RGB in, BGR minus mean out
+    array([0., 0., 0.], dtype=float32)
     """
 
-    def __init__(self, mean=IMAGENET_MEAN_RGB, std=None, channel_order="rgb", **kwargs):
+    def __init__(self, mean: Sequence[float] = IMAGENET_MEAN_RGB,
+                 std: Sequence[float] | None = None, channel_order: str = "rgb",
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if channel_order not in ("rgb", "bgr"):
             raise ValueError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}.")
@@ -33,7 +48,7 @@ class InputNormalization(keras.layers.Layer):
             raise ValueError(f"std must be positive, got {self.std}.")
         self.channel_order = channel_order
 
-    def build(self, input_shape):
+    def build(self, input_shape: Shape) -> None:
         channels = input_shape[-1]
         if channels is not None and channels != len(self.mean):
             raise ValueError(
@@ -50,7 +65,7 @@ class InputNormalization(keras.layers.Layer):
                 initializer=keras.initializers.Constant(self.std),
             )
 
-    def call(self, inputs):
+    def call(self, inputs: Tensor) -> Tensor:
         x = ops.cast(inputs, self.compute_dtype)
         if self.channel_order == "bgr":
             x = ops.flip(x, axis=-1)
@@ -59,10 +74,10 @@ class InputNormalization(keras.layers.Layer):
             x = x / ops.cast(self.std_values, self.compute_dtype)
         return x
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
         return input_shape
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(mean=self.mean, std=self.std, channel_order=self.channel_order)
         return config
@@ -78,12 +93,13 @@ class LocalResponseNormalization(keras.layers.Layer):
     exists instead of a wrapper around it.
 
     >>> lrn = LocalResponseNormalization()    # size=5, k=2, alpha=1e-4, beta=0.75
-    >>> lrn(keras.ops.ones((1, 4, 4, 64))).shape
+    >>> tuple(lrn(keras.ops.ones((1, 4, 4, 64))).shape)
     (1, 4, 4, 64)
     """
 
-    def __init__(self, size=LRN_PARAMS["size"], k=LRN_PARAMS["k"], alpha=LRN_PARAMS["alpha"],
-                 beta=LRN_PARAMS["beta"], **kwargs):
+    def __init__(self, size: int = LRN_PARAMS["size"], k: float = LRN_PARAMS["k"],
+                 alpha: float = LRN_PARAMS["alpha"], beta: float = LRN_PARAMS["beta"],
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if size < 1:
             raise ValueError(f"LRN size must be at least 1, got {size}.")
@@ -92,7 +108,7 @@ class LocalResponseNormalization(keras.layers.Layer):
         self.alpha = float(alpha)
         self.beta = float(beta)
 
-    def call(self, inputs):
+    def call(self, inputs: Tensor) -> Tensor:
         channels = inputs.shape[-1]
         before = (self.size - 1) // 2
         after = self.size - 1 - before
@@ -106,10 +122,10 @@ class LocalResponseNormalization(keras.layers.Layer):
         scale = self.k + (self.alpha / self.size) * window_sum
         return inputs / ops.power(scale, self.beta)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
         return input_shape
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(size=self.size, k=self.k, alpha=self.alpha, beta=self.beta)
         return config
@@ -123,12 +139,12 @@ class MinimumSpatialSize(keras.layers.Layer):
     without this check a smaller image fails deep inside a convolution with a shape error.
     """
 
-    def __init__(self, height, width, **kwargs):
+    def __init__(self, height: int, width: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.height = int(height)
         self.width = int(width)
 
-    def _check(self, shape):
+    def _check(self, shape: Shape) -> None:
         height, width = shape[1], shape[2]
         if (height is not None and height < self.height) or (
             width is not None and width < self.width
@@ -138,15 +154,15 @@ class MinimumSpatialSize(keras.layers.Layer):
                 f"(the crop this model was built for); got {height}x{width}."
             )
 
-    def call(self, inputs):
+    def call(self, inputs: Tensor) -> Tensor:
         self._check(inputs.shape)
         return inputs
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
         self._check(input_shape)
         return input_shape
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(height=self.height, width=self.width)
         return config

@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 __all__ = [
     "BOX_LAYER", "INITIALIZERS", "KINDS", "PREINIT_CONV_LAYERS", "PREPROCESSING", "PRIOR_BOX",
     "REGRESSIONS", "BoxRegression", "arch_of", "box_head", "build_localizer", "build_vgg",
-    "is_localizer", "load_vgg", "preinitialize", "regression_of", "scaled", "to_dense",
+    "input_normalization", "is_localizer", "load_vgg", "preinitialize", "regression_of",
+    "scaled", "to_dense",
     "vgg_backbone", "vgg_fc", "vgg_head", "vgg_layer_names",
 ]
 
@@ -41,7 +42,10 @@ PREPROCESSING = {
 }
 """Named input normalisations; ``"imagenet"`` is the paper's mean-RGB subtraction."""
 
-INITIALIZERS = ("paper", "glorot")
+INITIALIZERS = ("paper", "glorot", "xavier")
+"""``paper``: N(0, 0.01); ``glorot``: Keras's Glorot uniform (variance 2 / (fan_in + fan_out));
+``xavier``: Caffe's "xavier" filler, uniform with variance 1 / fan_in, the Glorot procedure as
+the authors' Caffe code ran it."""
 
 PREINIT_CONV_LAYERS = 4
 """The paper copies the first four conv layers and the three FC layers of a trained A."""
@@ -58,6 +62,9 @@ def _kernel_initializer(init):
         return keras.initializers.RandomNormal(mean=0.0, stddev=0.01)
     if init == "glorot":
         return keras.initializers.GlorotUniform()
+    if init == "xavier":
+        # Caffe's XavierFiller: U(-sqrt(3 / fan_in), sqrt(3 / fan_in)) (variance_norm FAN_IN).
+        return keras.initializers.VarianceScaling(1.0, mode="fan_in", distribution="uniform")
     raise ValueError(f"init must be one of {INITIALIZERS}, got {init!r}.")
 
 
@@ -74,6 +81,25 @@ def _normalization_layer(preprocessing):
         raise ValueError(f"preprocessing must be a name, a dict or None, got {preprocessing!r}.")
     # float32 even under mixed precision: 0-255 inputs lose too much in float16.
     return InputNormalization(**preprocessing, name="normalization", dtype="float32")
+
+
+def input_normalization(model: keras.Model) -> dict | None:
+    """The ``preprocessing`` dict (``mean``, ``std``, ``channel_order``) that ``model``'s
+    normalisation layer applies, to build a model that takes inputs as ``model`` does; None
+    when it has none.
+
+    >>> input_normalization(build_vgg("A", 2, input_shape=(32, 32, 3), width=0.125))["mean"]
+    (123.68, 116.779, 103.939)
+    """
+    layer = next((l for l in model.layers if isinstance(l, InputNormalization)), None)
+    if layer is None:
+        return None
+    # float32 weights, read back as the shortest decimals that round to them (116.779, not
+    # 116.77899932861328).
+    values = [tuple(float(str(v)) for v in keras.ops.convert_to_numpy(w).astype("float32"))
+              for w in (layer.mean_values, getattr(layer, "std_values", None)) if w is not None]
+    return {"mean": values[0], "std": values[1] if len(values) > 1 else None,
+            "channel_order": layer.channel_order}
 
 
 def _check_input_shape(input_shape, include_top):
@@ -173,7 +199,8 @@ def build_vgg(arch: str, num_classes: int = 1000, *,
             then be None.
         width: multiplier on every channel count, conv and FC alike (1.0 is the paper).
         dropout: rate after fc6 and fc7 (0 removes the layers).
-        init: "paper" (N(0, 0.01) weights, zero biases) or "glorot" (Glorot uniform).
+        init: "paper" (N(0, 0.01) weights, zero biases), "glorot" (Keras's Glorot uniform) or
+            "xavier" (Caffe's "xavier" filler: uniform, variance 1 / fan_in).
         preprocessing: "imagenet" (subtract ImageNet's mean RGB), a dict of
             ``InputNormalization`` arguments (``mean``, ``std``, ``channel_order``), or None.
             With ``weights`` it must stay at its default: the file's convention replaces it.

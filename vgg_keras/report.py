@@ -19,7 +19,7 @@ palette PNG. The gatherers (``training_crops``, ``classify_validation``, ``heat_
 ``docs/make_figures.py`` draws the README's figures with both.
 
 >>> from vgg_keras.report import write_report
->>> write_report("runs/cls-a-s72-96")
+>>> write_report("runs/cls-a-s72-96")          # a run directory  # doctest: +SKIP
 PosixPath('runs/cls-a-s72-96/report.html')
 """
 
@@ -109,9 +109,11 @@ def is_localizer_run(config):
 
 
 def load_data(config):
-    """``(train, val)`` examples of the run's data, split as the run split them."""
-    return vdata.load_splits(config.get("data"), val_fraction=config.get("val_fraction", 0.05),
-                             data_dir=config.get("data_dir"))
+    """``(train, report)`` examples of the run's data, split as the run split them (the
+    pictures of predictions use the examples the run reported on)."""
+    splits = vdata.run_splits(config.get("data"), val_fraction=config.get("val_fraction", 0.05),
+                              data_dir=config.get("data_dir"), report=config.get("eval_split"))
+    return splits.train, splits.report
 
 
 def rating_classifier_path(config, run_dir=None):

@@ -4,9 +4,12 @@ A :class:`Run` takes a typed configuration (:mod:`vgg_keras.config`) and a task,
 this order: check the scale against the crop, take the run directory (locked, checked against
 the configuration it holds, logging to ``train.log``), set the precision, create the
 distribution strategy (before any TensorFlow op, as multi-worker collectives require), load the
-training and validation examples, record ``config.json``, build and compile the task's model,
-fit it resumably, keep the best validation epoch's weights, save ``model.keras`` and the
-serving SavedModel, evaluate, and write ``summary.json``.
+training, selection and report examples (:func:`vgg_keras.data.run_splits`: the schedule
+and the kept epoch are chosen on the selection examples, the error is reported on examples that
+neither training nor selection saw), record ``config.json``, build and compile the task's model,
+fit it resumably, keep the best selection epoch's weights, save ``model.keras`` and the serving
+SavedModel, evaluate on the report examples, and write ``summary.json``, which names the split
+behind each number.
 
 A task supplies only what differs (see :class:`Task`): its model, losses and metrics, batches,
 the metric that picks the kept epoch, and its evaluation.
@@ -14,7 +17,10 @@ the metric that picks the kept epoch, and its evaluation.
 >>> from vgg_keras.classification import ClassificationTask
 >>> from vgg_keras.config import ClassificationConfig
 >>> config = ClassificationConfig(arch="A", width=0.25, crop=64, scale=(72, 96), epochs=1)
->>> summary = Run(config, ClassificationTask()).execute()
+>>> run = Run(config, ClassificationTask())
+>>> run.run_dir                                # the default: runs/<task>-<arch>-s<scale>
+PosixPath('runs/cls-a-s72-96')
+>>> summary = run.execute()                    # trains, then evaluates  # doctest: +SKIP
 """
 
 import json
@@ -26,6 +32,7 @@ import keras
 
 from . import data as vdata
 from .config import test_scale
+from .data.stats import SAMPLE_IMAGES, SAMPLE_SIDE, Statistics
 from .export import export
 from .models import arch_of
 from .progress import set_quiet
@@ -62,9 +69,11 @@ class Task:
     def check_data(self, info):
         """Refuse data the task cannot use (``info`` is the training split's)."""
 
-    def build(self, config, info):
-        """``(model, trainer, compile_arguments)``: the network that is saved, the model
-        ``fit`` trains (the network behind its augmentation), and ``loss``/``metrics``."""
+    def build(self, config, info, statistics):
+        """``(model, augmentation, compile_arguments)``: the network that is saved, the
+        augmentation ``fit`` puts before it, and ``loss``/``metrics``. ``statistics``
+        (:class:`vgg_keras.data.Statistics`) gives the mean to subtract and the colour shift's
+        PCA."""
         raise NotImplementedError
 
     def train_batches(self, config, examples, start_epoch, steps):
@@ -93,6 +102,14 @@ class Task:
     def evaluate(self, config, model, examples, info):
         """The task's part of ``summary.json``; logs its tables."""
         raise NotImplementedError
+
+
+IMAGENET_SOURCES = ("imagenet-loc", "ilsvrc2012")
+
+
+def is_imagenet(data, info):
+    """Whether the run's data is ImageNet (a TFDS imagenet* name or an ImageNet tree)."""
+    return info.source in IMAGENET_SOURCES or str(data or "").startswith("imagenet")
 
 
 def default_run_dir(task_name, arch, scale):
@@ -141,21 +158,48 @@ class Run:
             set_quiet(c.quiet)
             set_precision(c.precision)
             scope, replicas = distribution_scope(c.distribute)
-            train, val = vdata.load_splits(c.data, val_fraction=c.val_fraction,
-                                           data_dir=c.data_dir)
+            splits = vdata.run_splits(c.data, val_fraction=c.val_fraction,
+                                      data_dir=c.data_dir, report=c.eval_split)
+            train, val = splits.train, splits.selection
             info = vdata.info(train)
             directory.write_config({"classes": list(info.class_names)})
             self.task.check_data(info)
+            self.statistics = self._statistics(train, info)
             model, trainer = self._build(scope, info)
             state, seconds = self._fit(model, trainer, train, val, info, replicas)
             self._save(model)
-            return self._summarize(model, state, seconds, val, info)
+            return self._summarize(model, state, seconds, splits, info)
+
+    def _statistics(self, train, info):
+        """The mean RGB and colour-shift PCA the run trains with (``--statistics``), kept in
+        ``statistics.json`` so that a resumed run uses the very same numbers."""
+        c = self.config
+        choice = c.statistics
+        if choice == "auto":
+            choice = "imagenet" if is_imagenet(c.data, info) else "data"
+        saved = self.run_dir / "statistics.json"
+        if choice == "imagenet":
+            statistics, origin = Statistics.imagenet(), "ImageNet's"
+        elif choice == "data":
+            if saved.exists():
+                statistics = Statistics.read(saved)
+            else:
+                statistics = vdata.compute_statistics(train, max_images=SAMPLE_IMAGES,
+                                                      max_side=SAMPLE_SIDE)
+            origin = f"the training data's ({statistics.num_images} images)"
+        else:
+            statistics, origin = Statistics.read(choice), choice
+        statistics.write(saved)
+        self.statistics_origin = origin
+        log.info("Mean RGB (%s) and colour-shift PCA from %s",
+                 ", ".join(f"{v:.1f}" for v in statistics.mean), origin)
+        return statistics
 
     def _build(self, scope, info):
         c = self.config
         keras.utils.set_random_seed(c.seed)  # here: loading data may have drawn random numbers
         with scope:
-            model, augmentation, compile_arguments = self.task.build(c, info)
+            model, augmentation, compile_arguments = self.task.build(c, info, self.statistics)
             self.augmentation = augmentation
             trainer = with_training_augmentation(model, augmentation)
             apply_weight_decay(model, c.weight_decay)
@@ -205,17 +249,21 @@ class Run:
             export(model, self.run_dir / "saved_model", scale=test_scale(self.config.scale),
                    **self.task.saved_model_options(self.config, model))
 
-    def _summarize(self, model, state, seconds, val, info):
+    def _summarize(self, model, state, seconds, splits, info):
         c = self.config
-        examples = val
-        if getattr(c, "eval_split", None):
-            examples = vdata.evaluation_examples(c.data, split=c.eval_split, data_dir=c.data_dir)
+        best = state.get("best_epoch")
         summary = {
             "model": str(self.run_dir / "model.keras"), "arch": arch_of(model),
             "scale": c.scale, "test_scale": test_scale(c.scale), "epochs": state["epoch"],
-            "best_epoch": state.get("best_epoch"), "seconds": round(seconds, 1),
+            "best_epoch": best, "seconds": round(seconds, 1),
             "train_images": info.num_examples, "classes": info.num_classes,
-            **self.task.evaluate(c, model, examples, info),
+            # Which examples gave which number: the schedule and the kept weights were chosen
+            # on "selection"; every error below is measured on "report".
+            "splits": splits.describe(),
+            "statistics": {"from": self.statistics_origin, "mean": self.statistics.mean},
+            "kept_weights": (f"best epoch by {self.task.monitor[0]} on the selection split"
+                             if best is not None else "last epoch"),
+            **self.task.evaluate(c, model, splits.report, info),
         }
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
         write_text(self.run_dir / "logs", "evaluation", self.task.table(summary))

@@ -7,9 +7,20 @@ included), the check that a resumed run has the configuration the directory was 
 ``config.json``, and ``train.log``, where the package's log messages go as well as to the
 terminal.
 
->>> with RunDirectory("runs/quick", {"arch": "A", "lr": 3e-4, "epochs": 20}) as run:
+>>> import os, tempfile
+>>> path = os.path.join(tempfile.mkdtemp(), "quick")
+>>> with RunDirectory(path, {"arch": "A", "lr": 3e-4, "epochs": 20}) as run:
 ...     run.write_config({"classes": ["cat", "dog"]})
+...     with RunDirectory(path, {"arch": "A", "lr": 3e-4, "epochs": 20}):   # a second command
+...         pass
+Traceback (most recent call last):
+...
+vgg_keras.rundir.RunDirectoryError: The run directory ... is in use by process ...
+>>> sorted(os.listdir(path))
+['config.json', 'run.lock', 'train.log']
 """
+
+from __future__ import annotations
 
 import contextlib
 import fcntl
@@ -19,7 +30,12 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._typing import PathLike
 
 log = logging.getLogger(__name__)
 
@@ -44,17 +60,18 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-def flag(option):
+def flag(option: str) -> str:
     """The command-line spelling of an option: ``val_fraction`` -> ``--val-fraction``."""
     return "--" + option.replace("_", "-")
 
 
-def as_json(value):
+def as_json(value: Any) -> Any:
     """``value`` as it reads back from ``config.json`` (tuples become lists, paths strings)."""
     return json.loads(json.dumps(value, default=str))
 
 
-def configuration_changes(recorded, current):
+def configuration_changes(recorded: Mapping[str, Any],
+                          current: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
     """``[(option, recorded value, current value)]`` for every option whose value differs."""
     recorded, current = as_json(recorded), as_json(current)
     return [(key, recorded.get(key), current.get(key))
@@ -70,14 +87,15 @@ class RunDirectory(contextlib.AbstractContextManager):
     ``config.json`` differs from ``config`` in an option outside :data:`RESUMABLE`.
     """
 
-    def __init__(self, path, config, *, resumable=RESUMABLE):
+    def __init__(self, path: PathLike, config: Mapping[str, Any], *,
+                 resumable: Collection[str] = RESUMABLE) -> None:
         self.path = Path(path)
         self.config = dict(config)
         self.resumable = resumable
         self._lock = None
         self._handler = None
 
-    def __enter__(self):
+    def __enter__(self) -> RunDirectory:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             self._lock = open(self.path / LOCK_FILE, "a+")
@@ -94,7 +112,7 @@ class RunDirectory(contextlib.AbstractContextManager):
             raise
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> bool:
         if self._handler is not None:
             logging.getLogger("vgg_keras").removeHandler(self._handler)
             self._handler.close()
@@ -102,11 +120,11 @@ class RunDirectory(contextlib.AbstractContextManager):
         return False
 
     @property
-    def started(self):
+    def started(self) -> bool:
         """Whether an epoch of this directory's run has finished (there is a checkpoint)."""
         return (self.path / STATE_PATH).exists()
 
-    def write_config(self, extra=None):
+    def write_config(self, extra: Mapping[str, Any] | None = None) -> None:
         """Write ``config.json``: the options, plus ``extra`` (e.g. the class names)."""
         record = as_json({**self.config, **(extra or {})})
         old = self._recorded()
@@ -200,13 +218,14 @@ class _TerminalHandler(logging.StreamHandler):
 
 
 @contextlib.contextmanager
-def terminal_logging():
+def terminal_logging() -> Iterator[logging.Handler]:
     """Within it, the package's INFO messages (splits, skipped files, resuming, learning-rate
     drops) go to standard output, as the scripts run; a root handler that TensorFlow's
     libraries install does not print them a second time.
 
     >>> with terminal_logging():
-    ...     train_classifier(arch="A", ...)
+    ...     logging.getLogger("vgg_keras.run").info("3000 training images, 10 classes")
+    3000 training images, 10 classes
     """
     logger = logging.getLogger("vgg_keras")
     handler = _TerminalHandler()

@@ -6,9 +6,23 @@ The pictures go to ``run_dir/logs/pictures`` (``tensorboard --logdir run_dir/log
 writes through TensorFlow's summary ops, so this module imports TensorFlow, as Keras's own
 TensorBoard callback does, whatever the Keras backend.
 
+>>> import os, pathlib, tempfile
+>>> from vgg_keras import build_vgg
+>>> from vgg_keras.augment import training_augmentation
+>>> run_dir = pathlib.Path(tempfile.mkdtemp())
+>>> crops = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+>>> augmentation = training_augmentation(seed=0)
 >>> callback = EpochPictures(run_dir / "logs", crops, augmentation=augmentation)
->>> model.fit(batches, callbacks=[callback])
+>>> model = build_vgg("A", 10, input_shape=(32, 32, 3), width=0.125)
+>>> model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+>>> history = model.fit(crops, np.arange(4), epochs=2, verbose=0, callbacks=[callback])
+>>> [name.startswith("events.out.tfevents") for name in os.listdir(run_dir / "logs" / PICTURES)]
+[True]
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -16,6 +30,9 @@ import tensorflow as tf
 
 from .boxes import decode
 from .train import seed_generators
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 PICTURES = "pictures"
 TRUE_BOX = (0.1, 0.9, 0.1, 1.0)
@@ -26,7 +43,8 @@ def _as_unit(images):
     return np.clip(np.asarray(images, np.float32) / 255.0, 0.0, 1.0)
 
 
-def boxes_drawn(images, true_yxyx, predicted_yxyx):
+def boxes_drawn(images: np.ndarray, true_yxyx: np.ndarray,
+                predicted_yxyx: np.ndarray) -> tf.Tensor:
     """``images`` (N, H, W, 3) in [0, 255] with one true and one predicted
     ``[ymin, xmin, ymax, xmax]`` box each, drawn in green and red; float in [0, 1]."""
     boxes = np.stack([np.asarray(true_yxyx), np.asarray(predicted_yxyx)], axis=1)
@@ -39,8 +57,10 @@ class EpochPictures(keras.callbacks.Callback):
     training ``augmentation`` layers, the learning rate, and with ``localizer`` and
     ``val_sample`` (images, ``[cx, cy, w, h, class]`` targets) its boxes on those images."""
 
-    def __init__(self, log_dir, crops, *, augmentation=None, localizer=None, val_sample=None,
-                 regression_classes=None, max_images=8):
+    def __init__(self, log_dir: Path, crops: np.ndarray, *,
+                 augmentation: keras.Model | None = None, localizer: keras.Model | None = None,
+                 val_sample: tuple[np.ndarray, np.ndarray] | None = None,
+                 regression_classes: int | None = None, max_images: int = 8) -> None:
         super().__init__()
         self.writer = tf.summary.create_file_writer(str(log_dir / PICTURES))
         self.crops = np.asarray(crops)[:max_images]
@@ -50,7 +70,7 @@ class EpochPictures(keras.callbacks.Callback):
         self.regression_classes = regression_classes
         self.max_images = max_images
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         crops = self.crops
         if self.augmentation is not None and self.augmentation.layers:
             crops = self._augmented(crops)
@@ -88,7 +108,7 @@ class EpochPictures(keras.callbacks.Callback):
         return boxes_drawn(images, true, predicted)
 
 
-def write_text(log_dir, name, markdown):
+def write_text(log_dir: Path, name: str, markdown: str) -> None:
     """``markdown`` (e.g. the evaluation table) as a TensorBoard text summary."""
     writer = tf.summary.create_file_writer(str(log_dir / PICTURES))
     with writer.as_default(step=0):

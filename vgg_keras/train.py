@@ -18,18 +18,26 @@ data of every epoch is a function of (seed, epoch), so a resumed run ends with t
 as one that was never interrupted.
 """
 
+from __future__ import annotations
+
+import contextlib
 import csv
 import json
 import logging
 import math
 import os
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
 
 from .rundir import TrainingDiverged
+
+if TYPE_CHECKING:
+    from ._typing import PathLike
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +47,14 @@ BEST_WEIGHTS = "best.weights.h5"
 """Names of the weight files before checkpoints named their epoch; still read when resuming."""
 
 
-def checkpoint_weights(run_dir, which="last"):
+def checkpoint_weights(run_dir: PathLike, which: str = "last") -> Path | None:
     """The weights file of ``run_dir``'s checkpoint: ``"last"`` (the last finished epoch) or
     ``"best"`` (the best validation epoch); None when there is none.
 
-    >>> model.load_weights(checkpoint_weights("runs/cls-a-s256", "best"))
+    >>> import tempfile
+    >>> checkpoint_weights(tempfile.mkdtemp()) is None          # no finished epoch yet
+    True
+    >>> model.load_weights(checkpoint_weights("runs/cls-a-s256", "best"))   # doctest: +SKIP
     """
     checkpoints = Path(run_dir) / "checkpoints"
     state_path = checkpoints / STATE_FILE
@@ -55,7 +66,7 @@ def checkpoint_weights(run_dir, which="last"):
     return path if path.exists() else None
 
 
-def apply_weight_decay(model, weight_decay):
+def apply_weight_decay(model: keras.Model, weight_decay: float) -> None:
     """Caffe's weight decay: ``weight_decay * w`` added to each kernel's gradient.
 
     That is a loss term ``0.5 * weight_decay * ||w||^2`` on the kernels (Caffe's VGG prototxts
@@ -70,12 +81,12 @@ def apply_weight_decay(model, weight_decay):
             kernel.regularizer = keras.regularizers.L2(0.5 * weight_decay)
 
 
-def set_precision(precision):
+def set_precision(precision: str) -> None:
     """Set Keras's global dtype policy: float32, mixed_float16 or mixed_bfloat16."""
     keras.mixed_precision.set_global_policy(precision)
 
 
-def distribution_scope(mode="auto"):
+def distribution_scope(mode: str = "auto") -> tuple[contextlib.AbstractContextManager, int]:
     """A context in which to build and compile for data-parallel training.
 
     ``auto`` uses, with the TensorFlow backend, ``MultiWorkerMirroredStrategy`` when
@@ -83,8 +94,6 @@ def distribution_scope(mode="auto"):
     visible; with JAX, ``keras.distribution.DataParallel`` over several devices; otherwise
     nothing. ``mirrored``/``multiworker``/``none`` force a choice.
     """
-    import contextlib
-
     backend = keras.backend.backend()
     if mode == "none":
         return contextlib.nullcontext(), 1
@@ -136,7 +145,7 @@ def _atomic_save_weights(model, path):
     os.replace(tmp, path)
 
 
-def seed_generators(model):
+def seed_generators(model: keras.layers.Layer) -> list[keras.random.SeedGenerator]:
     """Every ``SeedGenerator`` of ``model`` (dropout, augmentation), in a stable order.
 
     ``save_weights`` leaves their state out, so a resumed run restores it from the state file
@@ -156,7 +165,7 @@ def seed_generators(model):
     return found
 
 
-def with_training_augmentation(model, augmentation):
+def with_training_augmentation(model: keras.Model, augmentation: keras.Sequential) -> keras.Model:
     """``model`` behind the batched augmentation layers, for ``fit``; ``model`` itself stays the
     bare network that is saved and exported (it shares its weights with the result).
 
@@ -177,8 +186,10 @@ class ResumableTraining(keras.callbacks.Callback):
     file, each atomically, so a kill at any moment leaves a consistent checkpoint.
     """
 
-    def __init__(self, run_dir, *, monitor="val_accuracy", mode="max", patience=2, factor=0.1,
-                 max_drops=3, target_model=None, hold_below=None):
+    def __init__(self, run_dir: PathLike, *, monitor: str = "val_accuracy", mode: str = "max",
+                 patience: int = 2, factor: float = 0.1, max_drops: int = 3,
+                 target_model: keras.Model | None = None,
+                 hold_below: float | None = None) -> None:
         super().__init__()
         self.run_dir = Path(run_dir)
         self.checkpoint_dir = self.run_dir / "checkpoints"
@@ -194,7 +205,7 @@ class ResumableTraining(keras.callbacks.Callback):
         self.diverged_at = None
 
     # -- state --------------------------------------------------------------------------------
-    def restore(self, training_model):
+    def restore(self, training_model: keras.Model) -> int:
         """Load the last checkpoint into ``training_model``; return the epoch to start at."""
         state_path = self.checkpoint_dir / STATE_FILE
         if not state_path.exists():
@@ -285,7 +296,7 @@ class ResumableTraining(keras.callbacks.Callback):
         os.replace(tmp, self.run_dir / "history.csv")
 
 
-def plot_history(history, path):
+def plot_history(history: Sequence[dict[str, Any]], path: PathLike) -> None:
     """Loss, accuracy and learning rate per epoch, as a PNG."""
     import matplotlib
 
@@ -313,10 +324,13 @@ def plot_history(history, path):
     plt.close(fig)
 
 
-def fit_resumable(training_model, train_data, *, epochs, steps_per_epoch, run_dir,
-                  validation_data=None, validation_steps=None, monitor="val_accuracy", mode="max",
-                  patience=2, max_drops=3, target_model=None, hold_below=None, verbose="auto",
-                  callbacks=()):
+def fit_resumable(training_model: keras.Model, train_data: Callable[[int], Any], *,
+                  epochs: int, steps_per_epoch: int, run_dir: PathLike,
+                  validation_data: Any = None, validation_steps: int | None = None,
+                  monitor: str = "val_accuracy", mode: str = "max", patience: int = 2,
+                  max_drops: int = 3, target_model: keras.Model | None = None,
+                  hold_below: float | None = None, verbose: str | int = "auto",
+                  callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict[str, Any]:
     """``training_model.fit`` that resumes from ``run_dir`` and stops cleanly on NaN.
 
     ``train_data(start_epoch)`` must return a dataset whose batches from position 0 are those of

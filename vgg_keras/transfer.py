@@ -5,11 +5,22 @@ applied densely to the whole image at several scales Q, the FC7 map is global-av
 averaged with the horizontally flipped image, and the result L2-normalised. A linear classifier
 trained on these descriptors gave 89.7 mAP on VOC-2007.
 
->>> model = vgg_keras.build_vgg("D", weights="vgg16.pth")          # or your own trained net
->>> x = features(model, images, scales=(256, 384, 512))           # (N, 4096), unit L2 norm
+>>> import numpy as np
+>>> from vgg_keras import build_vgg
+>>> model = build_vgg("D", weights="vgg16-397923af.pth")          # doctest: +SKIP
+>>> model = build_vgg("D", 10, input_shape=(64, 64, 3), width=0.125)   # or your own trained net
+>>> images = np.random.default_rng(0).uniform(0, 255, (3, 80, 100, 3))  # RGB in [0, 255]
+>>> x = features(model, images, scales=(64, 96))      # the paper's scales: (256, 384, 512)
+>>> x.shape, np.linalg.norm(x, axis=1).round(3)       # (N, fc7 units), unit L2 norm
+((3, 512), array([1., 1., 1.], dtype=float32))
 
 Model code: ``keras`` and ``keras.ops`` only, so it runs on every backend.
 """
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -19,15 +30,19 @@ from .models import to_dense
 from .progress import progress
 from .transforms import rescaled_size
 
+if TYPE_CHECKING:
+    from ._typing import Tensor
+
 COMBINE = ("average", "stack")
 
 
-def feature_extractor(model, layer="fc7"):
+def feature_extractor(model: keras.Model, layer: str = "fc7") -> keras.Model:
     """The dense (fully convolutional) form of ``model`` cut after ``layer``: any image at
     least the model's input size -> a ``(N, h, w, units)`` map of that layer's activations.
 
+    >>> from vgg_keras import build_vgg
     >>> extractor = feature_extractor(build_vgg("A", 10, input_shape=(64, 64, 3), width=0.25))
-    >>> extractor(keras.ops.zeros((1, 96, 128, 3))).shape
+    >>> tuple(extractor(keras.ops.zeros((1, 96, 128, 3))).shape)
     (1, 2, 3, 1024)
     """
     # A model without a fixed input size is already dense (to_dense or feature_extractor).
@@ -51,8 +66,9 @@ def _l2_normalize(x):
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-def features(model, images, scales=(256, 384, 512), *, layer="fc7", flip=True,
-             combine="average", batch_size=16):
+def features(model: keras.Model, images: np.ndarray | Sequence[np.ndarray] | Tensor,
+             scales: int | Sequence[int] = (256, 384, 512), *, layer: str = "fc7",
+             flip: bool = True, combine: str = "average", batch_size: int = 16) -> np.ndarray:
     """Appendix B descriptors of ``images``: ``(N, units)`` float32 rows of unit L2 norm.
 
     For each scale Q each image is rescaled isotropically (shorter side Q, bilinear, as the
@@ -75,8 +91,12 @@ def features(model, images, scales=(256, 384, 512), *, layer="fc7", flip=True,
         combine: "average" or "stack" over scales.
         batch_size: images per forward pass for an ``(N, H, W, 3)`` array.
 
+    >>> from vgg_keras import build_vgg
     >>> model = build_vgg("A", 10, input_shape=(64, 64, 3), width=0.25, init="glorot")
     >>> features(model, np.zeros((2, 80, 100, 3), "float32"), scales=(64, 96)).shape
+    (2, 1024)
+    >>> photos = [np.zeros((80, 100, 3)), np.zeros((120, 90, 3))]     # sizes may differ
+    >>> features(model, photos, scales=64, combine="stack").shape
     (2, 1024)
     """
     if combine not in COMBINE:

@@ -18,7 +18,15 @@ array([256., 341.])
 array([16, 58])
 """
 
+from __future__ import annotations
+
+from types import ModuleType
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from ._typing import Scale, Tensor
 
 MULTICROP_GRID = 5
 """The paper's multi-crop grid: 5 x 5 positions, each also flipped."""
@@ -27,7 +35,7 @@ MULTICROP_CROPS = 2 * MULTICROP_GRID ** 2
 """Crops per image and scale of multi-crop evaluation: 50."""
 
 
-def test_scale(scale):
+def test_scale(scale: Scale) -> int:
     """The paper's single test scale Q for a training scale: S, or the middle of [Smin, Smax]
     (rounded down).
 
@@ -39,7 +47,7 @@ def test_scale(scale):
     return scale
 
 
-def rescaled_size(size, scale, xp=np):
+def rescaled_size(size: Tensor, scale: Tensor | float, xp: ModuleType = np) -> Tensor:
     """``[..., 2]`` (H', W') of images of ``size`` ``[..., 2]`` (H, W) rescaled isotropically so
     that the shorter side is ``scale``; the longer side is rounded to the nearest pixel (half to
     even) and never below 1. Floats of ``size``'s type; ``scale`` broadcasts against ``[...,
@@ -50,13 +58,14 @@ def rescaled_size(size, scale, xp=np):
     return xp.maximum(xp.round(size * scale / shorter), 1.0)
 
 
-def center_offset(rescaled, crop):
+def center_offset(rescaled: Tensor, crop: Tensor | int) -> Tensor:
     """Top-left corner ``[y, x]`` of the central ``crop`` of an image of size ``rescaled``
     (rounded down on odd margins)."""
     return (rescaled - crop) // 2
 
 
-def random_offset(u, rescaled, crop, xp=np):
+def random_offset(u: Tensor, rescaled: Tensor, crop: Tensor | int,
+                  xp: ModuleType = np) -> Tensor:
     """Top-left corner of a crop drawn uniformly over the integer positions of an image of size
     ``rescaled``, from ``u`` uniform in [0, 1) (one per axis): ``floor(u * (H' - crop + 1))``,
     at most ``H' - crop`` (floats)."""
@@ -64,7 +73,7 @@ def random_offset(u, rescaled, crop, xp=np):
     return xp.minimum(xp.floor(u * (room + 1)), room)
 
 
-def crop_samples(size, rescaled, offset):
+def crop_samples(size: Tensor, rescaled: Tensor, offset: Tensor) -> tuple[Tensor, Tensor]:
     """Where a crop at ``offset`` of an image of ``size`` rescaled to ``rescaled`` samples the
     source: ``(first, step)``, crop pixel ``i`` reading source coordinate ``first + i * step``
     (bilinear, pixel centres)."""
@@ -72,7 +81,8 @@ def crop_samples(size, rescaled, offset):
     return (offset + 0.5) * step - 0.5, step
 
 
-def pca_shift(alpha, eigval, eigvec, value_range=255.0, xp=np):
+def pca_shift(alpha: Tensor, eigval: Tensor, eigvec: Tensor, value_range: float = 255.0,
+              xp: ModuleType = np) -> Tensor:
     """Krizhevsky et al.'s colour shift ``value_range * eigvec @ (alpha * eigval)``: ``[..., 3]``
     RGB offsets for draws ``alpha`` ``[..., 3]`` (one per image), with ``eigval`` ``[3]`` and
     ``eigvec`` ``[3, 3]`` (columns) arrays of ``xp``.

@@ -29,7 +29,7 @@ from .sources import (
     EMBEDDED_NAME, DatasetInfo, VggShapes, VggShapesConfig, info, load, probe_image,
     shapes_config,
 )
-from .splits import evaluation_examples, load_splits
+from .splits import RunSplits, evaluation_examples, run_splits
 from .stats import Statistics, compute_statistics
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "LISTING_CACHE_ENV",
     "MULTICROP_GRID",
     "DatasetInfo",
+    "RunSplits",
     "SplitNotFoundError",
     "Statistics",
     "VggShapes",
@@ -48,8 +49,8 @@ __all__ = [
     "evaluation_examples",
     "info",
     "load",
-    "load_splits",
     "ops",
+    "run_splits",
     "probe_image",
     "shapes_config",
     "train_pipeline",

@@ -31,11 +31,18 @@ also be given as ``ROOT/ILSVRC`` or ``ROOT/ILSVRC/Data/CLS-LOC``::
 In both, labels number the wnids in sorted order (as Keras, TFDS and torchvision do), not in
 the devkit's ILSVRC2012_ID order; box coordinates are pixels, ``v / size`` once normalised.
 
->>> layout = detect("/data/imagenet")
->>> layout.kind, len(layout.synsets)
+>>> import os
+>>> layout = detect("/data/imagenet")                                # doctest: +SKIP
+>>> layout.kind, len(layout.synsets)                                 # doctest: +SKIP
 ('ilsvrc2012', 1000)
->>> labels = split_labels(layout, "validation", images)   # {path: (wnid, pixel boxes or None)}
+>>> val = layout.split_dir("validation")                             # doctest: +SKIP
+>>> images = [os.path.join(val, n) for n in sorted(os.listdir(val))]  # doctest: +SKIP
+>>> labels = split_labels(layout, "validation", images)              # doctest: +SKIP
+>>> labels[images[0]]                     # (wnid, pixel boxes or None)  # doctest: +SKIP
+('n01751748', None)
 """
+
+from __future__ import annotations
 
 import csv
 import dataclasses
@@ -43,11 +50,16 @@ import io
 import os
 import re
 import tarfile
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .._typing import PathLike
 
 import numpy as np
 import scipy.io
 
-from .errors import SplitNotFoundError
+from .errors import SplitNotFoundError, UnlabelledSplitError
 
 LOC = "imagenet-loc"
 ILSVRC2012 = "ilsvrc2012"
@@ -69,19 +81,32 @@ class Layout:
 
     kind: str  # LOC or ILSVRC2012
     root: str  # the folder holding the layout
-    synsets: dict  # wnid -> description ("" unknown), sorted by wnid
-    split_dirs: dict  # "train" / "val" / "test" -> image folder, those present
-    box_dirs: dict  # "train" / "val" -> folder of box XML files, those present
-    solution: str = None  # imagenet-loc: LOC_val_solution.csv, if present
-    devkit: str = None  # ilsvrc2012: the devkit folder or archive, if found
-    ids: dict = dataclasses.field(default_factory=dict)  # ILSVRC2012_ID -> wnid (devkit)
+    synsets: dict[str, str]  # wnid -> description ("" unknown), sorted by wnid
+    split_dirs: dict[str, str]  # "train" / "val" / "test" -> image folder, those present
+    box_dirs: dict[str, str]  # "train" / "val" -> folder of box XML files, those present
+    solution: str | None = None  # imagenet-loc: LOC_val_solution.csv, if present
+    devkit: str | None = None  # ilsvrc2012: the devkit folder or archive, if found
+    ids: dict[int, str] = dataclasses.field(default_factory=dict)  # ILSVRC2012_ID -> wnid
 
-    def split_dir(self, split):
+    def split_dir(self, split: str) -> str:
         """The image folder of ``split``: a :class:`SplitNotFoundError` when there is none, a
         ValueError for the unlabelled test images.
 
-        >>> detect("/data/ILSVRC2012").split_dir("validation")
-        '/data/ILSVRC2012/val'
+        >>> import os, tempfile
+        >>> root = tempfile.mkdtemp()             # ILSVRC2012_img_*.tar unpacked, in small
+        >>> os.makedirs(os.path.join(root, "train", "n01440764"))
+        >>> os.makedirs(os.path.join(root, "val"))
+        >>> open(os.path.join(root, "val", "ILSVRC2012_val_00000001.JPEG"), "wb").close()
+        >>> layout = detect(root)
+        >>> layout.kind, layout.synsets
+        ('ilsvrc2012', {'n01440764': ''})
+        >>> layout.split_dir("validation") == os.path.join(root, "val")
+        True
+        >>> layout.split_dir("test")
+        Traceback (most recent call last):
+        ...
+        vgg_keras.data.errors.SplitNotFoundError: ... has no folder for split 'test'; it has
+        train, val.
         """
         folder = self.split_dirs.get(SPLITS.get(split, split))
         if folder is None:
@@ -89,19 +114,26 @@ class Layout:
                 f"{self.root!r} ({self.kind}) has no folder for split {split!r}; it has "
                 f"{', '.join(sorted(self.split_dirs)) or 'none'}.")
         if SPLITS.get(split) == "test":
-            raise ValueError(
+            raise UnlabelledSplitError(
                 f"{folder!r} holds ImageNet's test images, whose labels are not public; "
                 "vgg_keras trains and evaluates on labelled images: use 'validation'.")
         return folder
 
 
-def detect(root):
+def detect(root: str) -> Layout | None:
     """The :class:`Layout` of ImageNet under ``root``, or None for any other directory (a few
     stats; a class-folder tree whose classes are wnids stays a plain class-folder tree unless
     it has a devkit, a flat ``val/`` of ILSVRC2012 files or a ``bbox/`` folder).
 
-    >>> detect("/data/imagenet-object-localization-challenge/ILSVRC").kind
-    'imagenet-loc'
+    >>> import os, tempfile
+    >>> root = tempfile.mkdtemp()                     # the Kaggle download, in small
+    >>> os.makedirs(os.path.join(root, "ILSVRC", "Data", "CLS-LOC", "val"))
+    >>> with open(os.path.join(root, "LOC_synset_mapping.txt"), "w") as file:
+    ...     print("n01440764 tench, Tinca tinca", file=file)
+    >>> detect(root).kind, detect(os.path.join(root, "ILSVRC")).kind
+    ('imagenet-loc', 'imagenet-loc')
+    >>> detect(tempfile.mkdtemp()) is None            # any other directory
+    True
     """
     top = _loc_top(root)
     if top is not None:
@@ -210,12 +242,12 @@ def _devkit_read(devkit, member):
         raise ValueError(f"Cannot read the archive {devkit!r}: {error}") from error
 
 
-def read_meta(devkit):
+def read_meta(devkit: str) -> tuple[dict[int, str], dict[str, str]]:
     """``({ILSVRC2012_ID: wnid}, {wnid: words})`` of the 1000 leaf synsets in the devkit's
     ``meta.mat`` (``num_children == 0``; the others are WordNet ancestors).
 
-    >>> ids, synsets = read_meta("ILSVRC2012_devkit_t12.tar.gz")
-    >>> ids[1], synsets["n01440764"]
+    >>> ids, synsets = read_meta("ILSVRC2012_devkit_t12.tar.gz")     # doctest: +SKIP
+    >>> ids[1], synsets["n01440764"]                                  # doctest: +SKIP
     ('n02119789', 'tench, Tinca tinca')
     """
     where = f"{devkit}/{META}" if os.path.isdir(devkit) else f"{devkit} ({DEVKIT}/{META})"
@@ -231,11 +263,16 @@ def read_meta(devkit):
     return {i: w for i, w, _ in leaves}, {w: words for _, w, words in leaves}
 
 
-def read_synset_list(path):
+def read_synset_list(path: PathLike) -> dict[str, str]:
     """``{wnid: description}`` from lines such as ``n01440764 tench, Tinca tinca``, sorted.
 
-    >>> read_synset_list("LOC_synset_mapping.txt")["n01440764"]
-    'tench, Tinca tinca'
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "LOC_synset_mapping.txt")
+    >>> with open(path, "w") as file:
+    ...     print("n01443537 goldfish, Carassius auratus", file=file)
+    ...     print("n01440764 tench, Tinca tinca", file=file)
+    >>> read_synset_list(path)
+    {'n01440764': 'tench, Tinca tinca', 'n01443537': 'goldfish, Carassius auratus'}
     """
     synsets = {}
     with open(path, encoding="utf-8") as handle:
@@ -250,14 +287,28 @@ def read_synset_list(path):
     return dict(sorted(synsets.items()))
 
 
-def split_labels(layout, split, images):
+def split_labels(layout: Layout, split: str, images: Sequence[str],
+                 ) -> dict[str, tuple[str, list[tuple[float, ...]] | None]] | None:
     """How the ``images`` of ``split`` are labelled: None when by their wnid folder (train; a
     validation folder sorted into wnid folders when there is no ground truth), else
     ``{path: (wnid, pixel boxes [(xmin, ymin, xmax, ymax)] of that wnid, or None)}`` from the
     ground truth, checked against the images (a mismatch is a ValueError naming both).
 
-    >>> split_labels(layout, "validation", ["/data/ILSVRC2012/val/ILSVRC2012_val_00000001.JPEG"])
-    {'/data/ILSVRC2012/val/ILSVRC2012_val_00000001.JPEG': ('n01751748', None)}
+    >>> import os, tempfile
+    >>> root = tempfile.mkdtemp()                     # the Kaggle download, in small
+    >>> val = os.path.join(root, "ILSVRC", "Data", "CLS-LOC", "val")
+    >>> os.makedirs(val)
+    >>> images = [os.path.join(val, "ILSVRC2012_val_00000001.JPEG")]
+    >>> open(images[0], "wb").close()
+    >>> with open(os.path.join(root, "LOC_synset_mapping.txt"), "w") as file:
+    ...     print("n01440764 tench, Tinca tinca", file=file)
+    >>> with open(os.path.join(root, "LOC_val_solution.csv"), "w") as file:
+    ...     print("ImageId,PredictionString", file=file)
+    ...     print("ILSVRC2012_val_00000001,n01440764 10 20 110 220", file=file)
+    >>> split_labels(detect(root), "validation", images)
+    {'...ILSVRC2012_val_00000001.JPEG': ('n01440764', [(10.0, 20.0, 110.0, 220.0)])}
+    >>> split_labels(detect(root), "train", images) is None      # labelled by their folders
+    True
     """
     if SPLITS.get(split, split) == "train":
         return None
@@ -291,11 +342,19 @@ def _loc_labels(layout, images):
     return labels
 
 
-def read_loc_solution(path, synsets):
+def read_loc_solution(path: PathLike, synsets: Mapping[str, str],
+                      ) -> dict[str, list[tuple[str, float, float, float, float]]]:
     """``{ImageId: [(wnid, xmin, ymin, xmax, ymax)]}`` of ``LOC_val_solution.csv``; a row that
     cannot be read or names a wnid outside ``synsets`` is a ValueError naming its line.
 
-    >>> read_loc_solution("LOC_val_solution.csv", synsets)["ILSVRC2012_val_00008726"]
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "LOC_val_solution.csv")
+    >>> with open(path, "w") as file:
+    ...     print("ImageId,PredictionString", file=file)
+    ...     print("ILSVRC2012_val_00008726,n02119789 255 142 454 329 n02119789 44 21 322 295",
+    ...           file=file)
+    >>> synsets = {"n02119789": "kit fox, Vulpes macrotis"}
+    >>> read_loc_solution(path, synsets)["ILSVRC2012_val_00008726"]
     [('n02119789', 255.0, 142.0, 454.0, 329.0), ('n02119789', 44.0, 21.0, 322.0, 295.0)]
     """
     rows = {}
@@ -363,8 +422,8 @@ def _devkit_labels(layout, images):
     return {path: (numbered[stem], None) for stem, path in by_stem.items()}
 
 
-def read_ground_truth(data, ids, where):
-    """The wnids of ``ILSVRC2012_validation_ground_truth.txt`` (bytes), one ILSVRC2012_ID a
+def read_ground_truth(data: bytes, ids: Mapping[int, str], where: str) -> list[str]:
+    r"""The wnids of ``ILSVRC2012_validation_ground_truth.txt`` (bytes), one ILSVRC2012_ID a
     line mapped through ``ids``; a line that is not one of its IDs is a ValueError.
 
     >>> read_ground_truth(b"490\n361\n", {490: "n01751748", 361: "n09193705"}, "gt.txt")

@@ -8,19 +8,37 @@ later run still names and counts the file it skips. Files no longer listed are f
 the cache is written (atomically: a temporary file, then ``os.replace``). A cache that cannot be
 read is ignored, and one that cannot be written is not kept: both with a warning, never an error.
 
->>> cache = ProbeCache.open("/data/flowers", "/data/flowers/train", "decode")
+>>> import os, tempfile
+>>> root = tempfile.mkdtemp()
+>>> os.mkdir(os.path.join(root, "train"))
+>>> paths = [os.path.join(root, "train", name) for name in ("a.jpg", "b.jpg")]
+>>> for path in paths:
+...     open(path, "wb").close()                # two image files (empty here)
+>>> cache = ProbeCache.open(root, os.path.join(root, "train"), "decode")
 >>> known, todo = cache.lookup(paths)       # {path: result}, [(path, stamp)] to probe
->>> cache.store(path, stamp, (None, (375, 500, "JPEG")))
+>>> len(known), len(todo)
+(0, 2)
+>>> for path, stamp in todo:                # what vgg_keras.data.sources.probe_image found
+...     cache.store(path, stamp, (None, (375, 500, "JPEG")))
 >>> cache.save(listed=paths)
->>> cache.stats()
-{'probed': 1, 'cached': 19999}
+>>> again = ProbeCache.open(root, os.path.join(root, "train"), "decode")   # the next listing
+>>> known, todo = again.lookup(paths)
+>>> known[paths[0]], todo, again.stats()
+((None, (375, 500, 'JPEG')), [], {'probed': 0, 'cached': 2})
 """
+
+from __future__ import annotations
 
 import hashlib
 import json
 import logging
 import os
 import tempfile
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .._typing import PathLike
 
 log = logging.getLogger("vgg_keras.data")
 
@@ -30,11 +48,12 @@ ENV_VAR = "VGG_KERAS_CACHE"
 FORMAT = 1
 
 
-def cache_dir():
+def cache_dir() -> str:
     """``$VGG_KERAS_CACHE``, or ``~/.cache/vgg_keras/listings``.
 
-    >>> os.environ["VGG_KERAS_CACHE"] = "/scratch/listings"; cache_dir()
-    '/scratch/listings'
+    >>> os.environ["VGG_KERAS_CACHE"] = "~/scratch/listings"
+    >>> cache_dir() == os.path.expanduser("~/scratch/listings")
+    True
     """
     value = os.environ.get(ENV_VAR)
     if value:
@@ -49,7 +68,8 @@ class ProbeCache:
     the cache's key (and file name), with ``[size, mtime_ns, reason or None, detail]``.
     """
 
-    def __init__(self, path, key, split_root, entries):
+    def __init__(self, path: str, key: list[Any], split_root: str,
+                 entries: dict[str, list[Any]]) -> None:
         self.path = path
         self.key = key
         # Listed paths start with the split folder as it was given: cutting the prefix is
@@ -61,19 +81,20 @@ class ProbeCache:
         self.cached = 0
 
     @classmethod
-    def open(cls, root, split_root, validate):
+    def open(cls, root: PathLike, split_root: str, validate: str) -> ProbeCache:
         """The cache of ``split_root`` under ``root`` probed with ``validate`` (read if any)."""
         key = [FORMAT, os.path.abspath(root), os.path.abspath(split_root), validate]
         digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:24]
         path = os.path.join(cache_dir(), f"{digest}.json")
         return cls(path, key, split_root, _read(path, key))
 
-    def _relative(self, path):
+    def _relative(self, path: str) -> str:
         if path.startswith(self._prefix):
             return path[len(self._prefix):]
         return os.path.relpath(path, self._prefix)
 
-    def lookup(self, paths):
+    def lookup(self, paths: Iterable[str]) -> tuple[
+            dict[str, tuple[str | None, Any]], list[tuple[str, list[int] | None]]]:
         """``({path: (reason, detail)}, [(path, stamp)])``: the results still valid, and the
         files to probe (new, changed, or unreadable by ``stat``: stamp None)."""
         known, todo = {}, []
@@ -93,7 +114,8 @@ class ProbeCache:
         self.cached += len(known)
         return known, todo
 
-    def store(self, path, stamp, result):
+    def store(self, path: str, stamp: list[int] | None,
+              result: tuple[str | None, Any]) -> None:
         """Keep the probe ``result`` of ``path`` as it was at ``stamp``."""
         self.probed += 1
         if stamp is not None:
@@ -101,7 +123,7 @@ class ProbeCache:
             self._entries[self._relative(path)] = [*stamp, reason, detail]
             self._dirty = True
 
-    def save(self, listed):
+    def save(self, listed: Iterable[str]) -> None:
         """Write the entries of the ``listed`` files (every file of the split folder, sliced
         or not), if anything changed; the others are forgotten."""
         keep = {self._relative(p) for p in listed}
@@ -128,7 +150,7 @@ class ProbeCache:
             return
         self._dirty = False
 
-    def stats(self):
+    def stats(self) -> dict[str, int]:
         """``{"probed": files probed now, "cached": results reused}``."""
         return {"probed": self.probed, "cached": self.cached}
 

@@ -18,10 +18,15 @@ module are written once, in :mod:`vgg_keras.transforms` (rescaled size, crop pos
 samples, colour shift) and :mod:`vgg_keras.boxes` (boxes); here they run on TensorFlow tensors,
 whatever Keras's backend.
 
+>>> jpeg_bytes = tf.io.encode_jpeg(tf.zeros([375, 500, 3], tf.uint8))
 >>> crop, rescaled, offset = decode_rescale_crop(jpeg_bytes, 256, 224, center_offset)
->>> rescaled_size([375, 500], 256).numpy()
-array([256, 341], dtype=int32)
+>>> crop.shape, rescaled.numpy(), offset.numpy()
+(TensorShape([224, 224, 3]), array([256, 341], dtype=int32), array([16, 58], dtype=int32))
 """
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
@@ -31,29 +36,39 @@ from ..configs import IMAGENET_PCA_EIGVAL, IMAGENET_PCA_EIGVEC
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 
+OffsetFn = Callable[[tf.Tensor, int], tf.Tensor]
+"""Where a crop goes: ``offset_fn(rescaled size [2], crop) -> top-left corner [y, x]``."""
+
 
 # ----------------------------------------------------------------------------------------------
 # Decoding.
 
 
-def is_jpeg(image_bytes):
+def is_jpeg(image_bytes: tf.Tensor | bytes) -> tf.Tensor:
     """True for JPEG bytes, whatever the file was called (PNGs named .JPEG exist in ImageNet)."""
     return tf.equal(tf.strings.substr(image_bytes, 0, 3), _JPEG_MAGIC)
 
 
-def _decode_other(image_bytes):
+def _decode_other(image_bytes: tf.Tensor | bytes) -> tf.Tensor:
     """PNG, GIF (first frame) or BMP to ``uint8 [H, W, 3]``."""
     image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False, dtype=tf.uint8)
     image.set_shape([None, None, 3])
     return image
 
 
-def decode(image_bytes):
+def decode(image_bytes: tf.Tensor | bytes) -> tf.Tensor:
     """Decode JPEG (RGB, grayscale or CMYK), PNG (with or without alpha, palette, 16-bit), GIF
     (first frame) or BMP to ``uint8 [H, W, 3]`` RGB. Alpha is dropped, gray is replicated.
 
-    >>> decode(tf.io.read_file("cmyk.jpg")).shape
-    TensorShape([375, 500, 3])
+    >>> import io
+    >>> from PIL import Image
+    >>> cmyk = io.BytesIO()
+    >>> Image.new("CMYK", (500, 375), (0, 255, 255, 0)).save(cmyk, "JPEG")   # red, in ink
+    >>> image = decode(cmyk.getvalue())
+    >>> image.shape, image[0, 0].numpy()
+    (TensorShape([375, 500, 3]), array([255,   0,   0], dtype=uint8))
+    >>> decode(tf.io.encode_png(tf.zeros([30, 40, 1], tf.uint8))).shape     # gray PNG
+    TensorShape([30, 40, 3])
     """
     image = tf.cond(is_jpeg(image_bytes), lambda: tf.io.decode_jpeg(image_bytes, channels=3),
                     lambda: _decode_other(image_bytes))
@@ -65,7 +80,7 @@ def decode(image_bytes):
 # Geometry of the paper's rescaling and crops.
 
 
-def rescaled_size(size, scale):
+def rescaled_size(size: tf.Tensor | Sequence[int], scale: tf.Tensor | int) -> tf.Tensor:
     """``[H', W']`` of an image of ``size`` rescaled isotropically so its shorter side is
     ``scale``; the longer side is rounded to the nearest pixel (never below 1).
 
@@ -77,7 +92,7 @@ def rescaled_size(size, scale):
     return tf.cast(rescaled, tf.int32)
 
 
-def sample_scale(seed, scale):
+def sample_scale(seed: tf.Tensor, scale: int | tuple[int, int] | tf.Tensor) -> tf.Tensor:
     """The training scale S: ``scale`` itself if an int, else an integer drawn uniformly from
     ``[scale[0], scale[1]]`` (both ends included) with the stateless ``seed``."""
     if isinstance(scale, (int, float)) or (tf.is_tensor(scale) and scale.shape.rank == 0):
@@ -87,7 +102,7 @@ def sample_scale(seed, scale):
                                        dtype=tf.int32)
 
 
-def sample_offset(seed, rescaled, crop):
+def sample_offset(seed: tf.Tensor, rescaled: tf.Tensor, crop: int | tf.Tensor) -> tf.Tensor:
     """Top-left corner ``[y, x]`` of a crop drawn uniformly over all integer positions inside
     an image of size ``rescaled`` (``floor(u * (H' - crop + 1))``, u uniform in [0, 1))."""
     u = tf.random.stateless_uniform([2], seed)
@@ -100,7 +115,7 @@ center_offset = transforms.center_offset
 """Top-left corner of the central crop (rounded down on odd margins): an ``offset_fn``."""
 
 
-def grid_offsets(rescaled, crop, n=5):
+def grid_offsets(rescaled: tf.Tensor, crop: int, n: int = 5) -> tf.Tensor:
     """``[n * n, 2]`` top-left corners of the paper's regular n x n grid of crops: corners,
     edges and centre included, positions rounded to whole pixels, row-major."""
     room = tf.cast(rescaled - crop, tf.float32)
@@ -117,7 +132,8 @@ def _source_coordinate(index, size, rescaled):
         rescaled, tf.float64) - 0.5
 
 
-def crop_window(size, rescaled, offset, crop):
+def crop_window(size: tf.Tensor, rescaled: tf.Tensor, offset: tf.Tensor,
+                crop: int | tf.Tensor) -> tf.Tensor:
     """The smallest source window ``[y, x, height, width]`` (int32) holding every source pixel
     that the bilinear samples of a ``crop`` at ``offset`` of the rescaled image read."""
     first = _source_coordinate(offset, size, rescaled)
@@ -130,7 +146,8 @@ def crop_window(size, rescaled, offset, crop):
     return tf.concat([start, stop - start + 1], axis=0)
 
 
-def crop_samples(size, rescaled, offset, crop):
+def crop_samples(size: tf.Tensor, rescaled: tf.Tensor, offset: tf.Tensor,
+                 crop: int | tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """Where a ``crop`` at ``offset`` of the rescaled image samples the source: ``(first, step)``
     (float64 ``[2]`` each, (y, x)): crop pixel ``i`` reads source coordinate
     ``first + i * step``. The same numbers drive ``vgg_keras.augment.RandomScaleCrop``."""
@@ -144,7 +161,8 @@ def _edge_pad(image):
     return tf.concat([image[:, :1], image, image[:, -1:]], axis=1)
 
 
-def resample(window, first, step, crop, flip=False):
+def resample(window: tf.Tensor, first: tf.Tensor, step: tf.Tensor, crop: int,
+             flip: bool | tf.Tensor = False) -> tf.Tensor:
     """Bilinear samples ``window[first + i * step]`` for ``i < crop`` on both axes, clamped at
     the border as ``tf.image.resize`` does: float32 ``[crop, crop, 3]``, mirrored left-right
     when the boolean ``flip`` is True.
@@ -168,7 +186,7 @@ def resample(window, first, step, crop, flip=False):
                                     method="bilinear")[0]
 
 
-def rescale(image, scale):
+def rescale(image: tf.Tensor, scale: int | tf.Tensor) -> tf.Tensor:
     """Rescale isotropically so the shorter side is ``scale`` (bilinear); float32.
 
     >>> rescale(tf.zeros([375, 500, 3], tf.uint8), 256).shape
@@ -178,7 +196,8 @@ def rescale(image, scale):
     return tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear")
 
 
-def crop_geometry(size, scale, crop, offset_fn):
+def crop_geometry(size: tf.Tensor, scale: int | tf.Tensor, crop: int,
+                  offset_fn: OffsetFn) -> tuple[tf.Tensor, ...]:
     """Where a ``crop`` cut at ``offset_fn`` from an image of ``size`` rescaled to ``scale``
     comes from: ``(rescaled size, offset in it, window [y, x, h, w] of the source to read,
     first sample and step in window coordinates)`` for :func:`resample`."""
@@ -189,7 +208,9 @@ def crop_geometry(size, scale, crop, offset_fn):
     return rescaled, offset, window, first - tf.cast(window[:2], tf.float64), step
 
 
-def decode_rescale_crop(image_bytes, scale, crop, offset_fn, flip=False):
+def decode_rescale_crop(image_bytes: tf.Tensor | bytes, scale: int | tf.Tensor, crop: int,
+                        offset_fn: OffsetFn,
+                        flip: bool | tf.Tensor = False) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Rescale an encoded image to shorter side ``scale`` and cut a ``crop x crop`` patch at
     ``offset_fn(rescaled_size, crop)``, decoding only the source window the patch reads;
     mirror it when the boolean ``flip`` is True (at no cost: it is the same sampling).
@@ -197,7 +218,14 @@ def decode_rescale_crop(image_bytes, scale, crop, offset_fn, flip=False):
     Returns ``(patch float32 [crop, crop, 3] in [0, 255], rescaled size [2], offset [2])``;
     the patch equals ``rescale(decode(image_bytes), scale)`` cropped at ``offset``.
 
+    >>> pixels = tf.random.stateless_uniform([375, 500, 3], [0, 1], maxval=256, dtype=tf.int32)
+    >>> data = tf.io.encode_png(tf.cast(pixels, tf.uint8))
     >>> patch, rescaled, offset = decode_rescale_crop(data, 256, 224, center_offset)
+    >>> rescaled.numpy(), offset.numpy()
+    (array([256, 341], dtype=int32), array([16, 58], dtype=int32))
+    >>> whole = rescale(decode(data), 256)[16:16 + 224, 58:58 + 224]     # the slow way
+    >>> float(tf.reduce_max(tf.abs(patch - whole))) < 0.05    # the same, to float rounding
+    True
     """
 
     def from_source(size, read_window):
@@ -218,7 +246,7 @@ def decode_rescale_crop(image_bytes, scale, crop, offset_fn, flip=False):
     return patch, rescaled, offset
 
 
-def rescaled_crops(image, offsets, crop):
+def rescaled_crops(image: tf.Tensor, offsets: tf.Tensor, crop: int) -> tf.Tensor:
     """``[len(offsets), crop, crop, 3]`` patches of an (already rescaled) image, pixel-exact."""
     size = tf.cast(tf.shape(image)[:2], tf.float32)
     offsets = tf.cast(offsets, tf.float32)
@@ -235,25 +263,26 @@ def rescaled_crops(image, offsets, crop):
 # Boxes.
 
 
-def crop_boxes(boxes, rescaled, offset, crop):
+def crop_boxes(boxes: tf.Tensor, rescaled: tf.Tensor, offset: tf.Tensor,
+               crop: int) -> tf.Tensor:
     """Image-normalised ``boxes [N, 4]`` relative to a ``crop`` at ``offset`` of the image
     rescaled to ``rescaled``; not clipped (a box reaching out of the crop leaves [0, 1])."""
     return B.to_crop(tf.cast(boxes, tf.float32), tf.cast(rescaled, tf.float32),
                      tf.cast(offset, tf.float32), float(crop), xp=tf)
 
 
-def flip_boxes(boxes):
+def flip_boxes(boxes: tf.Tensor) -> tf.Tensor:
     """Boxes of the horizontally flipped image: x -> 1 - x (xmin and xmax swap)."""
     return B.flip(boxes, xp=tf)
 
 
-def clip_boxes(boxes):
+def clip_boxes(boxes: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """Boxes clipped to [0, 1] and their remaining areas (0 for boxes cut away entirely)."""
     clipped = tf.clip_by_value(boxes, 0.0, 1.0)
     return clipped, B.area(clipped, xp=tf)
 
 
-def best_box(boxes):
+def best_box(boxes: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """The box the crop keeps best: ``(clipped box [4], present)`` where the chosen box has the
     largest area left inside the crop; ``present`` is False when no box is left at all (the
     box is then all zeros and must be masked out, e.g. by a zero sample weight)."""
@@ -270,8 +299,10 @@ def best_box(boxes):
 # the accelerator).
 
 
-def pca_color_shift(seed, stddev=0.1, eigval=IMAGENET_PCA_EIGVAL, eigvec=IMAGENET_PCA_EIGVEC,
-                    value_range=255.0):
+def pca_color_shift(seed: tf.Tensor, stddev: float = 0.1,
+                    eigval: Sequence[float] = IMAGENET_PCA_EIGVAL,
+                    eigvec: Sequence[Sequence[float]] = IMAGENET_PCA_EIGVEC,
+                    value_range: float = 255.0) -> tf.Tensor:
     """Krizhevsky et al.'s colour shift ``value_range * eigvec @ (alpha * eigval)``, alpha ~
     N(0, stddev) per component: a ``[3]`` RGB offset to add to every pixel of one image.
 

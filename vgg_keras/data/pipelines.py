@@ -6,13 +6,20 @@ the file it needs; random horizontal flip; AlexNet PCA colour shift. Evaluation 
 rescale to Q, then the central crop, the whole image (dense) or the 5 x 5 x 2 multi-crop set.
 Images leave as RGB float32 in [0, 255]; the model subtracts the mean itself.
 
+>>> import vgg_keras.data
 >>> ds = vgg_keras.data.load("vgg_shapes", "train")
 >>> train = train_pipeline(ds, scale=(72, 96), crop=64, batch_size=32, seed=0)
->>> images, labels = next(iter(train))          # (32, 64, 64, 3) float32, (32,) int32
+>>> images, labels = next(iter(train))
+>>> images.shape, images.dtype.name, labels.shape, labels.dtype.name
+(TensorShape([32, 64, 64, 3]), 'float32', TensorShape([32]), 'int32')
 >>> val = eval_pipeline(vgg_keras.data.load("vgg_shapes", "validation"), scale=84, crop=64)
 """
 
+from __future__ import annotations
+
 import secrets
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import tensorflow as tf
 
@@ -21,6 +28,9 @@ from ..configs import IMAGENET_PCA_EIGVAL, IMAGENET_PCA_EIGVEC
 from ..transforms import MULTICROP_GRID
 from . import ops
 from .sources import attach_info, block_shuffle
+
+if TYPE_CHECKING:
+    from .._typing import Scale
 
 MODES = ("center", "dense", "multicrop")
 
@@ -107,10 +117,14 @@ def _ignore_errors(dataset):
     return dataset.ignore_errors(log_warning=True)
 
 
-def train_pipeline(dataset, *, scale=(256, 512), crop=224, batch_size, flip=True,
-                   color_shift=True, boxes=False, seed=None, augment_on="host", repeat=False,
-                   initial_epoch=0, eigval=IMAGENET_PCA_EIGVAL, eigvec=IMAGENET_PCA_EIGVEC,
-                   drop_remainder=True, steps_per_epoch=None):
+def train_pipeline(dataset: tf.data.Dataset, *, scale: Scale = (256, 512), crop: int = 224,
+                   batch_size: int, flip: bool = True, color_shift: bool = True,
+                   boxes: bool = False, seed: int | None = None, augment_on: str = "host",
+                   repeat: bool = False, initial_epoch: int = 0,
+                   eigval: Sequence[float] = IMAGENET_PCA_EIGVAL,
+                   eigvec: Sequence[Sequence[float]] = IMAGENET_PCA_EIGVEC,
+                   drop_remainder: bool = True,
+                   steps_per_epoch: int | None = None) -> tf.data.Dataset:
     """Training batches by the paper's recipe, ready for ``model.fit``.
 
     Args:
@@ -149,9 +163,14 @@ def train_pipeline(dataset, *, scale=(256, 512), crop=224, batch_size, flip=True
         1 where a box is present and 0 where the crop cut every box away (that example's
         ``box`` is then [0, 0, 0, 0], to be masked by the weight, never learnt from).
 
+    >>> from vgg_keras.data import load
     >>> train = train_pipeline(load("vgg_shapes"), scale=(72, 96), crop=64, batch_size=32,
-    ...                        seed=0)
-    >>> model.fit(train, epochs=10)
+    ...                        seed=0)                    # model.fit(train, epochs=...)
+    >>> boxed = train_pipeline(load("vgg_shapes"), scale=(72, 96), crop=64, batch_size=8,
+    ...                        boxes=True, seed=0)
+    >>> images, targets, weights = next(iter(boxed))
+    >>> sorted(targets), targets["box"].shape, weights["box"].shape
+    (['box', 'label'], TensorShape([8, 4]), TensorShape([8]))
     """
     scale, batch_size, steps_per_epoch = _check_train_args(
         dataset, scale, crop, batch_size, augment_on, boxes, steps_per_epoch)
@@ -246,7 +265,9 @@ def _train_epochs(dataset, transform, seed, batch_size, drop_remainder, steps_pe
     return batches
 
 
-def eval_pipeline(dataset, *, scale, mode="center", crop=224, batch_size=None, boxes=False):
+def eval_pipeline(dataset: tf.data.Dataset, *, scale: int, mode: str = "center",
+                  crop: int = 224, batch_size: int | None = None,
+                  boxes: bool = False) -> tf.data.Dataset:
     """Test batches by the paper's protocols at test scale Q = ``scale``, in the dataset's order.
 
     Modes and what each batch is:
@@ -275,8 +296,17 @@ def eval_pipeline(dataset, *, scale, mode="center", crop=224, batch_size=None, b
             with a box predicted on the crop is then the IoU in the image); dense: relative to
             the image.
 
-    >>> val = eval_pipeline(load("vgg_shapes", "validation"), scale=84, crop=64)
-    >>> model.evaluate(val)
+    >>> from vgg_keras.data import load
+    >>> val = eval_pipeline(load("vgg_shapes", "validation[:40]"), scale=84, crop=64)
+    >>> [tuple(images.shape) for images, labels in val]       # model.evaluate(val)
+    [(32, 64, 64, 3), (8, 64, 64, 3)]
+    >>> dense = eval_pipeline(load("vgg_shapes", "validation[:2]"), scale=84, mode="dense")
+    >>> [tuple(images.shape) for images, labels in dense]     # whole images, shorter side Q
+    [(1, ..., 84, 3), (1, 84, ..., 3)]
+    >>> crops = eval_pipeline(load("vgg_shapes", "validation[:2]"), scale=84, crop=64,
+    ...                       mode="multicrop")
+    >>> [(images.shape[0], labels.shape[0]) for images, labels in crops]   # 50 crops an image
+    [(50, 1), (50, 1)]
     """
     scale, batch_size = _check_eval_args(dataset, scale, mode, crop, batch_size, boxes)
     transform = _eval_transform(mode, scale, crop, boxes)

@@ -12,7 +12,8 @@ PCR). The package is split by concern:
 
 >>> from vgg_keras.localization.training import train_localizer
 >>> summary = train_localizer(init_from="runs/cls_a/model.keras", regression="pcr", crop=64,
-...                           scale=(72, 96), epochs=10, batch_size=32, run_dir="runs/loc_a")
+...                           scale=(72, 96), epochs=10, batch_size=32,
+...                           run_dir="runs/loc_a")   # doctest: +SKIP
 """
 
 from ..heads import BOX_LAYER, PRIOR_BOX, REGRESSIONS, BoxRegression, is_localizer, regression_of

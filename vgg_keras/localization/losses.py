@@ -4,13 +4,38 @@ of targets into one ``(B, 5)`` tensor ``[cx, cy, w, h, class]`` (see :func:`pack
 that a plain one-output model compiles with :class:`BoxRegressionLoss`, :class:`BoxAccuracy`
 and :class:`BoxL2`.
 
+>>> import numpy as np
+>>> from vgg_keras import build_localizer, build_vgg
+>>> classifier = build_vgg("A", 10, input_shape=(64, 64, 3), width=0.125)
+>>> model = build_localizer(classifier, regression="pcr")          # 4 x 10 outputs
 >>> model.compile("sgd", BoxRegressionLoss(num_classes=10), [BoxAccuracy(10), BoxL2(10)])
+>>> y, weight = pack_targets([3], [[0.2, 0.1, 0.6, 0.5]], num_classes=10)   # class 3, yxyx
+>>> y.numpy().round(3), weight.numpy()                                     # [cx, cy, w, h, c]
+(array([[0.3, 0.4, 0.4, 0.4, 3. ]], dtype=float32), array([1.], dtype=float32))
+>>> predicted = np.zeros((1, 40), "float32")
+>>> predicted[0, 12:16] = [0.3, 0.4, 0.4, 0.4]       # class 3's box right, the others ignored
+>>> loss = BoxRegressionLoss(num_classes=10)           # 0.5 * squared distance
+>>> round(float(loss(y, predicted)), 6)
+0.0
+>>> predicted[0, 12] = 0.4                            # cx off by 0.1
+>>> round(float(loss(y, predicted)), 6)
+0.005
 """
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import keras
 from keras import ops
 
 from .. import boxes as B
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from .._typing import Tensor
 
 
 def _select_class_box(y_pred, labels, num_classes):
@@ -47,19 +72,19 @@ class BoxRegressionLoss(keras.losses.Loss):
     not count.
     """
 
-    def __init__(self, num_classes=None, name="box_l2", reduction="sum_over_batch_size",
-                 dtype=None):
+    def __init__(self, num_classes: int | None = None, name: str = "box_l2",
+                 reduction: str = "sum_over_batch_size", dtype: Any = None) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.num_classes = None if num_classes is None else int(num_classes)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         _check_outputs(y_pred, self.num_classes)
         y_true = ops.cast(y_true, "float32")
         y_pred = ops.cast(y_pred, "float32")
         predicted = _select_class_box(y_pred, y_true[:, 4], self.num_classes)
         return 0.5 * ops.sum(ops.square(predicted - y_true[:, :4]), axis=-1)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "num_classes": self.num_classes}
 
 
@@ -68,7 +93,8 @@ class BoxAccuracy(keras.metrics.MeanMetricWrapper):
     """Share of examples whose ground-truth class's box has IoU > ``threshold`` with the target
     box (protocol 1's criterion against the one packed box; 1 - this is the error)."""
 
-    def __init__(self, num_classes=None, threshold=0.5, name="box_accuracy", dtype=None):
+    def __init__(self, num_classes: int | None = None, threshold: float = 0.5,
+                 name: str = "box_accuracy", dtype: Any = None) -> None:
         self.num_classes = None if num_classes is None else int(num_classes)
         self.threshold = float(threshold)
 
@@ -81,7 +107,7 @@ class BoxAccuracy(keras.metrics.MeanMetricWrapper):
 
         super().__init__(correct, name=name, dtype=dtype)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"num_classes": self.num_classes, "threshold": self.threshold, "name": self.name,
                 "dtype": self.dtype}
 
@@ -91,12 +117,13 @@ class BoxL2(keras.metrics.MeanMetricWrapper):
     """The box regression loss alone (:class:`BoxRegressionLoss`, without the weight decay that
     Keras adds to ``loss`` and ``val_loss``): what the localizer's schedule watches."""
 
-    def __init__(self, num_classes=None, name="box_l2", dtype=None):
+    def __init__(self, num_classes: int | None = None, name: str = "box_l2",
+                 dtype: Any = None) -> None:
         self.num_classes = None if num_classes is None else int(num_classes)
         loss = BoxRegressionLoss(self.num_classes)
         super().__init__(loss.call, name=name, dtype=dtype)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"num_classes": self.num_classes, "name": self.name, "dtype": self.dtype}
 
 
@@ -113,7 +140,9 @@ ended with the weights of its epoch 1, mean IoU 0.0003)."""
 # Targets
 
 
-def pack_targets(labels, box_yxyx, weight=None, *, num_classes=None):
+def pack_targets(labels: tf.Tensor | Sequence[int], box_yxyx: tf.Tensor | Sequence[Sequence[float]],
+                 weight: tf.Tensor | None = None, *,
+                 num_classes: int | None = None) -> tuple[tf.Tensor, tf.Tensor]:
     """tf.data mapping: ``(label (B,), box yxyx (B, 4))`` -> ``y (B, 5)`` ``[cx, cy, w, h,
     class]`` and sample weights ``(B,)``.
 

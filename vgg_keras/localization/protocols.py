@@ -4,10 +4,30 @@
   when its IoU with every ground-truth box is at most 0.5;
 * protocol 2 (Table 9): the net applied densely to the whole image at one or more scales, a box
   per location (per class for PCR), OverFeat's greedy merging rated by the classification net's
-  class scores, top-5 classes with one box each, ILSVRC top-5 localisation error.
+  class scores, top-5 classes with one box each, ILSVRC top-5 localisation error. The merging
+  criterion is OverFeat's match score or IoU (``merge``, :data:`vgg_keras.boxes.MERGES`).
 
->>> row = run_protocol1(localizer, load("vgg_shapes", "validation"), scale=84)
->>> print(format_table8([row]))
+With an untrained 32-pixel net (a trained one comes from train_loc.py):
+
+>>> from vgg_keras.data import load
+>>> from vgg_keras.models import build_localizer, build_vgg
+>>> classifier = build_vgg("A", 10, input_shape=(32, 32, 3), width=0.125, init="glorot")
+>>> localizer = build_localizer(classifier, regression="pcr")
+>>> val = load("vgg_shapes/small", "validation[:8]")
+>>> print(format_table8([run_protocol1(localizer, val, scale=36)]))
+Protocol 1 (central crop, ground-truth class): localisation error (%)
+<BLANKLINE>
+| model | fine-tuned layers | regression | error | mean IoU | images |
+|---|---|---|---|---|---|
+| ... | ? | PCR | ... | ... | 8 |
+>>> print(format_table9([run_protocol2(localizer, classifier, val, scales=[36, 48], merge=m)
+...                      for m in ("overfeat", "iou")]))
+Protocol 2 (dense, greedy merging): localisation error (%)
+<BLANKLINE>
+| localizer(s) | classifier(s) | test scale(s) Q | merging | top-1 loc | ... | images |
+|---|---|---|---|---|---|---|---|
+| ... | ... | 36,48 | overfeat -0.1 | ... | 8 |
+| ... | ... | 36,48 | iou 0.5 | ... | 8 |
 """
 
 import logging
@@ -66,8 +86,13 @@ def protocol1(localizer, batches, *, threshold=0.5, progress_label=None, total=N
 
     Returns ``{"error": %, "images": n, "skipped": n, "mean_iou": ...}``.
 
-    >>> protocol1(localizer, eval_pipeline(val, scale=256, mode="center", boxes=True))
-    {'error': 41.2, 'images': 500, 'skipped': 0, 'mean_iou': 0.55}
+    >>> from vgg_keras.data import eval_pipeline, load
+    >>> from vgg_keras.models import build_localizer, build_vgg
+    >>> localizer = build_localizer(build_vgg("A", 10, input_shape=(32, 32, 3), width=0.125),
+    ...                             regression="scr")
+    >>> val = load("vgg_shapes/small", "validation[:4]")
+    >>> protocol1(localizer, eval_pipeline(val, scale=36, crop=32, mode="center", boxes=True))
+    {'error': ..., 'images': 4, 'skipped': 0, 'mean_iou': ...}
     """
     regression, classes = regression_of(localizer)
     wrong = seen = skipped = 0
@@ -122,16 +147,27 @@ def dense_boxes(box_map, image_size, crop, *, stride=STRIDE):
     return B.from_crop(B.decode(box_map, xp=np), np.asarray(image_size), windows, crop, xp=np)
 
 
-def localize_image(predictions, posteriors, *, top=5, merge_threshold=0.5):
+def localize_image(predictions, posteriors, *, top=5, merge=B.DEFAULT_MERGE,
+                   merge_threshold=None):
     """The top-``top`` classes of one image, each with one box (protocol 2's decision).
 
     ``predictions`` is a list over (localizer, scale) of ``(boxes, rates)``: ``boxes`` ``(N,
     K, 4)`` yxyx boxes of N locations for K = C classes (PCR) or K = 1 (SCR, shared by all
     classes); ``rates`` ``(N, C)`` the classification net's class scores at those locations.
     ``posteriors`` ``(C,)`` ranks the classes. For each of the top classes the union of its
-    boxes is merged greedily (OverFeat), and the merged box with the highest summed score wins.
+    boxes is merged greedily by the criterion ``merge`` ("overfeat" or "iou", see
+    :func:`vgg_keras.boxes.merge_boxes`) at ``merge_threshold`` (default: the criterion's
+    own), and the merged box with the highest summed score wins.
 
     Returns a list of ``(class, box yxyx)``.
+
+    >>> near, near2, far = [0.1, 0.1, 0.5, 0.5], [0.1, 0.2, 0.5, 0.6], [0.6, 0.6, 0.9, 0.9]
+    >>> boxes = np.array([[near], [near2], [far]])        # SCR: 3 locations, 1 box each
+    >>> rates = np.array([[0.5, 0.5], [0.5, 0.5], [0.1, 0.9]])
+    >>> localize_image([(boxes, rates)], np.array([0.3, 0.7]), merge="iou")   # IoU 0.6 > 0.5
+    [(1, array([0.1 , 0.15, 0.5 , 0.55])), (0, array([0.1 , 0.15, 0.5 , 0.55]))]
+    >>> localize_image([(boxes, rates)], np.array([0.3, 0.7]), merge="iou", merge_threshold=0.7)
+    [(1, array([0.6, 0.6, 0.9, 0.9])), (0, array([0.1, 0.1, 0.5, 0.5]))]
     """
     order = np.argsort(-np.asarray(posteriors), kind="stable")[:top]
     guesses = []
@@ -141,8 +177,8 @@ def localize_image(predictions, posteriors, *, top=5, merge_threshold=0.5):
             boxes = np.asarray(boxes).reshape(len(rates), -1, 4)
             all_boxes.append(boxes[:, c if boxes.shape[1] > 1 else 0])
             all_rates.append(np.asarray(rates)[:, c])
-        merged, scores = B.greedy_merge(np.concatenate(all_boxes), np.concatenate(all_rates),
-                                        threshold=merge_threshold)
+        merged, _ = B.merge_boxes(np.concatenate(all_boxes), np.concatenate(all_rates),
+                                  merge=merge, threshold=merge_threshold)
         guesses.append((int(c), merged[0]))
     return guesses
 
@@ -164,7 +200,8 @@ def location_rates(score_map, locations):
 
 
 def protocol2(localizers, classifiers, make_batches, *, scales, top=5, flip=True,
-              merge_threshold=0.5, threshold=0.5, progress_label=None, total=None):
+              merge=B.DEFAULT_MERGE, merge_threshold=None, threshold=0.5, progress_label=None,
+              total=None):
     """Protocol 2 (paper Table 9): dense localisation at ``scales``, greedy merging rated by
     the classification net(s), top-5 classes each with one box, ILSVRC localisation error.
 
@@ -174,6 +211,8 @@ def protocol2(localizers, classifiers, make_batches, *, scales, top=5, flip=True
     "num_boxes"})`` as ``eval_pipeline(mode="dense", boxes=True)`` makes them (boxes relative
     to the image), in the same order for every scale. Class posteriors are the dense
     protocol's (mean of the spatially averaged soft-max over scales, with the flipped image).
+    ``merge`` ("overfeat" or "iou") and ``merge_threshold`` (default: the criterion's own)
+    choose the greedy merging (:func:`vgg_keras.boxes.merge_boxes`).
 
     A progress bar named ``progress_label`` (default "protocol 2 Q=" and the scales) counts
     the images on stderr, out of ``total`` or the size of the first scale's dataset when it is an
@@ -182,29 +221,24 @@ def protocol2(localizers, classifiers, make_batches, *, scales, top=5, flip=True
     Returns ``{"top1_loc": %, "top5_loc": %, "top1_cls": %, "top5_cls": %, "images",
     "skipped"}``.
 
+    >>> from vgg_keras.data import eval_pipeline, load
+    >>> from vgg_keras.models import build_localizer, build_vgg
+    >>> classifier = build_vgg("A", 10, input_shape=(32, 32, 3), width=0.125)
+    >>> localizer = build_localizer(classifier, regression="pcr")
+    >>> val = load("vgg_shapes/small", "validation[:4]")
     >>> protocol2(localizer, classifier, lambda q: eval_pipeline(
-    ...     val, scale=q, mode="dense", boxes=True).as_numpy_iterator(), scales=[256, 384])
-    {'top1_loc': 52.0, 'top5_loc': 40.4, 'top1_cls': 30.2, 'top5_cls': 9.8, ...}
+    ...     val, scale=q, mode="dense", boxes=True).as_numpy_iterator(), scales=[32, 48])
+    {'top1_loc': ..., 'top5_loc': ..., 'top1_cls': ..., 'top5_cls': ..., 'images': 4, 'skipped': 0}
     """
-    localizers = [localizers] if isinstance(localizers, keras.Model) else list(localizers)
-    classifiers = [classifiers] if isinstance(classifiers, keras.Model) else list(classifiers)
-    nets = _DenseNets(localizers, classifiers)
-    sources = [make_batches(q) for q in scales]
-    if total is None:
-        total = known_total(sources[0])[0]   # dense batches hold one image: either unit
     totals = {"top1_loc": 0.0, "top5_loc": 0.0, "top1_cls": 0.0, "top5_cls": 0.0}
     seen = skipped = 0
-    # One bar for the images, whatever the number of scales (their streams advance together).
-    bar_label = progress_label or f"protocol 2 Q={','.join(map(str, scales))}"
-    for items in progress(_aligned(sources), bar_label, total=total, unit="img"):
-        labels = items[0][1]
-        label = int(_check_labels(labels["label"], nets.num_classes)[0])
-        gt = _valid_boxes(labels["boxes"][0], labels["num_boxes"][0])
-        if not len(gt):
+    for label, gt, predictions, posterior in protocol2_predictions(
+            localizers, classifiers, make_batches, scales=scales, flip=flip,
+            progress_label=progress_label, total=total):
+        if predictions is None:
             skipped += 1
             continue
-        predictions, posterior = nets.predict([image for image, _ in items], flip)
-        guesses = localize_image(predictions, posterior, top=top,
+        guesses = localize_image(predictions, posterior, top=top, merge=merge,
                                  merge_threshold=merge_threshold)
         for key, value in _image_errors(guesses, label, gt, threshold).items():
             totals[key] += value
@@ -215,6 +249,32 @@ def protocol2(localizers, classifiers, make_batches, *, scales, top=5, flip=True
         raise ValueError("Protocol 2: no image with a usable ground-truth box to evaluate.")
     return {**{k: 100.0 * v / seen for k, v in totals.items()}, "images": seen,
             "skipped": skipped}
+
+
+def protocol2_predictions(localizers, classifiers, make_batches, *, scales, flip=True,
+                          progress_label=None, total=None):
+    """Protocol 2's net outputs, image by image, before any merging: yields ``(label,
+    ground_truth (M, 4), predictions, posterior)``, ``predictions`` and ``posterior`` as
+    :func:`localize_image` takes them, or both None for an image without a usable ground-truth
+    box (the nets are not run on it). Arguments as :func:`protocol2`'s; this is its loop,
+    for rating several merging criteria on the same outputs (``bench/merging.py``)."""
+    localizers = [localizers] if isinstance(localizers, keras.Model) else list(localizers)
+    classifiers = [classifiers] if isinstance(classifiers, keras.Model) else list(classifiers)
+    nets = _DenseNets(localizers, classifiers)
+    sources = [make_batches(q) for q in scales]
+    if total is None:
+        total = known_total(sources[0])[0]   # dense batches hold one image: either unit
+    # One bar for the images, whatever the number of scales (their streams advance together).
+    bar_label = progress_label or f"protocol 2 Q={','.join(map(str, scales))}"
+    for items in progress(_aligned(sources), bar_label, total=total, unit="img"):
+        labels = items[0][1]
+        label = int(_check_labels(labels["label"], nets.num_classes)[0])
+        gt = _valid_boxes(labels["boxes"][0], labels["num_boxes"][0])
+        if not len(gt):
+            yield label, gt, None, None
+            continue
+        predictions, posterior = nets.predict([image for image, _ in items], flip)
+        yield label, gt, predictions, posterior
 
 
 def _aligned(sources):
@@ -286,13 +346,17 @@ def format_table8(rows, title="Protocol 1 (central crop, ground-truth class): lo
 
 
 def format_table9(rows, title="Protocol 2 (dense, greedy merging): localisation error (%)"):
-    """Rows ``{"models", "scales", "top1_loc", "top5_loc", ...}`` as the paper's Table 9."""
-    lines = [title, "", "| localizer(s) | classifier(s) | test scale(s) Q | top-1 loc | "
-                        "top-5 loc | top-5 cls | images |", "|---|---|---|---|---|---|---|"]
+    """Rows ``{"models", "scales", "merge", "merge_threshold", "top1_loc", "top5_loc", ...}``
+    as the paper's Table 9, with the merging criterion and its threshold."""
+    lines = [title, "", "| localizer(s) | classifier(s) | test scale(s) Q | merging | top-1 loc | "
+                        "top-5 loc | top-5 cls | images |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        merging = (f"{r['merge']} {r['merge_threshold']:g}"
+                   if r.get("merge_threshold") is not None else r.get("merge", "?"))
         lines.append(f"| {' + '.join(r['models'])} | {' + '.join(r['classifiers'])} | "
-                     f"{','.join(str(s) for s in r['scales'])} | {r['top1_loc']:.1f} | "
-                     f"{r['top5_loc']:.1f} | {r['top5_cls']:.1f} | {r['images']} |")
+                     f"{','.join(str(s) for s in r['scales'])} | {merging} | "
+                     f"{r['top1_loc']:.1f} | {r['top5_loc']:.1f} | {r['top5_cls']:.1f} | "
+                     f"{r['images']} |")
     return "\n".join(lines)
 
 
@@ -311,15 +375,20 @@ def run_protocol1(localizer, examples, *, scale, crop=None, batch_size=32):
     return {"model": localizer.name, "regression": regression, "scales": [scale], **result}
 
 
-def run_protocol2(localizers, classifiers, examples, *, scales):
-    """Protocol 2 on ``examples`` at test scales ``scales``: a Table 9 row."""
+def run_protocol2(localizers, classifiers, examples, *, scales, merge=B.DEFAULT_MERGE,
+                  merge_threshold=None):
+    """Protocol 2 on ``examples`` at test scales ``scales``, merging by ``merge`` at
+    ``merge_threshold`` (default: the criterion's own): a Table 9 row, which names both."""
 
     def make_batches(q):
         return protocol_batches(examples, "dense", q, boxes=True).as_numpy_iterator()
 
     localizers = [localizers] if isinstance(localizers, keras.Model) else list(localizers)
     classifiers = [classifiers] if isinstance(classifiers, keras.Model) else list(classifiers)
-    result = protocol2(localizers, classifiers, make_batches, scales=list(scales),
-                       total=known_total(examples)[0])
+    if merge_threshold is None:
+        merge_threshold = B.MERGE_THRESHOLDS.get(merge)   # unknown names: protocol2 says so
+    result = protocol2(localizers, classifiers, make_batches, scales=list(scales), merge=merge,
+                       merge_threshold=merge_threshold, total=known_total(examples)[0])
     return {"models": [m.name for m in localizers], "classifiers": [c.name for c in classifiers],
-            "scales": list(scales), **result}
+            "scales": list(scales), "merge": merge, "merge_threshold": merge_threshold,
+            **result}

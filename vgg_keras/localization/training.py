@@ -5,7 +5,8 @@ the best validation box loss kept, and evaluation by both protocols.
 
 >>> from vgg_keras.localization.training import train_localizer
 >>> summary = train_localizer(init_from="runs/cls_a/model.keras", regression="pcr", crop=64,
-...                           scale=(72, 96), epochs=10, batch_size=32, run_dir="runs/loc_a")
+...                           scale=(72, 96), epochs=10, batch_size=32,
+...                           run_dir="runs/loc_a")   # doctest: +SKIP
 """
 
 import json
@@ -92,8 +93,8 @@ class LocalizationTask(Task):
                              "with boxes (the embedded dataset, a directory with VOC XML, or an "
                              "ImageNet directory with its box annotations).")
 
-    def build(self, config, info):
-        model = self._localizer(config, info)
+    def build(self, config, info, statistics):
+        model = self._localizer(config, info, statistics)
         _, classes = regression_of(model)
         if classes is not None and info.num_classes > classes:
             raise ValueError(f"The data has {info.num_classes} classes but the localizer's head "
@@ -103,17 +104,19 @@ class LocalizationTask(Task):
             log.info("Fine-tuning %s only; the conv layers are frozen.", ", ".join(FC_LAYERS))
         # Flips happen on the host, in the pipeline, because the box must follow them.
         augmentation = training_augmentation(flip=False, color_shift=config.color_shift,
-                                             seed=config.seed)
+                                             seed=config.seed, eigval=statistics.eigval,
+                                             eigvec=statistics.eigvec)
         self.classes = classes
         return model, augmentation, box_objective(model)
 
-    def _localizer(self, config, info):
+    def _localizer(self, config, info, statistics):
         source = self.source
         if source is not None and not is_localizer(source):
             return self._from_classifier(config, info)
         model = build_localizer(config.arch, info.num_classes, regression=config.regression,
                                 input_shape=(config.crop, config.crop, 3), width=config.width,
-                                dropout=config.dropout, init=config.init)
+                                dropout=config.dropout, init=config.init,
+                                preprocessing={"mean": statistics.mean})
         if source is None:
             log.info("Training %s from scratch (random %s initialisation, no --init-from; the "
                      "paper starts from a trained classifier).", model.name, config.init)
@@ -185,7 +188,8 @@ class LocalizationTask(Task):
                    "protocol1_error": row["error"]}
         if self.classifier is not None:
             rows = protocol2_rows(model, self.classifier, examples,
-                                  list(config.eval_scales or [q]))
+                                  list(config.eval_scales or [q]), merge=config.merge,
+                                  merge_threshold=config.merge_threshold)
             log.info("%s", format_table9(rows, title=f"validation, {model.name} rated by "
                                                      f"{self.classifier.name}: protocol 2 "
                                                      "localisation error (%)"))
@@ -194,11 +198,13 @@ class LocalizationTask(Task):
         return summary
 
 
-def protocol2_rows(localizers, classifiers, examples, scales):
-    """Table 9's rows: each test scale alone, then all of them together."""
-    rows = [run_protocol2(localizers, classifiers, examples, scales=[q]) for q in scales]
+def protocol2_rows(localizers, classifiers, examples, scales, **merging):
+    """Table 9's rows: each test scale alone, then all of them together. ``merging``:
+    ``merge`` and ``merge_threshold`` for :func:`run_protocol2` (default: its own)."""
+    rows = [run_protocol2(localizers, classifiers, examples, scales=[q], **merging)
+            for q in scales]
     if len(scales) > 1:
-        rows.append(run_protocol2(localizers, classifiers, examples, scales=scales))
+        rows.append(run_protocol2(localizers, classifiers, examples, scales=scales, **merging))
     return rows
 
 
@@ -208,18 +214,20 @@ def train_localizer(**options):
     Options are the fields of :class:`vgg_keras.config.LocalizationConfig` (train_loc.py's
     flags): the classification ones with ``lr`` 1e-3, plus ``regression`` ("scr"/"pcr"),
     ``finetune`` ("all"/"fc"), ``classifier`` (a classifier whose class scores rate protocol
-    2's boxes; default ``init_from`` when that is a classifier), ``eval_scales`` and
-    ``eval_split``. ``init_from`` is a classifier (conv and fc6/fc7 copied; fc8_box new, its
-    kernel random and its bias the whole crop) or a localizer of the same shapes (continued);
+    2's boxes; default ``init_from`` when that is a classifier), ``eval_scales``,
+    ``eval_split``, ``merge`` and ``merge_threshold`` (protocol 2's merging). ``init_from``
+    is a classifier (conv and fc6/fc7 copied; fc8_box new, its kernel random and its bias the
+    whole crop) or a localizer of the same shapes (continued);
     without it ``arch`` is built from scratch. The run directory resumes.
     """
     return Run(LocalizationConfig.from_dict(options), LocalizationTask()).execute()
 
 
 def evaluate_saved(paths, *, classifiers=(), data=None, data_dir=None, scales=None,
-                   split=None, val_fraction=0.05, batch_size=32, output=None):
+                   split=None, val_fraction=0.05, batch_size=32, output=None, **merging):
     """Protocol 1 for each saved localizer, protocol 2 (union of all of them) when classifier
-    paths are given; prints Tables 8 and 9 and optionally writes them as JSON."""
+    paths are given, merging by ``merging`` (``merge``, ``merge_threshold``, as
+    :func:`protocol2_rows`); prints Tables 8 and 9 and optionally writes them as JSON."""
     localizers = [load_vgg(p, kind="localizer") for p in paths]
     classifier_models = [load_vgg(p, kind="classifier") for p in classifiers]
     examples = vdata.evaluation_examples(data, split=split, val_fraction=val_fraction,
@@ -230,7 +238,8 @@ def evaluate_saved(paths, *, classifiers=(), data=None, data_dir=None, scales=No
     print(format_table8(table8))
     report = {"protocol1": table8}
     if classifier_models:
-        report["protocol2"] = protocol2_rows(localizers, classifier_models, examples, scales)
+        report["protocol2"] = protocol2_rows(localizers, classifier_models, examples, scales,
+                                             **merging)
         print()
         print(format_table9(report["protocol2"]))
     if output:

@@ -13,12 +13,15 @@ Every source yields the same example, a dict:
   TFDS stores them; ``N == 0`` where the source has no boxes.
 * ``"filename"``: ``tf.string``, the file's path relative to the source ("" if unknown), for logs.
 
->>> ds = load("vgg_shapes", "train", data_dir="/tmp/tfds")   # builds once, in seconds
+>>> ds = load("vgg_shapes", "train")      # built once (in seconds) in the TFDS data_dir
 >>> info(ds).class_names[:3]
 ('circle', 'square', 'triangle')
->>> ds = load("~/data/flowers", "train[:90%]")                 # a class-folder tree
->>> ds = load("/data/imagenet-object-localization-challenge", "validation")
->>> info(ds).source, info(ds).num_classes, info(ds).has_boxes
+>>> example = next(iter(ds))
+>>> sorted(example), example["boxes"].shape
+(['boxes', 'filename', 'image', 'label'], TensorShape([1, 4]))
+>>> ds = load("~/data/flowers", "train[:90%]")                 # doctest: +SKIP
+>>> ds = load("/data/imagenet-object-localization-challenge", "validation")  # doctest: +SKIP
+>>> info(ds).source, info(ds).num_classes, info(ds).has_boxes                 # doctest: +SKIP
 ('imagenet-loc', 1000, True)
 
 Directories, by what they hold (the first that applies):

@@ -6,9 +6,20 @@ A source kind is a :class:`Source`: ``matches(request)`` says whether it reads w
 :mod:`.registry` consults the registered sources in order.
 """
 
+from __future__ import annotations
+
 import abc
 import dataclasses
 import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from ..._typing import PathLike
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass
@@ -25,34 +36,35 @@ class DatasetInfo:
     name: str
     split: str
     source: str  # "tfds", "embedded", "voc", "folder", "imagenet-loc" or "ilsvrc2012"
-    class_names: tuple
+    class_names: tuple[str, ...]
     num_examples: int
     has_boxes: bool
-    skipped: dict = dataclasses.field(default_factory=dict)
-    box_problems: dict = dataclasses.field(default_factory=dict)
-    descriptions: tuple = ()
+    skipped: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    box_problems: dict[str, int] = dataclasses.field(default_factory=dict)
+    descriptions: tuple[str, ...] = ()
     # Directory sources: files probed now and probe results reused from the listing cache.
-    listing: dict = dataclasses.field(default_factory=dict, compare=False)
+    listing: dict[str, int] = dataclasses.field(default_factory=dict, compare=False)
     # Rebuilds the examples in an order drawn from a tf.int64 key (one epoch), reading files
     # after shuffling their names; see pipelines.train_pipeline.
-    epoch_source: object = dataclasses.field(default=None, repr=False, compare=False)
+    epoch_source: Callable[[tf.Tensor], tf.data.Dataset] | None = dataclasses.field(
+        default=None, repr=False, compare=False)
 
     @property
-    def num_classes(self):
+    def num_classes(self) -> int:
         return len(self.class_names)
 
     @property
-    def num_skipped(self):
+    def num_skipped(self) -> int:
         return sum(len(files) for files in self.skipped.values())
 
 
-def attach_info(dataset, meta):
+def attach_info(dataset: tf.data.Dataset, meta: DatasetInfo) -> tf.data.Dataset:
     """Attach ``meta`` (a :class:`DatasetInfo`) to ``dataset`` for ``info()``; returns it."""
     dataset._vgg_info = meta  # tf.data.Dataset objects accept plain attributes
     return dataset
 
 
-def attached_info(dataset):
+def attached_info(dataset: tf.data.Dataset) -> DatasetInfo | None:
     """The :class:`DatasetInfo` attached to ``dataset``, or None (it does not survive map...)."""
     return getattr(dataset, "_vgg_info", None)
 
@@ -65,7 +77,7 @@ class Request:
     (``"train[:90%]"``) and ``options`` the keyword options of ``load()``.
     """
 
-    def __init__(self, name_or_path, split, options):
+    def __init__(self, name_or_path: PathLike, split: str, options: dict[str, Any]) -> None:
         self.text = os.fspath(name_or_path)
         self.path = os.path.expanduser(self.text)
         self.root = os.path.normpath(self.path)
@@ -74,7 +86,7 @@ class Request:
         self.options = dict(options)
         self._memo = {}
 
-    def memo(self, key, compute):
+    def memo(self, key: str, compute: Callable[[], T]) -> T:
         """``compute()``, once per request: work a source's ``matches`` and ``load`` share (a
         directory walk, an ImageNet layout) is done once."""
         if key not in self._memo:
@@ -89,15 +101,15 @@ class Source(abc.ABC):
     registered with :func:`~.registry.register_source`.
     """
 
-    name = ""
+    name: str = ""
     """The kind's name in the registry (``register_source(..., before=name)``)."""
 
     @abc.abstractmethod
-    def matches(self, request):
+    def matches(self, request: Request) -> bool:
         """Whether this source reads ``request`` (a :class:`Request`). The first registered
         source that matches loads it, so a fallback (any directory) is registered last."""
 
     @abc.abstractmethod
-    def load(self, request, **options):
+    def load(self, request: Request, **options: Any) -> tuple[tf.data.Dataset, DatasetInfo]:
         """``(tf.data.Dataset, DatasetInfo)`` of ``request.split``. ``options`` are every
         keyword option of ``load()``: declare those used, and take the rest as ``**_``."""

@@ -5,16 +5,24 @@ An example is ``{"image": encoded bytes, "label": int32, "boxes": float32 [N, 4]
 [ymin, xmin, ymax, xmax], "filename": string}`` (see :mod:`vgg_keras.data.sources`).
 """
 
+from __future__ import annotations
+
 import dataclasses
 import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
 
 from .files import relative
 
+if TYPE_CHECKING:
+    from .base import DatasetInfo
 
-def element(image, label, boxes, filename):
+
+def element(image: tf.Tensor, label: tf.Tensor | int, boxes: tf.Tensor,
+            filename: tf.Tensor | str) -> dict[str, tf.Tensor]:
     """One example, the same dict from every source."""
     return {
         "image": image,
@@ -24,7 +32,8 @@ def element(image, label, boxes, filename):
     }
 
 
-def keyed_permutation(key, size, block=0):
+def keyed_permutation(key: tf.Tensor | int, size: tf.Tensor | int,
+                      block: tf.Tensor | int = 0) -> tf.Tensor:
     """A permutation of ``range(size)`` drawn from an int64 ``key`` that may be symbolic (the
     epoch key inside ``flat_map``); ``block`` tells apart the permutations of one key.
 
@@ -35,7 +44,8 @@ def keyed_permutation(key, size, block=0):
     return tf.random.experimental.stateless_shuffle(tf.range(size), seed=seed)
 
 
-def block_shuffle(dataset, key, block_size):
+def block_shuffle(dataset: tf.data.Dataset, key: tf.Tensor | int,
+                  block_size: int) -> tf.data.Dataset:
     """Shuffle ``dataset`` (of dicts) within consecutive blocks of ``block_size`` examples, each
     block permuted by :func:`keyed_permutation` of ``(key, block number)``.
 
@@ -70,7 +80,8 @@ class Record:
     boxes: np.ndarray  # [N, 4] normalised, float32
 
 
-def records_dataset(records, root, meta):
+def records_dataset(records: Sequence[Record], root: str,
+                    meta: DatasetInfo) -> tf.data.Dataset:
     """A dataset reading the listed files, in order; ``meta.epoch_source`` (set here) gives an
     epoch's examples in a keyed order, shuffling names before reading files."""
     paths = tf.constant([r.path for r in records])

@@ -1,8 +1,11 @@
 """Class folders: ``ROOT/<class>/*.jpg``, or ``ROOT/train/<class>``, ``ROOT/val/...``; any
 directory no other source reads. Labels number the class folders of every split, sorted."""
 
+from __future__ import annotations
+
 import collections
 import os
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -14,16 +17,22 @@ from .files import (
 )
 from .probe import Listing, finish
 
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from .base import DatasetInfo, Request
+
 
 class FolderSource(Source):
     """A directory of class folders (registered last among directories: it matches any)."""
 
     name = "folder"
 
-    def matches(self, request):
+    def matches(self, request: Request) -> bool:
         return request.is_dir
 
-    def load(self, request, *, label_map=None, validate="decode", **_):
+    def load(self, request: Request, *, label_map: Any = None, validate: str = "decode",
+             **_: Any) -> tuple[tf.data.Dataset, DatasetInfo]:
         split = split_files(request)
         names, mapping, descriptions = read_label_map(label_map)
         listing = Listing(request.root, request.split, split.split_root, validate, split.listed)

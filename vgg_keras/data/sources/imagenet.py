@@ -4,6 +4,10 @@ its classes and the validation ground truth; this turns them into examples: labe
 sorted wnids, train images are labelled by their class folder, boxes come from the ground
 truth (LOC validation) or the box XML files."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from .. import imagenet as layouts
@@ -17,16 +21,22 @@ from .folders import check_class_folders, folder_candidates
 from .probe import Listing, finish
 from .voc import normalised_box, parse_voc_xml
 
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from .base import DatasetInfo, Request
+
 
 class ImageNetSource(Source):
     """A directory holding either ImageNet layout (:func:`vgg_keras.data.imagenet.detect`)."""
 
     name = "imagenet"
 
-    def matches(self, request):
+    def matches(self, request: Request) -> bool:
         return request.is_dir and _layout(request) is not None
 
-    def load(self, request, *, label_map=None, annotations=None, validate="decode", **_):
+    def load(self, request: Request, *, label_map: Any = None, annotations: str | None = None,
+             validate: str = "decode", **_: Any) -> tuple[tf.data.Dataset, DatasetInfo]:
         layout, root, split = _layout(request), request.root, request.split
         name, start, stop = split_name_and_slice(split)
         split_root = layout.split_dir(name)

@@ -4,11 +4,14 @@ file counted by reason and named in the log; then :func:`finish` makes the datas
 :class:`~.base.DatasetInfo`.
 """
 
+from __future__ import annotations
+
 import collections
 import concurrent.futures
 import dataclasses
 import logging
 import os
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
@@ -16,6 +19,9 @@ from ...progress import progress
 from .. import listing_cache
 from .base import DatasetInfo
 from .examples import records_dataset
+
+if TYPE_CHECKING:
+    from ..._typing import PathLike
 
 log = logging.getLogger("vgg_keras.data")
 
@@ -29,21 +35,21 @@ MAX_NAMED = 20
 class Skips:
     """Counts skipped files by reason; names the first few at WARNING, all at DEBUG."""
 
-    def __init__(self):
-        self.files = collections.defaultdict(list)
-        self.boxes = collections.Counter()
+    def __init__(self) -> None:
+        self.files: dict[str, list[str]] = collections.defaultdict(list)
+        self.boxes: collections.Counter[str] = collections.Counter()
 
-    def skip(self, reason, path, detail=""):
+    def skip(self, reason: str, path: str, detail: str = "") -> None:
         self.files[reason].append(path)
         level = logging.WARNING if len(self.files[reason]) <= MAX_NAMED else logging.DEBUG
         log.log(level, "skipping %s: %s%s", path, reason, f" ({detail})" if detail else "")
 
-    def box(self, reason, path, detail=""):
+    def box(self, reason: str, path: str, detail: str = "") -> None:
         self.boxes[reason] += 1
         level = logging.WARNING if self.boxes[reason] <= MAX_NAMED else logging.DEBUG
         log.log(level, "%s: %s%s", path, reason, f" ({detail})" if detail else "")
 
-    def summary(self, where, kept):
+    def summary(self, where: str, kept: int) -> None:
         if self.files:
             counts = ", ".join(f"{len(v)} {k}" for k, v in sorted(self.files.items()))
             log.warning("%s: kept %d images, skipped %d (%s)", where, kept,
@@ -53,15 +59,21 @@ class Skips:
             log.warning("%s: box problems: %s", where, counts)
 
 
-def probe_image(path, validate="decode"):
+def probe_image(path: PathLike, validate: str = "decode") -> tuple[str | None, Any]:
     """Check that an image file can be used: ``(None, (height, width, format))`` or
     ``(reason, detail)``.
 
     ``validate="decode"`` decodes the whole file (JPEGs at 1/8 scale, which still reads every
     byte, so a truncated or corrupt file fails here and not mid-epoch).
 
-    >>> probe_image("photo.JPEG")        # a PNG named .JPEG is fine: the pipeline sniffs bytes
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "photo.JPEG")
+    >>> Image.new("RGB", (500, 375)).save(path, "PNG")
+    >>> probe_image(path)           # a PNG named .JPEG is fine: the pipeline sniffs bytes
     (None, (375, 500, 'PNG'))
+    >>> os.truncate(path, 100)                                   # cut short
+    >>> probe_image(path)
+    ('corrupt image', ...)
     """
     try:
         with Image.open(path) as image:

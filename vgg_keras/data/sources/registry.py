@@ -5,7 +5,10 @@ its user) with :func:`register_source`; ``before=`` puts it ahead of a kind that
 first (``"folder"`` matches any directory).
 """
 
+from __future__ import annotations
+
 import os
+from typing import TYPE_CHECKING, Any
 
 from .base import Request, attach_info, attached_info
 from .folders import FolderSource
@@ -14,17 +17,35 @@ from .tfds import TfdsSource
 from .vgg_shapes import EMBEDDED_NAME
 from .voc import VocSource
 
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from ..._typing import PathLike
+    from .base import DatasetInfo, Source
+
 VALIDATE_MODES = ("decode", "header", "none")
 
-SOURCES = []
+SOURCES: list[Source] = []
 """The registered sources, in the order :func:`load` asks them."""
 
 
-def register_source(source, *, before=None):
+def register_source(source: Source, *, before: str | None = None) -> Source:
     """Add ``source`` (a :class:`~.base.Source`) to those :func:`load` consults: last, or just
     before the one named ``before``.
 
-    >>> register_source(CocoSource(), before="voc")     # a COCO tree: images and a JSON file
+    >>> from vgg_keras.data.sources import Source, TfdsSource
+    >>> class Alias(Source):                  # reads "shapes" as the embedded dataset
+    ...     name = "alias"
+    ...     def matches(self, request):
+    ...         return request.text == "shapes"
+    ...     def load(self, request, **options):
+    ...         return TfdsSource().load(Request("vgg_shapes", request.split, options), **options)
+    >>> alias = register_source(Alias(), before="tfds")   # TFDS would look for "shapes"
+    >>> [source.name for source in SOURCES]
+    ['imagenet', 'voc', 'folder', 'alias', 'tfds']
+    >>> info(load("shapes", "validation")).num_examples
+    500
+    >>> SOURCES.remove(alias)
     """
     if not source.name or any(s.name == source.name for s in SOURCES):
         raise ValueError(f"A source needs a name not yet registered, got {source.name!r}.")
@@ -43,7 +64,7 @@ register_source(FolderSource())
 register_source(TfdsSource())
 
 
-def find_source(request):
+def find_source(request: Request) -> Source:
     """The first registered source that matches ``request`` (a :class:`~.base.Request`)."""
     for source in SOURCES:
         if source.matches(request):
@@ -59,9 +80,11 @@ def find_source(request):
     raise FileNotFoundError(f"No such directory: {text!r}{shown}.")
 
 
-def load(name_or_path=EMBEDDED_NAME, split="train", *, data_dir=None, manual_dir=None,
-         label_map=None, annotations=None, validate="decode", shuffle_buffer=4096,
-         with_info=False):
+def load(name_or_path: PathLike = EMBEDDED_NAME, split: str = "train", *,
+         data_dir: str | None = None, manual_dir: str | None = None,
+         label_map: Any = None, annotations: str | None = None, validate: str = "decode",
+         shuffle_buffer: int = 4096,
+         with_info: bool = False) -> tf.data.Dataset | tuple[tf.data.Dataset, DatasetInfo]:
     """Load a split of a dataset as a ``tf.data.Dataset`` of examples (see
     :mod:`vgg_keras.data.sources`), read by the first registered source (:data:`SOURCES`)
     that matches ``name_or_path``.
@@ -118,7 +141,7 @@ def load(name_or_path=EMBEDDED_NAME, split="train", *, data_dir=None, manual_dir
     return (dataset, meta) if with_info else dataset
 
 
-def info(dataset):
+def info(dataset: tf.data.Dataset | PathLike) -> DatasetInfo:
     """The :class:`~.base.DatasetInfo` (class names, num_classes, sizes, skips) of a dataset.
 
     ``dataset`` is what :func:`load` returned (a ``tf.data.Dataset``), or a name or path, which

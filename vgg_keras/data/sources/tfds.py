@@ -2,8 +2,11 @@
 its ``image`` feature left encoded, its ClassLabel ``label`` (or the first object's), the boxes
 of ``objects`` of that class. TFDS builds or downloads it on first use."""
 
+from __future__ import annotations
+
 import os
 import re
+from typing import TYPE_CHECKING, Any
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -12,6 +15,9 @@ from ..errors import SplitNotFoundError
 from .base import DatasetInfo, Source
 from .examples import block_shuffle, element
 from .vgg_shapes import EMBEDDED_NAME
+
+if TYPE_CHECKING:
+    from .base import Request
 
 # "name", "name/config", "name:1.0.0", "name/config:1.*.*": anything else is meant as a path.
 TFDS_NAME = re.compile(r"[a-z][a-z0-9_]*(/[A-Za-z0-9_.-]+)?(:[0-9*]+(\.[0-9*]+){0,2})?")
@@ -22,10 +28,12 @@ class TfdsSource(Source):
 
     name = "tfds"
 
-    def matches(self, request):
+    def matches(self, request: Request) -> bool:
         return not os.path.exists(request.path) and bool(TFDS_NAME.fullmatch(request.text))
 
-    def load(self, request, *, data_dir=None, manual_dir=None, shuffle_buffer=4096, **_):
+    def load(self, request: Request, *, data_dir: str | None = None,
+             manual_dir: str | None = None, shuffle_buffer: int = 4096,
+             **_: Any) -> tuple[tf.data.Dataset, DatasetInfo]:
         name, split = request.text, request.split
         builder = tfds_builder(name, data_dir, manual_dir)
         features = builder.info.features

@@ -2,8 +2,12 @@
 ``annotations=``): one label an image, its first object's class, with that class's boxes. Also
 the XML parser and box normalisation the ImageNet source uses for ILSVRC's box files."""
 
+from __future__ import annotations
+
 import re
 import xml.etree.ElementTree as ElementTree
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -12,16 +16,24 @@ from .examples import Record
 from .files import is_xml_file, read_label_map, split_files, stem, walk_files
 from .probe import Listing, finish
 
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from ..._typing import PathLike
+    from .base import DatasetInfo, Request
+    from .probe import Skips
+
 
 class VocSource(Source):
     """A directory whose split has XML files."""
 
     name = "voc"
 
-    def matches(self, request):
+    def matches(self, request: Request) -> bool:
         return request.is_dir and bool(split_files(request).xml_index)
 
-    def load(self, request, *, label_map=None, validate="decode", **_):
+    def load(self, request: Request, *, label_map: Any = None, validate: str = "decode",
+             **_: Any) -> tuple[tf.data.Dataset, DatasetInfo]:
         split = split_files(request)
         names, mapping, descriptions = read_label_map(label_map)
         listing = Listing(request.root, request.split, split.split_root, validate, split.listed)
@@ -100,7 +112,9 @@ def _xml_number(node, tag):
     return float(node.find(tag).text.strip())
 
 
-def parse_voc_xml(path, mapping, image_size, skips, origin=1):
+def parse_voc_xml(path: PathLike, mapping: Mapping[str, int] | None,
+                  image_size: tuple[int, int], skips: Skips,
+                  origin: int = 1) -> list[tuple[str, np.ndarray]] | None:
     """The usable objects of one VOC/ILSVRC XML file: ``[(class name, [ymin, xmin, ymax, xmax])]``
     normalised to [0, 1], in file order.
 
@@ -109,10 +123,22 @@ def parse_voc_xml(path, mapping, image_size, skips, origin=1):
     ``process_bounding_boxes.py``). The size is the XML's ``<size>`` (the boxes were drawn on
     it) or, when that is missing or broken, the image's own. Boxes reaching outside the image
     are clipped; inverted (xmin > xmax or ymin > ymax), zero-area, unreadable boxes and unknown
-    classes are dropped. Each case is counted in ``skips`` and named in the log.
+    classes are dropped. Each case is counted in ``skips`` and named in the log; an unreadable
+    file is None.
 
-    >>> parse_voc_xml("Annotations/img0.xml", {"dog": 0}, (60, 80), Skips())
-    [('dog', array([0.1, 0.125, 0.5, 0.5], dtype=float32))]
+    >>> import os, tempfile
+    >>> from vgg_keras.data.sources import Skips
+    >>> path = os.path.join(tempfile.mkdtemp(), "img0.xml")
+    >>> with open(path, "w") as xml:
+    ...     print("<annotation><size><width>80</width><height>60</height></size><object>"
+    ...           "<name>dog</name><bndbox><xmin>11</xmin><ymin>7</ymin><xmax>41</xmax>"
+    ...           "<ymax>31</ymax></bndbox></object><object><name>cat</name></object>"
+    ...           "</annotation>", file=xml)
+    >>> skips = Skips()
+    >>> parse_voc_xml(path, {"dog": 0}, (60, 80), skips)
+    [('dog', array([0.1  , 0.125, 0.5  , 0.5  ], dtype=float32))]
+    >>> dict(skips.boxes)
+    {'unknown class': 1}
     """
     try:
         root = ElementTree.parse(path).getroot()
