@@ -17,6 +17,8 @@ so the data is the same on every machine, whatever the order or parallelism of g
 >>> jpeg, label, box, (height, width) = make_example(seed=0, split="train", index=7)
 
 The TFDS builder around it is in :mod:`vgg_keras.data.sources.vgg_shapes` (``vgg_shapes``).
+A harder configuration, 66 classes that differ only in how parts are arranged, in clutter of the
+same parts and on larger images, is :mod:`vgg_keras.data.embedded_hard` (``vgg_shapes/hard``).
 """
 
 import functools
