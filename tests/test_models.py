@@ -247,3 +247,20 @@ def test_familiar_names_build_the_paper_configurations(name, arch):
     assert model.name == name and vgg_keras.arch_of(model) == arch
     assert model.count_params() == reference.count_params()
     assert [layer.name for layer in model.layers] == [layer.name for layer in reference.layers]
+
+
+def test_the_shallow_5x5_net_replaces_each_pair_of_3x3_convolutions_of_b():
+    """Section 4.1's comparison net: B's receptive fields with one 5x5 layer per block."""
+    net = vgg_keras.build_vgg("b-5x5", preprocessing=None)
+    convs = [(l.name, l.kernel.shape) for l in net.layers if l.name.startswith("block")
+             and "_conv" in l.name]
+    channels = [3, 64, 128, 256, 512, 512]
+    assert convs == [(f"block{i + 1}_conv1", (5, 5, channels[i], channels[i + 1]))
+                     for i in range(5)]
+    conv_params = sum(25 * a * b + b for a, b in zip(channels, channels[1:]))
+    fc_params = 7 * 7 * 512 * 4096 + 4096 + 4096 * 4096 + 4096 + 4096 * 1000 + 1000
+    assert net.count_params() == conv_params + fc_params == 134_503_528
+    # Same receptive field as B's two 3x3 layers, more weights (25 C^2 against 2 x 9 C^2) and one
+    # non-linearity instead of two: the paper's argument for stacks of small filters.
+    assert net.count_params() > PAPER_PARAMS["B"]
+    assert vgg_keras.arch_of(net) == "B-5x5"

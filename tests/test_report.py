@@ -138,7 +138,8 @@ def test_classifier_report(runs):
     page = _check_page(cls_run / "report.html", CLASSIFIER_SECTIONS)
     summary = json.loads((cls_run / "summary.json").read_text())
     rows = page.table("summary.json: evaluation")
-    assert len(rows) == len(summary["evaluation"]) == 2   # center and dense
+    # dense and center, each at the three test scales and over them
+    assert len(rows) == len(summary["evaluation"]) == 8
     for row, expected in zip(rows, summary["evaluation"]):
         assert [text for text, _ in row[:3]] == [" + ".join(expected["models"]),
                                                  expected["method"],

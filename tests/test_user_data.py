@@ -137,8 +137,14 @@ def test_class_folders_with_train_and_val_subfolders(tmp_path, env):
                          "--run-dir", run_dir], env)
     summary = json.loads((run_dir / "summary.json").read_text())
     validation = sum(tree["counts"]["validation"].values())
-    assert summary["train_images"] == sum(tree["counts"]["train"].values())  # bad ones skipped
-    assert summary["evaluation"][0]["images"] == validation
+    splits = summary["splits"]
+    # Epochs are chosen on 5% of train/, the error reported on val/; the bad files are skipped.
+    assert {role: splits[role]["split"] for role in splits} == {
+        "train": "train[5%:]", "selection": "train[:5%]", "report": "validation"}
+    assert summary["train_images"] == splits["train"]["images"]
+    assert splits["train"]["images"] + splits["selection"]["images"] == sum(
+        tree["counts"]["train"].values())
+    assert summary["evaluation"][0]["images"] == splits["report"]["images"] == validation
 
 
 def test_model_fit_on_a_class_folder_pipeline(tmp_path, monkeypatch):

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from .boxes import DEFAULT_MERGE, MERGE_THRESHOLDS
-from .configs import CONFIGS
+from .configs import ARCHITECTURES, CONFIGS, VARIANTS, canonical_arch
 from .transforms import test_scale
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -128,10 +128,11 @@ def dropout_rate(text):
 
 
 def arch_name(text):
-    key = str(text).upper()
-    if key not in CONFIGS:
-        raise ValueError(f"unknown configuration {text!r}; choose from {', '.join(CONFIGS)}")
-    return key
+    try:
+        return canonical_arch(text)
+    except ValueError:
+        raise ValueError(f"unknown configuration {text!r}; choose from "
+                         f"{', '.join(ARCHITECTURES)}") from None
 
 
 C = TypeVar("C", bound="RunConfig")
@@ -164,8 +165,9 @@ class RunConfig:
     """What every training run takes; each default is the paper's."""
 
     # model
-    arch: str = option("D", "model", f"configuration of Table 1: {', '.join(CONFIGS)}",
-                       parse=arch_name)
+    arch: str = option("D", "model", f"configuration of Table 1: {', '.join(CONFIGS)}; or "
+                       f"{', '.join(VARIANTS)}, the paper's shallow comparison net (B with each "
+                       "pair of 3x3 convolutions replaced by one 5x5)", parse=arch_name)
     width: float = option(1.0, "model", "multiplier on every channel count (1.0 is the paper; "
                           "0.25 for quick CPU experiments)", parse=positive(float))
     dropout: float = option(0.5, "model", "dropout rate after fc6 and fc7", parse=dropout_rate)

@@ -57,6 +57,23 @@ CONFIGS: dict[str, tuple[tuple[str, ...], ...]] = {
     ),
 }
 
+VARIANTS: dict[str, tuple[tuple[str, ...], ...]] = {
+    # Section 4.1: "a shallow net with five 5x5 conv layers, derived from B by replacing each
+    # pair of 3x3 conv layers with a single 5x5 conv layer (same receptive field)".
+    "B-5x5": (
+        ("conv5-64",),
+        ("conv5-128",),
+        ("conv5-256",),
+        ("conv5-512",),
+        ("conv5-512",),
+    ),
+}
+"""Nets the paper compares with but Table 1 does not list; the builder reads them as it reads
+:data:`CONFIGS`."""
+
+ARCHITECTURES = {**CONFIGS, **VARIANTS}
+"""Every configuration the builder knows: Table 1's and :data:`VARIANTS`."""
+
 FC_UNITS = 4096
 """Width of fc6 and fc7 (the paper's FC-4096)."""
 
@@ -86,13 +103,13 @@ MIN_INPUT_SIZE = 32
 def canonical_arch(arch: str) -> str:
     """Return the table key for ``arch`` (case-insensitive), or raise a ValueError listing them.
 
-    >>> canonical_arch("a-lrn")
-    'A-LRN'
+    >>> canonical_arch("a-lrn"), canonical_arch("b-5X5")
+    ('A-LRN', 'B-5x5')
     """
-    key = str(arch).upper()
-    if key not in CONFIGS:
+    key = {name.upper(): name for name in ARCHITECTURES}.get(str(arch).upper())
+    if key is None:
         raise ValueError(
-            f"Unknown VGG configuration {arch!r}; valid ones are {', '.join(CONFIGS)}."
+            f"Unknown VGG configuration {arch!r}; valid ones are {', '.join(ARCHITECTURES)}."
         )
     return key
 

@@ -18,7 +18,7 @@ from typing import Any
 import keras
 
 from .configs import (
-    CONFIGS, FC_UNITS, IMAGENET_MEAN_RGB, MIN_INPUT_SIZE, canonical_arch, parse_layer,
+    ARCHITECTURES, FC_UNITS, IMAGENET_MEAN_RGB, MIN_INPUT_SIZE, canonical_arch, parse_layer,
 )
 from .heads import (
     BOX_LAYER, PRIOR_BOX, REGRESSIONS, BoxRegression, box_outputs, check_regression,
@@ -127,7 +127,7 @@ def vgg_backbone(inputs: Any, arch: str, *, width: float = 1.0, init: str = "pap
     Layer names follow Caffe: ``block{b}_conv{i}``, ``block{b}_pool``, and ``lrn``.
     """
     x = inputs
-    for block_index, block in enumerate(CONFIGS[canonical_arch(arch)], start=1):
+    for block_index, block in enumerate(ARCHITECTURES[canonical_arch(arch)], start=1):
         conv_index = 0
         for spec in block:
             parsed = parse_layer(spec)
@@ -408,7 +408,7 @@ def arch_of(model: keras.Model) -> str | None:
     """
     found = [(layer.name, getattr(layer, "kernel_size", (None,))[0]) for layer in model.layers
              if layer.name == "lrn" or (layer.name.startswith("block") and "_conv" in layer.name)]
-    for key in CONFIGS:
+    for key in ARCHITECTURES:
         if found == _backbone_signature(key):
             return key
     return None
@@ -416,7 +416,7 @@ def arch_of(model: keras.Model) -> str | None:
 
 def _backbone_signature(arch):
     """``[(layer name, kernel size)]`` of ``arch``'s conv and LRN layers, as built."""
-    specs = [spec for block in CONFIGS[arch] for spec in block]
+    specs = [spec for block in ARCHITECTURES[arch] for spec in block]
     names = [n for n in vgg_layer_names(arch) if not n.endswith("_pool")]
     return [(name, None if spec == "LRN" else parse_layer(spec)[0])
             for name, spec in zip(names, specs)]
@@ -425,7 +425,7 @@ def _backbone_signature(arch):
 def vgg_layer_names(arch: str) -> list[str]:
     """Names of the backbone's layers for ``arch``, in order, as ``vgg_backbone`` names them."""
     names = []
-    for block_index, block in enumerate(CONFIGS[canonical_arch(arch)], start=1):
+    for block_index, block in enumerate(ARCHITECTURES[canonical_arch(arch)], start=1):
         conv_index = 0
         for spec in block:
             if parse_layer(spec) is None:
@@ -514,7 +514,7 @@ def build_localizer(source: str | keras.Model | os.PathLike = "D", num_classes: 
     regression = check_regression(regression)
     if init not in INITIALIZERS:
         raise ValueError(f"init must be one of {INITIALIZERS}, got {init!r}.")
-    if isinstance(source, str) and source.upper() in CONFIGS:
+    if isinstance(source, str) and source.upper() in {k.upper() for k in ARCHITECTURES}:
         return _localizer_from_scratch(
             canonical_arch(source), num_classes, regression, input_shape=input_shape,
             width=width, dropout=dropout, init=init, preprocessing=preprocessing, name=name)
