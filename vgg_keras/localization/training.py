@@ -177,9 +177,10 @@ class LocalizationTask(Task):
 
     def evaluate(self, config, model, examples, info):
         q = test_scale(config.scale)
+        split = f"{vdata.info(examples).split} split (not seen in training or selection)"
         row = run_protocol1(model, examples, scale=q, batch_size=config.eval_batch_size)
         row["finetune"] = config.finetune if config.init_from else "all (from scratch)"
-        log.info("%s", format_table8([row], title=f"validation, {model.name}, S={config.scale}: "
+        log.info("%s", format_table8([row], title=f"{split}, {model.name}, S={config.scale}: "
                                                   "protocol 1 localisation error (%)"))
         log.info("protocol-1 localisation error %.1f%% (mean IoU %.3f) on %d images",
                  row["error"], row["mean_iou"], row["images"])
@@ -190,7 +191,7 @@ class LocalizationTask(Task):
             rows = protocol2_rows(model, self.classifier, examples,
                                   list(config.eval_scales or [q]), merge=config.merge,
                                   merge_threshold=config.merge_threshold)
-            log.info("%s", format_table9(rows, title=f"validation, {model.name} rated by "
+            log.info("%s", format_table9(rows, title=f"{split}, {model.name} rated by "
                                                      f"{self.classifier.name}: protocol 2 "
                                                      "localisation error (%)"))
             summary["protocol2"] = rows
