@@ -180,7 +180,10 @@ def _eval_batches(batches, num_classes):
     import tensorflow as tf  # tf.data only, as pack_targets
 
     def pack(images, labels):
-        first = labels["boxes"][:, 0, :]
+        # A batch whose images have no box at all (held-out ImageNet training images often have
+        # none) has no box column: pad one, which num_boxes == 0 gives zero weight.
+        boxes = tf.pad(labels["boxes"], [[0, 0], [0, 1], [0, 0]], constant_values=-1.0)
+        first = boxes[:, 0, :]
         weight = tf.cast(labels["num_boxes"] > 0, tf.float32)
         return (images, *pack_targets(labels["label"], first, weight, num_classes=num_classes))
 
