@@ -181,17 +181,15 @@ class Run:
         if choice == "imagenet":
             statistics, origin = Statistics.imagenet(), "ImageNet's"
         elif choice == "data":
-            if saved.exists():  # a resumed run: the very numbers it started with
+            if saved.exists():
                 statistics = Statistics.read(saved)
             else:
                 statistics = vdata.compute_statistics(train, max_images=SAMPLE_IMAGES,
                                                       max_side=SAMPLE_SIDE)
-                statistics.write(saved)
             origin = f"the training data's ({statistics.num_images} images)"
         else:
             statistics, origin = Statistics.read(choice), choice
-        if not saved.exists():
-            statistics.write(saved)
+        statistics.write(saved)
         self.statistics_origin = origin
         log.info("Mean RGB (%s) and colour-shift PCA from %s",
                  ", ".join(f"{v:.1f}" for v in statistics.mean), origin)

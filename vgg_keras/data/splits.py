@@ -75,23 +75,6 @@ def _labelled(name, split, data_dir):
     return dataset
 
 
-def _report(name, report, val_fraction, data_dir):
-    """``(split, examples, validation)``: the report split by the module's rule (``report``,
-    else test, else validation, else a held-out slice of train) and the labelled validation
-    examples (None when there are none)."""
-    validation = _labelled(name, "validation", data_dir)
-    if report is not None:
-        return report, load(name, report, data_dir=data_dir), validation
-    test = _labelled(name, "test", data_dir)
-    if test is not None:
-        return "test", test, validation
-    if validation is not None:
-        return "validation", validation, validation
-    percent = _percent(val_fraction, 2)
-    split = f"train[{percent}%:{2 * percent}%]"
-    return split, load(name, split, data_dir=data_dir), None
-
-
 def run_splits(data: str | None, *, val_fraction: float, data_dir: str | None = None,
                report: str | None = None) -> RunSplits:
     """The training, selection and report examples of a source (``None``: the embedded
@@ -101,18 +84,36 @@ def run_splits(data: str | None, *, val_fraction: float, data_dir: str | None = 
     def get(split):
         return load(name, split, data_dir=data_dir)
 
-    report_split, report_examples, validation = _report(name, report, val_fraction, data_dir)
-    if validation is not None and _split_base(report_split) != "validation":
-        names = {"train": "train", "selection": "validation", "report": report_split}
-        splits = RunSplits(get("train"), validation, report_examples, names)
+    validation = _labelled(name, "validation", data_dir)
+    if report is not None:
+        report_examples = get(report)
+        test = None
     else:
-        # Selection is held out of train; before the report's own slice when that is one too.
-        own_slice = report is None and _split_base(report_split) == "train"
-        percent = _percent(val_fraction, 2 if own_slice else 1)
-        start = 2 * percent if own_slice else percent
-        names = {"train": f"train[{start}%:]", "selection": f"train[:{percent}%]",
-                 "report": report_split}
-        splits = RunSplits(get(names["train"]), get(names["selection"]), report_examples, names)
+        test = _labelled(name, "test", data_dir) if validation is not None else None
+        report_examples = None
+    if validation is not None and (test is not None or (
+            report is not None and _split_base(report) != "validation")):
+        names = {"train": "train", "selection": "validation", "report": report or "test"}
+        splits = RunSplits(get("train"), validation, report_examples or test, names)
+    elif validation is not None or report is not None:
+        percent = _percent(val_fraction, 1)
+        names = {"train": f"train[{percent}%:]", "selection": f"train[:{percent}%]",
+                 "report": report or "validation"}
+        splits = RunSplits(get(names["train"]), get(names["selection"]),
+                           report_examples or validation, names)
+    else:
+        test = _labelled(name, "test", data_dir)
+        if test is not None:
+            percent = _percent(val_fraction, 1)
+            names = {"train": f"train[{percent}%:]", "selection": f"train[:{percent}%]",
+                     "report": "test"}
+            splits = RunSplits(get(names["train"]), get(names["selection"]), test, names)
+        else:
+            percent = _percent(val_fraction, 2)
+            names = {"train": f"train[{2 * percent}%:]", "selection": f"train[:{percent}%]",
+                     "report": f"train[{percent}%:{2 * percent}%]"}
+            splits = RunSplits(*(get(names[role]) for role in ("train", "selection", "report")),
+                               names)
     sizes = splits.describe()
     log.info("%s: training on %s (%d images), choosing epochs and weights on %s (%d), "
              "reporting on %s (%d)", name, *(value for role in ("train", "selection", "report")
@@ -125,6 +126,14 @@ def evaluation_examples(data: str | None, *, split: str | None = None, val_fract
     """The examples an evaluation reads: ``split`` when given, else the report examples of
     :func:`run_splits`, without listing the training split unless the report is a slice of it
     (ImageNet's 1.28M files are not listed to evaluate on its validation split)."""
+    name = data or EMBEDDED_NAME
     if split:
-        return load(data or EMBEDDED_NAME, split, data_dir=data_dir)
-    return _report(data or EMBEDDED_NAME, None, val_fraction, data_dir)[1]
+        return load(name, split, data_dir=data_dir)
+    validation = _labelled(name, "validation", data_dir)
+    test = _labelled(name, "test", data_dir)
+    if test is not None:
+        return test
+    if validation is not None:
+        return validation
+    percent = _percent(val_fraction, 2)
+    return load(name, f"train[{percent}%:{2 * percent}%]", data_dir=data_dir)
