@@ -31,6 +31,19 @@ def test_plain_class_folders_hold_out_selection_and_report_from_train(tmp_path):
     assert info(splits.report).num_examples == len(names["report"])
 
 
+def test_a_moved_dataset_keeps_its_split(tmp_path):
+    """The slice order hashes each file's path inside the dataset, not where the dataset lives:
+    a copy on another disk (or a resumed run on another machine) selects the same files."""
+    import shutil
+
+    tree = user_trees.class_folders(tmp_path / "here" / "pets", per_class=20, salt=False)
+    moved = tmp_path / "elsewhere" / "deeper" / "pets_copy"
+    shutil.copytree(tree["root"], moved)
+    here = filenames(run_splits(tree["root"], val_fraction=0.1).selection)
+    there = filenames(run_splits(str(moved), val_fraction=0.1).selection)
+    assert len(here) == 6 and here == there
+
+
 def test_train_and_val_folders_report_on_val_and_select_on_held_out_train(tmp_path):
     tree = user_trees.class_folders(tmp_path / "split", per_class=20, split_dirs=True, salt=False)
     splits = run_splits(tree["root"], val_fraction=0.1)

@@ -11,10 +11,12 @@ messages on the terminal and a clear error, not a traceback, for what a user can
 """
 
 import sys
+import traceback
 
 from .config import (
     ClassificationConfig, LocalizationConfig, build_parser, from_args, test_scale,
 )
+from .cluster import leave_after_error, multi_process
 from .progress import set_quiet
 from .rundir import RunDirectoryError, TrainingDiverged, terminal_logging
 
@@ -28,16 +30,23 @@ def run_command(prog, quiet, work):
     as ``--quiet`` says, and an error message with a non-zero exit status (2 for bad input,
     1 for a diverged run) instead of a traceback for the errors a user can fix."""
     set_quiet(quiet)
+    code = 0
     try:
         with terminal_logging():
             work()
     except TrainingDiverged as error:
         print(f"{prog}: {error}", file=sys.stderr)
-        return 1
+        code = 1
     except (ValueError, OSError, RunDirectoryError, ImportError, NotImplementedError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+        code = 2
+    except BaseException:
+        if multi_process():
+            traceback.print_exc()  # then end at once (see leave_after_error)
+            leave_after_error(1)
+        raise
+    leave_after_error(code)
+    return code
 
 
 def train_cls(argv=None, prog=None):

@@ -216,7 +216,8 @@ class RunConfig:
                          parse=positive(int), resumable=True)
     steps_per_epoch: int = option(None, "optimisation", "batches per epoch (default: one pass "
                                   "over the training data)", parse=positive(int))
-    batch_size: int = option(256, "optimisation", "mini-batch size", parse=positive(int))
+    batch_size: int = option(256, "optimisation", "mini-batch size: the global batch, "
+                             "split evenly between --num-processes", parse=positive(int))
     accumulate: int = option(1, "optimisation", "accumulate gradients over N batches before "
                              "each update, so that --batch-size 32 --accumulate 8 trains with "
                              "the paper's batch of 256", parse=positive(int))
@@ -235,12 +236,24 @@ class RunConfig:
     # run
     precision: str = option("float32", "run", "Keras dtype policy", choices=PRECISIONS)
     jit: bool = option(False, "run", "compile the training step with XLA", resumable=True)
-    distribute: str = option("auto", "run", "data parallelism: auto picks "
-                             "MultiWorkerMirroredStrategy when TF_CONFIG names several workers, "
-                             "MirroredStrategy over several GPUs, keras.distribution."
-                             "DataParallel on JAX",
+    distribute: str = option("auto", "run", "data parallelism on one host: auto picks "
+                             "MirroredStrategy over several GPUs on TensorFlow, keras."
+                             "distribution.DataParallel over every device (of every process) "
+                             "on JAX; several hosts: --num-processes on the JAX backend",
                              choices=("auto", "none", "mirrored", "multiworker"), resumable=True)
     seed: int = option(0, "run", "seed for weights and data order", parse=int)
+    coordinator: str = option(None, "run", "several training processes (JAX backend): process "
+                              "0's HOST:PORT, which every process dials (default: "
+                              "$KERAS_DISTRIBUTION_JOB_ADDRESSES)", metavar="HOST:PORT",
+                              resumable=True)
+    num_processes: int = option(None, "run", "how many processes train together, one per host "
+                                "or accelerator group; --batch-size is split between them "
+                                "(default: $KERAS_DISTRIBUTION_NUM_PROCESSES, else 1)",
+                                parse=positive(int), resumable=True)
+    process_id: int = option(None, "run", "this process's index, 0 to --num-processes - 1; 0 "
+                             "writes the run directory (default: "
+                             "$KERAS_DISTRIBUTION_PROCESS_ID, else 0)", parse=int,
+                             resumable=True)
     run_dir: str = option(None, "run", "where checkpoints, logs, history, exports and "
                           "summary.json go; running again with the same directory resumes "
                           "(default: runs/<task>-<arch>-s<scale>)", resumable=True)

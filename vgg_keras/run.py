@@ -23,13 +23,16 @@ PosixPath('runs/cls-a-s72-96')
 >>> summary = run.execute()                    # trains, then evaluates  # doctest: +SKIP
 """
 
+import contextlib
 import json
 import logging
+import tempfile
 import time
 from pathlib import Path
 
 import keras
 
+from . import cluster
 from . import data as vdata
 from .config import test_scale
 from .data.stats import SAMPLE_IMAGES, SAMPLE_SIDE, Statistics
@@ -56,6 +59,7 @@ class Task:
     """
 
     name = "task"
+    script = "train_cls.py"  # the command that runs it, for messages
     monitor = ("val_accuracy", "max")
 
     def run_name(self, config):
@@ -76,7 +80,9 @@ class Task:
         PCA."""
         raise NotImplementedError
 
-    def train_batches(self, config, examples, start_epoch, steps):
+    def train_batches(self, config, examples, start_epoch, steps, shard=(0, 1)):
+        """Endless training batches from ``start_epoch`` on, ``steps`` a epoch; ``shard``:
+        this process's share of each (see ``vgg_keras.data.train_pipeline``)."""
         raise NotImplementedError
 
     def val_batches(self, config, examples):
@@ -153,26 +159,52 @@ class Run:
         if smallest < c.crop:
             raise ValueError(f"The training scale S={smallest} is smaller than the crop "
                              f"{c.crop}; S must be at least the crop (the paper: S >= 224).")
+        # First of all: JAX's distributed runtime must start before any computation (before
+        # the task reads the model it starts from).
+        self.processes = processes = cluster.start(c.coordinator, c.num_processes, c.process_id,
+                                                   command=self.task.script)
         self.task.prepare(c)
-        with RunDirectory(self.run_dir, c.to_dict(), resumable=type(c).resumable()) as directory:
+        if c.batch_size % processes.count:
+            raise ValueError(f"--batch-size {c.batch_size} cannot be split evenly between "
+                             f"{processes.count} processes; choose a multiple of {processes.count}.")
+        # Only process 0 takes (and writes) the run directory; the others read its checkpoint.
+        directory = (RunDirectory(self.run_dir, c.to_dict(), resumable=type(c).resumable())
+                     if processes.is_chief else contextlib.nullcontext())
+        with directory:
             set_quiet(c.quiet)
             set_precision(c.precision)
-            scope, replicas = distribution_scope(c.distribute)
+            scope, replicas = distribution_scope(c.distribute, processes)
             splits = vdata.run_splits(c.data, val_fraction=c.val_fraction,
                                       data_dir=c.data_dir, report=c.eval_split)
             train, val = splits.train, splits.selection
             info = vdata.info(train)
-            directory.write_config({"classes": list(info.class_names)})
+            if processes.is_chief:
+                directory.write_config({"classes": list(info.class_names)})
             self.task.check_data(info)
             self.statistics = self._statistics(train, info)
             model, trainer = self._build(scope, info)
             state, seconds = self._fit(model, trainer, train, val, info, replicas)
             self._save(model)
+            model = self._evaluation_model(model)
             return self._summarize(model, state, seconds, splits, info)
 
     def _statistics(self, train, info):
         """The mean RGB and colour-shift PCA the run trains with (``--statistics``), kept in
-        ``statistics.json`` so that a resumed run uses the very same numbers."""
+        ``statistics.json`` so that a resumed run uses the very same numbers; process 0's on
+        every process."""
+        if self.processes.is_chief:
+            statistics = self._chief_statistics(train, info)
+            chosen = {"statistics": statistics.as_dict(), "origin": self.statistics_origin}
+        else:
+            chosen = None
+        chosen = cluster.share(chosen, self.processes)
+        self.statistics_origin = chosen["origin"]
+        fields = chosen["statistics"]
+        return Statistics(mean=tuple(fields["mean"]), eigval=tuple(fields["eigval"]),
+                          eigvec=tuple(tuple(row) for row in fields["eigvec"]),
+                          num_images=fields["num_images"], num_pixels=fields["num_pixels"])
+
+    def _chief_statistics(self, train, info):
         c = self.config
         choice = c.statistics
         if choice == "auto":
@@ -218,14 +250,18 @@ class Run:
                  f" x {c.accumulate} accumulated" if c.accumulate > 1 else "", replicas,
                  self.run_dir)
         started = time.time()
-        pictures = self._pictures(model, train, val, steps)
+        shard = self.processes.shard
+        # TensorBoard's pictures run the model and the augmentation on one process, which a
+        # program spread over several cannot: single-process runs only.
+        callbacks = [self._pictures(model, train, val, steps)] if self.processes.count == 1 else []
         state = fit_resumable(
-            trainer, lambda start: self.task.train_batches(c, train, start, steps),
+            trainer, lambda start: self.task.train_batches(c, train, start, steps, shard),
             epochs=c.epochs, steps_per_epoch=steps, run_dir=self.run_dir,
-            validation_data=self.task.val_batches(c, val).repeat(), validation_steps=val_steps,
-            monitor=self.task.monitor[0], mode=self.task.monitor[1], patience=c.lr_patience,
-            max_drops=c.lr_drops, target_model=model, hold_below=self.task.hold_below(info),
-            verbose=fit_verbosity(c), callbacks=[pictures])
+            validation_data=vdata.shard_batches(self.task.val_batches(c, val), shard).repeat(),
+            validation_steps=val_steps, monitor=self.task.monitor[0],
+            mode=self.task.monitor[1], patience=c.lr_patience, max_drops=c.lr_drops,
+            target_model=model, hold_below=self.task.hold_below(info), verbose=fit_verbosity(c),
+            callbacks=callbacks, processes=self.processes)
         return state, time.time() - started
 
     def _pictures(self, model, train, val, steps):
@@ -237,17 +273,34 @@ class Run:
                              **self.task.picture_options(model, val_batch))
 
     def _save(self, model):
-        """Keep the best validation epoch's weights; write ``model.keras`` and the SavedModel."""
+        """Keep the best validation epoch's weights; write ``model.keras`` and the SavedModel
+        (process 0)."""
+        # Every process loads and saves (collectives gather the weights); process 0 keeps it.
         best = checkpoint_weights(self.run_dir, "best")
         if best is not None:
             model.load_weights(best)
         for layer in model.layers:
             layer.trainable = True  # the saved model is a plain network, whatever was frozen
+        if not self.processes.is_chief:
+            with tempfile.TemporaryDirectory() as scratch:
+                model.save(Path(scratch) / "discarded.keras")
+            return
         model.save(self.run_dir / "model.keras")
         if self.config.export and keras.backend.backend() == "tensorflow":
             # The serving SavedModel: image files in, top-5 (and boxes) out (vgg_keras.export).
             export(model, self.run_dir / "saved_model", scale=test_scale(self.config.scale),
                    **self.task.saved_model_options(self.config, model))
+
+    def _evaluation_model(self, model):
+        """The model to evaluate: ``model`` itself, or with several processes each process's
+        own copy of the saved model (dense evaluation takes one image at a time, which one
+        data-parallel program over every process cannot), every process evaluating alike and
+        process 0 writing."""
+        if self.processes.count == 1:
+            return model
+        cluster.barrier("model.keras written", self.processes)
+        keras.distribution.set_distribution(None)
+        return keras.saving.load_model(self.run_dir / "model.keras")
 
     def _summarize(self, model, state, seconds, splits, info):
         c = self.config
@@ -265,6 +318,8 @@ class Run:
                              if best is not None else "last epoch"),
             **self.task.evaluate(c, model, splits.report, info),
         }
+        if not self.processes.is_chief:
+            return summary
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
         write_text(self.run_dir / "logs", "evaluation", self.task.table(summary))
         log.info("Summary in %s", self.run_dir / "summary.json")

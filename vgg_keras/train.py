@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import keras
 import numpy as np
 
+from .cluster import Processes, broadcast
 from .rundir import TrainingDiverged
 
 if TYPE_CHECKING:
@@ -86,16 +88,20 @@ def set_precision(precision: str) -> None:
     keras.mixed_precision.set_global_policy(precision)
 
 
-def distribution_scope(mode: str = "auto") -> tuple[contextlib.AbstractContextManager, int]:
-    """A context in which to build and compile for data-parallel training.
+def distribution_scope(mode: str = "auto",
+                       processes: Processes = Processes()) -> tuple[contextlib.AbstractContextManager, int]:
+    """A context in which to build and compile for data-parallel training, and the number of
+    replicas.
 
-    ``auto`` uses, with the TensorFlow backend, ``MultiWorkerMirroredStrategy`` when
-    ``TF_CONFIG`` names several workers and ``MirroredStrategy`` when more than one GPU is
-    visible; with JAX, ``keras.distribution.DataParallel`` over several devices; otherwise
-    nothing. ``mirrored``/``multiworker``/``none`` force a choice.
+    ``auto`` uses, with the TensorFlow backend, ``MirroredStrategy`` when more than one GPU is
+    visible; with JAX, ``keras.distribution.DataParallel`` over every device of every process
+    (``processes``, from :func:`vgg_keras.cluster.start`: each process then feeds its own share
+    of each batch); otherwise nothing. ``mirrored``/``none`` force a choice. Several machines
+    are the JAX backend's (``--num-processes``): TensorFlow's ``MultiWorkerMirroredStrategy``
+    (``multiworker``, or ``TF_CONFIG`` with several workers) is refused with the command to use.
     """
     backend = keras.backend.backend()
-    if mode == "none":
+    if mode == "none" and processes.count == 1:
         return contextlib.nullcontext(), 1
     if backend == "tensorflow":
         import tensorflow as tf
@@ -106,10 +112,11 @@ def distribution_scope(mode: str = "auto") -> tuple[contextlib.AbstractContextMa
             # under this strategy (keras-team/keras#20585, open; seen with Keras 3.15.1 and
             # TensorFlow 2.21 on two processes over loopback).
             raise NotImplementedError(
-                "Multi-worker training (TF_CONFIG with several workers) is blocked by Keras "
-                "3.15's model.fit under MultiWorkerMirroredStrategy (keras-team/keras#20585). "
-                "Train on one machine: --distribute mirrored over its GPUs, or the JAX backend "
-                "with keras.distribution.DataParallel.")
+                "Multi-worker training on TensorFlow (TF_CONFIG with several workers) is "
+                "blocked by Keras 3.15's model.fit under MultiWorkerMirroredStrategy "
+                "(keras-team/keras#20585). Use the JAX backend, Keras 3's multi-host route; on "
+                "each of N hosts, with i its index:\n  KERAS_BACKEND=jax python train_cls.py "
+                "--coordinator HOST0:PORT --num-processes N --process-id i ...")
         elif mode == "mirrored" or (mode == "auto" and len(tf.config.list_logical_devices("GPU")) > 1):
             devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
             strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
@@ -120,10 +127,13 @@ def distribution_scope(mode: str = "auto") -> tuple[contextlib.AbstractContextMa
         return strategy.scope(), strategy.num_replicas_in_sync
     if backend == "jax":
         devices = keras.distribution.list_devices()
-        if mode in ("mirrored", "auto") and len(devices) > 1:
-            keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
-            log.info("Training with keras.distribution.DataParallel over %d devices.",
-                     len(devices))
+        if processes.count > 1 or (mode in ("mirrored", "auto") and len(devices) > 1):
+            distribution = keras.distribution.DataParallel(devices=devices)
+            # Each process's pipeline already reads only its share of every global batch.
+            distribution.auto_shard_dataset = processes.count == 1
+            keras.distribution.set_distribution(distribution)
+            log.info("Training with keras.distribution.DataParallel over %d devices of %d "
+                     "process(es).", len(devices), processes.count)
             return contextlib.nullcontext(), len(devices)
     if mode in ("mirrored", "multiworker"):
         raise ValueError(f"--distribute {mode} needs the TensorFlow backend (or JAX for mirrored).")
@@ -139,7 +149,14 @@ def _atomic_write_text(path, text):
     os.replace(tmp, path)
 
 
-def _atomic_save_weights(model, path):
+def _atomic_save_weights(model, path, writer=True):
+    """``model.save_weights(path)``, atomically. ``writer=False`` (every process of a
+    multi-process job but the first) saves to a file it deletes: saving gathers the weights
+    through collectives, so every process must take part, and only one keeps the file."""
+    if not writer:
+        with tempfile.TemporaryDirectory() as scratch:
+            model.save_weights(os.path.join(scratch, "discarded.weights.h5"))
+        return
     tmp = str(path).replace(".weights.h5", ".tmp.weights.h5")
     model.save_weights(tmp)
     os.replace(tmp, path)
@@ -189,8 +206,9 @@ class ResumableTraining(keras.callbacks.Callback):
     def __init__(self, run_dir: PathLike, *, monitor: str = "val_accuracy", mode: str = "max",
                  patience: int = 2, factor: float = 0.1, max_drops: int = 3,
                  target_model: keras.Model | None = None,
-                 hold_below: float | None = None) -> None:
+                 hold_below: float | None = None, writer: bool = True) -> None:
         super().__init__()
+        self.writer = writer  # False on every process of a job but the first
         self.run_dir = Path(run_dir)
         self.checkpoint_dir = self.run_dir / "checkpoints"
         self.monitor = monitor
@@ -245,11 +263,13 @@ class ResumableTraining(keras.callbacks.Callback):
         logs["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
         value = logs.get(self.monitor)
         weights_model = self.target_model or self.model
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        if self.writer:
+            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         if value is not None and self._improved(value):
             self.state.update(best=float(value), best_epoch=epoch + 1, wait=0,
                               best_weights=f"best-e{epoch + 1:04d}.weights.h5")
-            _atomic_save_weights(weights_model, self.checkpoint_dir / self.state["best_weights"])
+            _atomic_save_weights(weights_model, self.checkpoint_dir / self.state["best_weights"],
+                                 self.writer)
         elif value is not None and self.hold_below is not None and value < self.hold_below:
             # Plain VGG sits at chance for several epochs before it learns; lowering the rate
             # there would freeze it at chance, so the schedule waits until it has left.
@@ -270,10 +290,14 @@ class ResumableTraining(keras.callbacks.Callback):
             for generator in seed_generators(self.model)
         ]
         self.state["history"].append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
+        self.state["last_weights"] = f"last-e{epoch + 1:04d}.weights.h5"
+        if not self.writer:
+            # The other processes keep the same state and take part in saving the weights.
+            _atomic_save_weights(self.model, self.checkpoint_dir / "unused", writer=False)
+            return
         self._write_history()
         # New files under new names, then the state that names them: the checkpoint changes in
         # one atomic step, so weights and state always belong to the same epoch.
-        self.state["last_weights"] = f"last-e{epoch + 1:04d}.weights.h5"
         _atomic_save_weights(self.model, self.checkpoint_dir / self.state["last_weights"])
         _atomic_write_text(self.checkpoint_dir / STATE_FILE, json.dumps(self.state, indent=1))
         self._remove_unreferenced_weights()
@@ -330,26 +354,39 @@ def fit_resumable(training_model: keras.Model, train_data: Callable[[int], Any],
                   monitor: str = "val_accuracy", mode: str = "max", patience: int = 2,
                   max_drops: int = 3, target_model: keras.Model | None = None,
                   hold_below: float | None = None, verbose: str | int = "auto",
-                  callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict[str, Any]:
+                  callbacks: Sequence[keras.callbacks.Callback] = (),
+                  processes: Processes = Processes()) -> dict[str, Any]:
     """``training_model.fit`` that resumes from ``run_dir`` and stops cleanly on NaN.
 
     ``train_data(start_epoch)`` must return a dataset whose batches from position 0 are those of
     ``start_epoch`` onwards (``steps_per_epoch`` per epoch), each epoch a function of the seed
     and its number only. ``target_model`` is the model to keep as "best" (e.g. the network
     without its training-only augmentation wrapper); ``callbacks`` run after the checkpoint's.
-    Returns the callback's state.
+    With several ``processes``, every process reads the checkpoint (the run directory must be
+    on a filesystem they share), only the first writes, and they check that they resume from
+    the same epoch. Returns the callback's state.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    writer = processes.is_chief
+    if writer:
+        run_dir.mkdir(parents=True, exist_ok=True)
     keeper = ResumableTraining(run_dir, monitor=monitor, mode=mode, patience=patience,
                                max_drops=max_drops, target_model=target_model,
-                               hold_below=hold_below)
+                               hold_below=hold_below, writer=writer)
     start = keeper.restore(training_model)
+    chief_start = int(broadcast(start, processes))
+    if chief_start != start:
+        raise RuntimeError(
+            f"Process {processes.index} finds epoch {start} checkpointed in {run_dir}, process 0 "
+            f"finds epoch {chief_start}: every process must see the same run directory (a "
+            "filesystem they share, the same --run-dir).")
     if start >= epochs:
         log.info("Run in %s already finished %d epochs", run_dir, start)
         return keeper.state
-    callbacks = [keeper, keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
-                 *callbacks]
+    if writer:
+        callbacks = [keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
+                     *callbacks]
+    callbacks = [keeper, *callbacks]
     started = time.time()
     training_model.fit(
         train_data(start), epochs=epochs, initial_epoch=start, steps_per_epoch=steps_per_epoch,
@@ -366,5 +403,6 @@ def fit_resumable(training_model: keras.Model, train_data: Callable[[int], Any],
             f"rate (--lr) or use float32 precision and run again."
         )
     keeper.state["train_seconds"] = time.time() - started
-    plot_history(keeper.state["history"], run_dir / "history.png")
+    if writer:
+        plot_history(keeper.state["history"], run_dir / "history.png")
     return keeper.state

@@ -24,7 +24,7 @@ Every example of every source is ``{"image": encoded bytes, "label": int32, "box
 from . import embedded, imagenet, ops
 from .errors import SplitNotFoundError
 from .listing_cache import ENV_VAR as LISTING_CACHE_ENV
-from .pipelines import MULTICROP_GRID, eval_pipeline, train_pipeline
+from .pipelines import MULTICROP_GRID, eval_pipeline, shard_batches, train_pipeline
 from .sources import (
     EMBEDDED_NAME, DatasetInfo, VggShapes, VggShapesConfig, info, load, probe_image,
     shapes_config,
@@ -53,5 +53,6 @@ __all__ = [
     "run_splits",
     "probe_image",
     "shapes_config",
+    "shard_batches",
     "train_pipeline",
 ]

@@ -27,7 +27,7 @@ from .. import augment
 from ..configs import IMAGENET_PCA_EIGVAL, IMAGENET_PCA_EIGVEC
 from ..transforms import MULTICROP_GRID
 from . import ops
-from .sources import attach_info, block_shuffle
+from .sources import attach_info, block_shuffle, filter_positions
 
 if TYPE_CHECKING:
     from .._typing import Scale
@@ -124,7 +124,8 @@ def train_pipeline(dataset: tf.data.Dataset, *, scale: Scale = (256, 512), crop:
                    eigval: Sequence[float] = IMAGENET_PCA_EIGVAL,
                    eigvec: Sequence[Sequence[float]] = IMAGENET_PCA_EIGVEC,
                    drop_remainder: bool = True,
-                   steps_per_epoch: int | None = None) -> tf.data.Dataset:
+                   steps_per_epoch: int | None = None,
+                   shard: tuple[int, int] = (0, 1)) -> tf.data.Dataset:
     """Training batches by the paper's recipe, ready for ``model.fit``.
 
     Args:
@@ -153,6 +154,12 @@ def train_pipeline(dataset: tf.data.Dataset, *, scale: Scale = (256, 512), crop:
         steps_per_epoch: end each epoch after this many batches (``fit(steps_per_epoch=...)``
             with fewer steps than a full pass), so that ``initial_epoch`` stays aligned with
             Keras's epochs. Must not exceed the batches in one pass.
+        shard: ``(index, count)``: this process's share when ``count`` processes train
+            together (:mod:`vgg_keras.cluster`). ``batch_size`` stays the global batch; this
+            process reads, decodes and returns only its ``batch_size // count`` examples of
+            each, the ``index``-th slice, so the processes' batches side by side are the one
+            process's batch, example for example (every draw is keyed by the example's place
+            in the epoch, not by which process makes it).
 
     Returns:
         A ``tf.data.Dataset`` of ``(images, labels)``: float32 ``(B, crop, crop, 3)`` RGB in
@@ -174,13 +181,14 @@ def train_pipeline(dataset: tf.data.Dataset, *, scale: Scale = (256, 512), crop:
     """
     scale, batch_size, steps_per_epoch = _check_train_args(
         dataset, scale, crop, batch_size, augment_on, boxes, steps_per_epoch)
+    shard = _check_shard(shard, batch_size)
     seed = secrets.randbits(31) if seed is None else int(seed)
     eigval, eigvec = tuple(float(v) for v in eigval), tuple(tuple(map(float, r)) for r in eigvec)
     transform = _train_transform(
         scale, crop, boxes=boxes, flip=flip and (augment_on == "host" or boxes),
         color_shift=color_shift and augment_on == "host", eigval=eigval, eigvec=eigvec)
     batches = _train_epochs(dataset, transform, seed, batch_size, drop_remainder, steps_per_epoch,
-                            repeat, initial_epoch)
+                            repeat, initial_epoch, shard)
     if augment_on == "device":
         batches.augmentation = augment.training_augmentation(
             flip=flip and not boxes, color_shift=color_shift, seed=seed, eigval=eigval,
@@ -239,23 +247,37 @@ def _kept_box(boxes, rescaled, offset, crop, mirrored, label):
         "label": tf.ones([], tf.float32), "box": tf.cast(present, tf.float32)}
 
 
+def _check_shard(shard, batch_size):
+    index, count = (int(v) for v in shard)
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"shard must be (index, count) with 0 <= index < count, got {shard}.")
+    if batch_size % count:
+        raise ValueError(f"The batch of {batch_size} cannot be split evenly between {count} "
+                         "processes; choose a batch size that is a multiple of their number.")
+    return index, count
+
+
 def _train_epochs(dataset, transform, seed, batch_size, drop_remainder, steps_per_epoch, repeat,
-                  initial_epoch):
+                  initial_epoch, shard=(0, 1)):
     """The epochs' batches: each epoch's examples in an order drawn from its key, transformed,
-    batched per epoch (so epoch e holds the same batches however it is reached)."""
+    batched per epoch (so epoch e holds the same batches however it is reached); with a
+    ``shard``, this process's slice of each batch."""
     meta = _meta(dataset)
     if meta is not None and meta.epoch_source is not None:
         epoch_source = meta.epoch_source
     else:
-        def epoch_source(key):
-            return block_shuffle(dataset, key, 4096)
+        def epoch_source(key, keep=None):
+            return filter_positions(block_shuffle(dataset, key, 4096).enumerate(), keep)
+
+    index, count = shard
+    share = batch_size // count
+    keep = None if count == 1 else (lambda position: position % batch_size // share == index)
 
     def epoch_batches(key):
-        examples = epoch_source(key).enumerate()
-        examples = _ignore_errors(examples.map(
+        examples = _ignore_errors(epoch_source(key, keep).map(
             lambda i, ex: transform(key, i, ex), num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True))
-        batches = examples.batch(batch_size, drop_remainder=drop_remainder)
+        batches = examples.batch(share, drop_remainder=drop_remainder)
         return batches if steps_per_epoch is None else batches.take(steps_per_epoch)
 
     batches = _epoch_keys(seed, repeat, initial_epoch).flat_map(epoch_batches)
@@ -263,6 +285,38 @@ def _train_epochs(dataset, transform, seed, batch_size, drop_remainder, steps_pe
     if meta is not None:
         attach_info(batches, meta)  # info() works on the batches too
     return batches
+
+
+def shard_batches(batches: tf.data.Dataset, shard: tuple[int, int]) -> tf.data.Dataset:
+    """This process's slice of each batch of ``(inputs, targets[, sample_weights])``, when
+    ``count`` processes evaluate together (``shard = (index, count)``).
+
+    A batch whose size ``count`` does not divide (the last one) is padded with examples of
+    sample weight 0, so that every process gets as many and the weighted metrics are those of
+    the batch itself. Every process computes the whole batch: for selection batches, not for
+    the training stream (:func:`train_pipeline` with ``shard`` reads only its share).
+
+    >>> batches = tf.data.Dataset.from_tensor_slices((tf.range(5.0), tf.range(5))).batch(5)
+    >>> [w.numpy().tolist() for _, _, w in shard_batches(batches, (1, 2))]
+    [[1.0, 1.0, 0.0]]
+    """
+    index, count = (int(v) for v in shard)
+    if count == 1:
+        return batches
+
+    def take_share(*element):
+        if len(element) == 2:
+            element = (*element, tf.ones_like(tf.nest.flatten(element[1])[0], tf.float32))
+        size = tf.shape(tf.nest.flatten(element)[0])[0]
+        part = -(-size // count)
+
+        def slice_of(tensor):
+            padding = [[0, part * count - size]] + [[0, 0]] * (len(tensor.shape) - 1)
+            return tf.pad(tensor, padding)[index * part:(index + 1) * part]
+
+        return tf.nest.map_structure(slice_of, element)
+
+    return batches.map(take_share)
 
 
 def eval_pipeline(dataset: tf.data.Dataset, *, scale: int, mode: str = "center",

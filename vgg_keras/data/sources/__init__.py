@@ -52,7 +52,9 @@ maps), :mod:`.examples` (the example dict, record datasets, keyed shuffling) and
 """
 
 from .base import DatasetInfo, Request, Source, attach_info, attached_info
-from .examples import Record, block_shuffle, element, keyed_permutation, records_dataset
+from .examples import (
+    Record, block_shuffle, element, filter_positions, keyed_permutation, records_dataset,
+)
 from .files import ANNOTATION_DIRS, IMAGE_EXTENSIONS, SPLIT_DIRS
 from .folders import FolderSource
 from .imagenet import ImageNetSource
@@ -84,6 +86,7 @@ __all__ = [
     "attach_info",
     "attached_info",
     "block_shuffle",
+    "filter_positions",
     "element",
     "find_source",
     "info",

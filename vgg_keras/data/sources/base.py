@@ -44,9 +44,10 @@ class DatasetInfo:
     descriptions: tuple[str, ...] = ()
     # Directory sources: files probed now and probe results reused from the listing cache.
     listing: dict[str, int] = dataclasses.field(default_factory=dict, compare=False)
-    # Rebuilds the examples in an order drawn from a tf.int64 key (one epoch), reading files
-    # after shuffling their names; see pipelines.train_pipeline.
-    epoch_source: Callable[[tf.Tensor], tf.data.Dataset] | None = dataclasses.field(
+    # (key, keep) -> the (position, example) pairs of one epoch in an order drawn from a tf.int64
+    # key, only the positions keep accepts (None: all), files read after shuffling their names;
+    # see pipelines.train_pipeline.
+    epoch_source: Callable[..., tf.data.Dataset] | None = dataclasses.field(
         default=None, repr=False, compare=False)
 
     @property

@@ -44,6 +44,14 @@ def keyed_permutation(key: tf.Tensor | int, size: tf.Tensor | int,
     return tf.random.experimental.stateless_shuffle(tf.range(size), seed=seed)
 
 
+def filter_positions(examples: tf.data.Dataset, keep=None) -> tf.data.Dataset:
+    """``(position, example)`` pairs whose position ``keep`` accepts (all when None): one
+    process's share of an epoch (see ``train_pipeline``'s ``shard``)."""
+    if keep is None:
+        return examples
+    return examples.filter(lambda position, example: keep(position))
+
+
 def block_shuffle(dataset: tf.data.Dataset, key: tf.Tensor | int,
                   block_size: int) -> tf.data.Dataset:
     """Shuffle ``dataset`` (of dicts) within consecutive blocks of ``block_size`` examples, each
@@ -83,7 +91,8 @@ class Record:
 def records_dataset(records: Sequence[Record], root: str,
                     meta: DatasetInfo) -> tf.data.Dataset:
     """A dataset reading the listed files, in order; ``meta.epoch_source`` (set here) gives an
-    epoch's examples in a keyed order, shuffling names before reading files."""
+    epoch's ``(position, example)`` pairs in a keyed order, shuffling names before reading
+    files and reading only the positions its ``keep`` accepts."""
     paths = tf.constant([r.path for r in records])
     prefix = os.path.join(root, "")
     relative_paths = tf.constant([relative(r.path, prefix) for r in records])
@@ -97,10 +106,12 @@ def records_dataset(records: Sequence[Record], root: str,
         return element(tf.io.read_file(paths[index]), labels[index], boxes[index],
                        relative_paths[index])
 
-    def epoch_source(key):
+    def epoch_source(key, keep=None):
         # Shuffling indices (not bytes) makes a full shuffle cheap at any dataset size.
         order = tf.data.Dataset.from_tensor_slices(keyed_permutation(key, len(records)))
-        return order.map(read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        order = filter_positions(order.enumerate(), keep)
+        return order.map(lambda position, index: (position, read(index)),
+                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
     meta.epoch_source = epoch_source
     return tf.data.Dataset.range(len(records)).map(

@@ -109,11 +109,18 @@ def _slice_bound(text, total):
     return int(text)
 
 
-def apply_slice(paths, start, stop):
-    """Slice ``paths`` in the order of a hash of each path: a stable, class-mixed order."""
+def apply_slice(paths, start, stop, base=None):
+    """Slice ``paths`` in the order of a hash of each path relative to ``base``: a class-mixed
+    order that stays the same when the dataset is moved or copied (a resumed run, or another
+    machine, gets the same split)."""
     if start is None and stop is None:
         return paths
-    ordered = sorted(paths, key=lambda p: (zlib.crc32(p.encode()), p))
+
+    def key(path):
+        relative = os.path.relpath(path, base) if base else path
+        return zlib.crc32(relative.replace(os.sep, "/").encode()), relative
+
+    ordered = sorted(paths, key=key)
     chosen = set(ordered[_slice_bound(start, len(ordered)):_slice_bound(stop, len(ordered))])
     return [p for p in paths if p in chosen]
 
@@ -128,7 +135,7 @@ def require_images(listed, split_folder):
 def sliced(listed, split, split_folder, start, stop):
     """The images of ``split``'s slice; an error naming the folder if there are none."""
     require_images(listed, split_folder)
-    images = apply_slice(listed, start, stop)
+    images = apply_slice(listed, start, stop, base=split_folder)
     if not images:
         raise ValueError(f"Split {split!r} of {split_folder!r} selects no images.")
     return images

@@ -13,7 +13,7 @@ import tensorflow_datasets as tfds
 
 from ..errors import SplitNotFoundError
 from .base import DatasetInfo, Source
-from .examples import block_shuffle, element
+from .examples import block_shuffle, element, filter_positions
 from .vgg_shapes import EMBEDDED_NAME
 
 if TYPE_CHECKING:
@@ -45,10 +45,10 @@ class TfdsSource(Source):
         if num_examples == 0:
             raise ValueError(f"{name!r} split {split!r} is empty.")
 
-        def epoch_source(key):
+        def epoch_source(key, keep=None):
             # TFDS wrote its examples in a shuffled order; blocks of them are reshuffled per
             # epoch.
-            return block_shuffle(dataset, key, shuffle_buffer)
+            return filter_positions(block_shuffle(dataset, key, shuffle_buffer).enumerate(), keep)
 
         meta = DatasetInfo(
             name=name, split=split, source="embedded" if builder.name == EMBEDDED_NAME else "tfds",

@@ -1,0 +1,125 @@
+"""Two processes on one machine (JAX backend, gloo collectives) train as one: the same weights as
+one process, each process reading only its share of every batch, and a job killed with
+``kill -9`` resumes when the same commands run again."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import user_trees
+from test_user_data import LOC, TINY, weights
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytest.importorskip("jax")
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def env(tmp_path):
+    return dict(os.environ, KERAS_BACKEND="jax", CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1",
+                VGG_KERAS_CACHE=str(tmp_path / "cache"))
+
+
+def launch(script, args, env, processes=1):
+    """Start ``processes`` processes of ``script``; the environment alone makes them a job."""
+    port = free_port()
+    started = []
+    for index in range(processes):
+        extra = {} if processes == 1 else {
+            "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"localhost:{port}",
+            "KERAS_DISTRIBUTION_NUM_PROCESSES": str(processes),
+            "KERAS_DISTRIBUTION_PROCESS_ID": str(index)}
+        started.append(subprocess.Popen(
+            [sys.executable, str(ROOT / script), *map(str, args)], cwd=ROOT, env={**env, **extra},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    return started
+
+
+def finish(started):
+    outputs = [p.communicate(timeout=400)[0] for p in started]
+    for process, out in zip(started, outputs):
+        assert process.returncode == 0, out[-4000:]
+    return outputs
+
+
+def kill_after_first_epoch(started, run_dir):
+    state = Path(run_dir) / "checkpoints" / "state.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and not state.exists() and all(
+            p.poll() is None for p in started):
+        time.sleep(0.05)
+    for process in started:
+        process.send_signal(signal.SIGKILL)
+    outputs = [p.communicate()[0] for p in started]
+    assert state.exists(), outputs[0][-3000:]
+    return json.loads(state.read_text())["epoch"]
+
+
+def one_versus_two_killed(script, args, tmp_path, env, epochs=2):
+    """One process straight; two processes killed after their first checkpoint and started
+    again: the same epochs once each, the same weights within 1e-5."""
+    one, two = tmp_path / f"{script}-one", tmp_path / f"{script}-two"
+    args = [*args, "--epochs", epochs]
+    finish(launch(script, [*args, "--run-dir", one], env))
+    assert kill_after_first_epoch(launch(script, [*args, "--run-dir", two], env, 2), two) < epochs
+    outputs = finish(launch(script, [*args, "--run-dir", two], env, 2))
+    assert all("Resuming" in out for out in outputs)
+    assert "Process 1 of 2" in outputs[1]
+    a, b = weights(one), weights(two)
+    assert a.keys() == b.keys() and len(a) > 10
+    for name in a:
+        np.testing.assert_allclose(b[name], a[name], rtol=1e-5, atol=1e-5, err_msg=name)
+    history = json.loads((two / "checkpoints" / "state.json").read_text())["history"]
+    assert [row["epoch"] for row in history] == list(range(1, epochs + 1))
+    straight = json.loads((one / "checkpoints" / "state.json").read_text())["history"]
+    for mine, theirs in zip(history, straight):  # selection on the padded, sharded batches
+        assert mine["val_" + ("accuracy" if script == "train_cls.py" else "box_l2")] == \
+            pytest.approx(theirs["val_" + ("accuracy" if script == "train_cls.py" else "box_l2")],
+                          rel=1e-5)
+    # Process 0 alone wrote the run directory, and its summary is the one process's.
+    summaries = [json.loads((d / "summary.json").read_text()) for d in (one, two)]
+    headline = "top1_error" if script == "train_cls.py" else "protocol1_error"
+    assert summaries[1][headline] == pytest.approx(summaries[0][headline], abs=1e-6)
+    assert summaries[1]["splits"] == summaries[0]["splits"]
+    return one
+
+
+def test_two_processes_train_like_one_and_resume_after_kill(tmp_path, env):
+    tree = user_trees.voc_tree(tmp_path / "voc", per_class=10, salt=False)
+    # 30 images: 4 held out for selection, 4 for the report; batches of 6 split 3 + 3, the
+    # selection batch of 4 split 2 + 2 and the report evaluated by each process alike.
+    common = ["--data", tree["root"], "--val-fraction", 0.15]
+    classifier_dir = one_versus_two_killed(
+        "train_cls.py", [*TINY, *common, "--batch-size", 6, "--optimizer", "sgd", "--lr", 0.01,
+                         "--eval-batch-size", 5], tmp_path, env)
+    one_versus_two_killed(
+        "train_loc.py", [*LOC, *common, "--batch-size", 6, "--eval-batch-size", 5,
+                         "--init-from", classifier_dir / "model.keras"], tmp_path, env)
+
+
+def test_several_processes_on_tensorflow_are_refused_with_the_jax_command(tmp_path, env):
+    tree = user_trees.class_folders(tmp_path / "pets", per_class=4, salt=False)
+    env = {**env, "KERAS_BACKEND": "tensorflow"}
+    [process] = launch("train_cls.py", [*TINY, "--data", tree["root"], "--run-dir",
+                                        tmp_path / "run", "--num-processes", 2,
+                                        "--coordinator", "localhost:1"], env)
+    out = process.communicate(timeout=200)[0]
+    assert process.returncode == 2
+    assert "needs the JAX backend" in out
+    assert "KERAS_BACKEND=jax python train_cls.py --coordinator localhost:1 --num-processes 2 " \
+           "--process-id 0" in out
+    assert not (tmp_path / "run").exists()

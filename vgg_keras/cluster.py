@@ -1,0 +1,170 @@
+"""Several training processes as one job, on JAX's distributed runtime.
+
+Keras 3's multi-host route is the JAX backend: :func:`keras.distribution.initialize` starts
+JAX's distributed runtime and a ``DataParallel`` distribution over
+``keras.distribution.list_devices()`` then spans every process. :func:`start` does that from
+the flags or, as for any Keras program, from the environment alone::
+
+    # on every host (or twice on one machine), the same command but for the index
+    KERAS_BACKEND=jax KERAS_DISTRIBUTION_JOB_ADDRESSES=host0:1234 \\
+    KERAS_DISTRIBUTION_NUM_PROCESSES=2 KERAS_DISTRIBUTION_PROCESS_ID=0 python train_cls.py ...
+
+On CPU the processes talk through gloo, which :func:`start` selects. Each process reads its own
+share of every global batch (:func:`vgg_keras.data.train_pipeline`'s ``shard``), only process 0
+writes to the run directory, and every process resumes from its checkpoint.
+
+>>> processes = start()            # no flags, no environment: one process
+>>> processes.index, processes.count, processes.is_chief
+(0, 1, True)
+>>> broadcast([1.0, 2.0], processes)
+array([1., 2.])
+>>> share({"mean": [124.5, 125.8, 125.4]}, processes)     # process 0's, on every process
+{'mean': [124.5, 125.8, 125.4]}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+
+import keras
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+ADDRESS_ENV = "KERAS_DISTRIBUTION_JOB_ADDRESSES"
+COUNT_ENV = "KERAS_DISTRIBUTION_NUM_PROCESSES"
+INDEX_ENV = "KERAS_DISTRIBUTION_PROCESS_ID"
+
+
+class ClusterError(ValueError):
+    """A multi-process job that cannot start as asked (a bad flag, or the wrong backend)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Processes:
+    """This process's place in the job: ``index`` of ``count``."""
+
+    index: int = 0
+    count: int = 1
+
+    @property
+    def is_chief(self) -> bool:
+        """Process 0, the one that writes checkpoints, logs, exports and the report."""
+        return self.index == 0
+
+    @property
+    def shard(self) -> tuple[int, int]:
+        """``(index, count)``, as the pipelines take it."""
+        return self.index, self.count
+
+
+_started: Processes | None = None
+
+
+def _setting(value, variable, parse):
+    if value is not None:
+        return value
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return None
+    try:
+        return parse(text)
+    except ValueError:
+        raise ClusterError(f"{variable}={text!r} is not a valid value.") from None
+
+
+def start(coordinator: str | None = None, num_processes: int | None = None,
+          process_id: int | None = None, *, command: str = "train_cls.py") -> Processes:
+    """Join the job: with more than one process, start JAX's distributed runtime through
+    :func:`keras.distribution.initialize` (once per interpreter) and return this process's
+    place. Unset arguments come from ``KERAS_DISTRIBUTION_JOB_ADDRESSES``,
+    ``KERAS_DISTRIBUTION_NUM_PROCESSES`` and ``KERAS_DISTRIBUTION_PROCESS_ID``.
+
+    Must run before any JAX computation. Other backends refuse several processes with the
+    command that works (``command`` names the script in that message).
+    """
+    global _started
+    coordinator = _setting(coordinator, ADDRESS_ENV, str)
+    count = _setting(num_processes, COUNT_ENV, int) or 1
+    index = _setting(process_id, INDEX_ENV, int) or 0
+    if count < 1 or not 0 <= index < count:
+        raise ClusterError(f"Process index {index} is not in 0..{count - 1} "
+                           f"(--process-id, --num-processes).")
+    if count == 1:
+        return Processes()
+    backend = keras.backend.backend()
+    if backend != "jax":
+        raise ClusterError(
+            f"Training with {count} processes needs the JAX backend, Keras 3's multi-host route "
+            f"(the {backend} backend cannot: Keras 3's fit fails under TensorFlow's "
+            "MultiWorkerMirroredStrategy, keras-team/keras#20585). Run on every process:\n"
+            f"  KERAS_BACKEND=jax python {command} --coordinator {coordinator or 'HOST0:PORT'} "
+            f"--num-processes {count} --process-id {index} ...")
+    if not coordinator:
+        raise ClusterError(f"{count} processes need the coordinator's address: --coordinator "
+                           f"HOST:PORT (process 0's host) or {ADDRESS_ENV}.")
+    wanted = Processes(index, count)
+    if _started is not None:
+        if _started != wanted:
+            raise ClusterError(f"This interpreter already joined a job as {_started}.")
+        return _started
+    import jax
+
+    # CPU processes need a collectives implementation to talk to each other; GPUs use NCCL
+    # whatever this says.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    keras.distribution.initialize(coordinator, count, index)
+    _started = Processes(jax.process_index(), jax.process_count())
+    log.info("Process %d of %d; coordinator %s; %d devices in all.", _started.index,
+             _started.count, coordinator, len(keras.distribution.list_devices()))
+    return _started
+
+
+def multi_process() -> bool:
+    """Whether this interpreter joined a job of several processes."""
+    return _started is not None and _started.count > 1
+
+
+def leave_after_error(code: int) -> None:
+    """End a process of a multi-process job that failed, at once: a normal exit would wait
+    (minutes) at JAX's shutdown barrier for processes that are waiting for this one; process 0
+    going away ends the others through JAX's distributed service."""
+    if multi_process() and code:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)
+
+
+def broadcast(values, processes: Processes) -> np.ndarray:
+    """Process 0's ``values`` (an array of numbers), on every process."""
+    values = np.asarray(values)
+    if processes.count == 1:
+        return values
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.broadcast_one_to_all(values))
+
+
+def share(value, processes: Processes):
+    """Process 0's ``value`` (anything JSON can hold), the very same on every process."""
+    if processes.count == 1:
+        return value
+    data = np.frombuffer(json.dumps(value).encode(), np.uint8) if processes.is_chief else b""
+    length = int(broadcast(np.int32(len(data)), processes))
+    buffer = np.zeros(length, np.int32)
+    if processes.is_chief:
+        buffer[:] = data
+    return json.loads(bytes(broadcast(buffer, processes).astype(np.uint8)))
+
+
+def barrier(name: str, processes: Processes) -> None:
+    """Wait until every process has reached ``name`` (e.g. until process 0 wrote a file)."""
+    if processes.count > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
