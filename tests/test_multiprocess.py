@@ -56,26 +56,34 @@ def finish(started):
     return outputs
 
 
-def kill_after_first_epoch(started, run_dir):
+def kill_after_first_epoch(started, run_dir, survivor=False):
+    """``kill -9`` the processes once the first epoch is checkpointed; with ``survivor``, only
+    process 1, and process 0 must then end by itself, saying why."""
     state = Path(run_dir) / "checkpoints" / "state.json"
     deadline = time.time() + 300
     while time.time() < deadline and not state.exists() and all(
             p.poll() is None for p in started):
         time.sleep(0.05)
-    for process in started:
+    for process in started[1:] if survivor else started:
         process.send_signal(signal.SIGKILL)
-    outputs = [p.communicate()[0] for p in started]
+    outputs = [p.communicate(timeout=200)[0] for p in started]
     assert state.exists(), outputs[0][-3000:]
+    if survivor:
+        assert started[0].returncode == 3, outputs[0][-3000:]
+        assert "another process of the job has stopped" in outputs[0]
+        assert "Run the same commands again on every process" in outputs[0]
     return json.loads(state.read_text())["epoch"]
 
 
-def one_versus_two_killed(script, args, tmp_path, env, epochs=2):
-    """One process straight; two processes killed after their first checkpoint and started
-    again: the same epochs once each, the same weights within 1e-5."""
+def one_versus_two_killed(script, args, tmp_path, env, epochs=2, survivor=False):
+    """One process straight; two processes killed after their first checkpoint (or only the
+    second, the first then ending by itself) and started again: the same epochs once each, the
+    same weights within 1e-5."""
     one, two = tmp_path / f"{script}-one", tmp_path / f"{script}-two"
-    args = [*args, "--epochs", epochs]
+    args = [*args, "--epochs", epochs, "--peer-timeout", 20]
     finish(launch(script, [*args, "--run-dir", one], env))
-    assert kill_after_first_epoch(launch(script, [*args, "--run-dir", two], env, 2), two) < epochs
+    assert kill_after_first_epoch(launch(script, [*args, "--run-dir", two], env, 2), two,
+                                  survivor) < epochs
     outputs = finish(launch(script, [*args, "--run-dir", two], env, 2))
     assert all("Resuming" in out for out in outputs)
     assert "Process 1 of 2" in outputs[1]
@@ -105,7 +113,7 @@ def test_two_processes_train_like_one_and_resume_after_kill(tmp_path, env):
     common = ["--data", tree["root"], "--val-fraction", 0.15]
     classifier_dir = one_versus_two_killed(
         "train_cls.py", [*TINY, *common, "--batch-size", 6, "--optimizer", "sgd", "--lr", 0.01,
-                         "--eval-batch-size", 5], tmp_path, env)
+                         "--eval-batch-size", 5], tmp_path, env, epochs=3, survivor=True)
     one_versus_two_killed(
         "train_loc.py", [*LOC, *common, "--batch-size", 6, "--eval-batch-size", 5,
                          "--init-from", classifier_dir / "model.keras"], tmp_path, env)

@@ -53,11 +53,11 @@ class ClassificationTask(Task):
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
                      keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5")])
 
-    def train_batches(self, config, examples, start_epoch, steps, shard=(0, 1)):
+    def train_batches(self, config, examples, start_epoch, steps, **feed):
         return vdata.train_pipeline(
             examples, scale=config.scale, crop=config.crop, batch_size=config.batch_size,
             seed=config.seed, augment_on="device", repeat=True, initial_epoch=start_epoch,
-            steps_per_epoch=steps, shard=shard)
+            steps_per_epoch=steps, **feed)
 
     def val_batches(self, config, examples):
         return vdata.eval_pipeline(examples, scale=test_scale(config.scale), mode="center",

@@ -16,7 +16,7 @@ import traceback
 from .config import (
     ClassificationConfig, LocalizationConfig, build_parser, from_args, test_scale,
 )
-from .cluster import leave_after_error, multi_process
+from .cluster import PeerLostError, leave_after_error, multi_process
 from .progress import set_quiet
 from .rundir import RunDirectoryError, TrainingDiverged, terminal_logging
 
@@ -28,7 +28,8 @@ LOC_DESCRIPTION = ("Train a VGG localisation net (paper Appendix A), or evaluate
 def run_command(prog, quiet, work):
     """Run ``work()`` as a command does: the package's log messages on the terminal, progress
     as ``--quiet`` says, and an error message with a non-zero exit status (2 for bad input,
-    1 for a diverged run) instead of a traceback for the errors a user can fix."""
+    1 for a diverged run, 3 for a multi-process job that lost a process) instead of a traceback
+    for the errors a user can fix."""
     set_quiet(quiet)
     code = 0
     try:
@@ -37,6 +38,9 @@ def run_command(prog, quiet, work):
     except TrainingDiverged as error:
         print(f"{prog}: {error}", file=sys.stderr)
         code = 1
+    except PeerLostError as error:
+        print(f"{prog}: {error}", file=sys.stderr)
+        code = 3
     except (ValueError, OSError, RunDirectoryError, ImportError, NotImplementedError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         code = 2

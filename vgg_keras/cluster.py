@@ -29,6 +29,8 @@ import json
 import logging
 import os
 import sys
+import threading
+import time
 
 import keras
 import numpy as np
@@ -42,6 +44,25 @@ INDEX_ENV = "KERAS_DISTRIBUTION_PROCESS_ID"
 
 class ClusterError(ValueError):
     """A multi-process job that cannot start as asked (a bad flag, or the wrong backend)."""
+
+
+class PeerLostError(RuntimeError):
+    """Another process of the job stopped; this one cannot go on alone."""
+
+
+def lost_peer_message(processes: Processes, epoch: int, cause: str) -> str:
+    """What a process says when another process of its job has stopped."""
+    return (f"Process {processes.index} of {processes.count}: {cause}, so another process of "
+            "the job has stopped (killed, crashed or its machine lost). Ending this one. Run the "
+            "same commands again on every process to resume from the last checkpoint (the last "
+            f"finished epoch was {epoch}).")
+
+
+def is_lost_peer(error: BaseException) -> bool:
+    """Whether ``error`` is a collective that failed because a peer went away."""
+    # JAX raises it as a JaxRuntimeError, which Keras's fit may hand on as a ValueError.
+    return multi_process() and any(
+        words in str(error) for words in ("Gloo", "Connection reset", "coordination service"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,3 +189,47 @@ def barrier(name: str, processes: Processes) -> None:
         from jax.experimental import multihost_utils
 
         multihost_utils.sync_global_devices(name)
+
+
+class PeerWatchdog(keras.callbacks.Callback):
+    """Ends this process, with a message that says what happened and what to do, when no
+    training or validation step has finished for ``timeout`` seconds: a process of the job has
+    stopped (killed, crashed, its machine lost), and the collectives would wait for it forever.
+
+    Armed at the first finished step (compiling does not count); :meth:`stop` disarms it once
+    the processes have passed their last collective (saving the model), before each evaluates
+    on its own. A thread watches the time, so that it runs while the main thread waits in a
+    collective.
+    """
+
+    def __init__(self, processes: Processes, timeout: float) -> None:
+        super().__init__()
+        self.processes = processes
+        self.timeout = float(timeout)
+        self.last_step = None
+        self.epoch = 0
+        self.done = threading.Event()
+
+    def _progress(self, *args, **kwargs):
+        self.last_step = time.monotonic()
+
+    on_train_batch_end = on_test_batch_end = _progress
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch = epoch + 1
+        self._progress()
+
+    def on_train_begin(self, logs=None):
+        threading.Thread(target=self._watch, name="vgg_keras-peer-watchdog", daemon=True).start()
+
+    def stop(self) -> None:
+        self.done.set()
+
+    def _watch(self):
+        while not self.done.wait(min(5.0, self.timeout / 4)):
+            if self.last_step is not None and time.monotonic() - self.last_step > self.timeout:
+                cause = f"no training step finished for {self.timeout:g} s"
+                print(lost_peer_message(self.processes, self.epoch, cause), file=sys.stderr,
+                      flush=True)
+                logging.shutdown()
+                os._exit(3)

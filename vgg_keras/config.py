@@ -242,6 +242,14 @@ class RunConfig:
                              "on JAX; several hosts: --num-processes on the JAX backend",
                              choices=("auto", "none", "mirrored", "multiworker"), resumable=True)
     seed: int = option(0, "run", "seed for weights and data order", parse=int)
+    peer_timeout: float = option(600.0, "run", "with several processes: seconds without a "
+                                 "finished step after which a process takes the job for broken "
+                                 "(another process died) and ends with a message, instead of "
+                                 "waiting for ever", parse=positive(float), resumable=True)
+    data_service: str = option(None, "run", "a tf.data service dispatcher (HOST:PORT) whose "
+                               "workers read, decode and augment the training images (start "
+                               "them with python -m vgg_keras.data.service); image "
+                               "directories only", metavar="HOST:PORT", resumable=True)
     coordinator: str = option(None, "run", "several training processes (JAX backend): process "
                               "0's HOST:PORT, which every process dials (default: "
                               "$KERAS_DISTRIBUTION_JOB_ADDRESSES)", metavar="HOST:PORT",

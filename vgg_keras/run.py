@@ -1,9 +1,11 @@
 """One training run, as both scripts run it: the part the two tasks share.
 
 A :class:`Run` takes a typed configuration (:mod:`vgg_keras.config`) and a task, and does, in
-this order: check the scale against the crop, take the run directory (locked, checked against
-the configuration it holds, logging to ``train.log``), set the precision, create the
-distribution strategy (before any TensorFlow op, as multi-worker collectives require), load the
+this order: check the scale against the crop, join the other processes of a multi-process job
+(:mod:`vgg_keras.cluster`; before any computation, as JAX's distributed runtime requires), take
+the run directory (process 0: locked, checked against the configuration it holds, logging to
+``train.log``), set the precision, create the distribution (``DataParallel`` over every
+process's devices, or a ``MirroredStrategy``), load the
 training, selection and report examples (:func:`vgg_keras.data.run_splits`: the schedule
 and the kept epoch are chosen on the selection examples, the error is reported on examples that
 neither training nor selection saw), record ``config.json``, build and compile the task's model,
@@ -26,6 +28,7 @@ PosixPath('runs/cls-a-s72-96')
 import contextlib
 import json
 import logging
+import secrets
 import tempfile
 import time
 from pathlib import Path
@@ -43,7 +46,7 @@ from .report import write_report
 from .rundir import RunDirectory
 from .tensorboard import EpochPictures, write_text
 from .train import (
-    apply_weight_decay, checkpoint_weights, distribution_scope, fit_resumable, set_precision,
+    apply_weight_decay, distribution_scope, fit_resumable, set_precision,
     with_training_augmentation,
 )
 
@@ -80,9 +83,10 @@ class Task:
         PCA."""
         raise NotImplementedError
 
-    def train_batches(self, config, examples, start_epoch, steps, shard=(0, 1)):
-        """Endless training batches from ``start_epoch`` on, ``steps`` a epoch; ``shard``:
-        this process's share of each (see ``vgg_keras.data.train_pipeline``)."""
+    def train_batches(self, config, examples, start_epoch, steps, **feed):
+        """Endless training batches from ``start_epoch`` on, ``steps`` a epoch; ``feed``:
+        ``train_pipeline``'s ``shard`` (this process's share of each batch), ``service`` and
+        ``service_job`` (a tf.data service that makes the examples)."""
         raise NotImplementedError
 
     def val_batches(self, config, examples):
@@ -166,14 +170,15 @@ class Run:
         self.task.prepare(c)
         if c.batch_size % processes.count:
             raise ValueError(f"--batch-size {c.batch_size} cannot be split evenly between "
-                             f"{processes.count} processes; choose a multiple of {processes.count}.")
+                             f"{processes.count} processes; choose a multiple of "
+                             f"{processes.count}.")
         # Only process 0 takes (and writes) the run directory; the others read its checkpoint.
         directory = (RunDirectory(self.run_dir, c.to_dict(), resumable=type(c).resumable())
                      if processes.is_chief else contextlib.nullcontext())
         with directory:
             set_quiet(c.quiet)
             set_precision(c.precision)
-            scope, replicas = distribution_scope(c.distribute, processes)
+            scope, replicas = distribution_scope(c.distribute, processes, self.task.script)
             splits = vdata.run_splits(c.data, val_fraction=c.val_fraction,
                                       data_dir=c.data_dir, report=c.eval_split)
             train, val = splits.train, splits.selection
@@ -184,7 +189,7 @@ class Run:
             self.statistics = self._statistics(train, info)
             model, trainer = self._build(scope, info)
             state, seconds = self._fit(model, trainer, train, val, info, replicas)
-            self._save(model)
+            self._save(model, state)
             model = self._evaluation_model(model)
             return self._summarize(model, state, seconds, splits, info)
 
@@ -251,17 +256,32 @@ class Run:
                  self.run_dir)
         started = time.time()
         shard = self.processes.shard
+        # One service job for the processes of this run; a new one when the run resumes.
+        job = cluster.share(f"vgg_keras-{secrets.token_hex(8)}", self.processes)
+        feed = dict(shard=shard, service=c.data_service, service_job=job)
         # TensorBoard's pictures run the model and the augmentation on one process, which a
         # program spread over several cannot: single-process runs only.
-        callbacks = [self._pictures(model, train, val, steps)] if self.processes.count == 1 else []
-        state = fit_resumable(
-            trainer, lambda start: self.task.train_batches(c, train, start, steps, shard),
-            epochs=c.epochs, steps_per_epoch=steps, run_dir=self.run_dir,
-            validation_data=vdata.shard_batches(self.task.val_batches(c, val), shard).repeat(),
-            validation_steps=val_steps, monitor=self.task.monitor[0],
-            mode=self.task.monitor[1], patience=c.lr_patience, max_drops=c.lr_drops,
-            target_model=model, hold_below=self.task.hold_below(info), verbose=fit_verbosity(c),
-            callbacks=callbacks, processes=self.processes)
+        if self.processes.count == 1:
+            callbacks = [self._pictures(model, train, val, steps)]
+        else:
+            self.watchdog = cluster.PeerWatchdog(self.processes, c.peer_timeout)
+            callbacks = [self.watchdog]
+        try:
+            state = fit_resumable(
+                trainer, lambda start: self.task.train_batches(c, train, start, steps, **feed),
+                epochs=c.epochs, steps_per_epoch=steps, run_dir=self.run_dir,
+                validation_data=vdata.shard_batches(self.task.val_batches(c, val),
+                                                    shard).repeat(),
+                validation_steps=val_steps, monitor=self.task.monitor[0],
+                mode=self.task.monitor[1], patience=c.lr_patience, max_drops=c.lr_drops,
+                target_model=model, hold_below=self.task.hold_below(info),
+                verbose=fit_verbosity(c), callbacks=callbacks, processes=self.processes)
+        except Exception as error:
+            if self.processes.count > 1 and cluster.is_lost_peer(error):
+                raise cluster.PeerLostError(cluster.lost_peer_message(
+                    self.processes, self.watchdog.epoch,
+                    f"a collective failed ({str(error).splitlines()[0][:200]})")) from error
+            raise
         return state, time.time() - started
 
     def _pictures(self, model, train, val, steps):
@@ -272,12 +292,13 @@ class Run:
         return EpochPictures(self.run_dir / "logs", crops, augmentation=self.augmentation,
                              **self.task.picture_options(model, val_batch))
 
-    def _save(self, model):
+    def _save(self, model, state):
         """Keep the best validation epoch's weights; write ``model.keras`` and the SavedModel
         (process 0)."""
         # Every process loads and saves (collectives gather the weights); process 0 keeps it.
-        best = checkpoint_weights(self.run_dir, "best")
-        if best is not None:
+        # The file is the one the training state names, the same on every process.
+        best = state.get("best_weights") and self.run_dir / "checkpoints" / state["best_weights"]
+        if best and best.exists():
             model.load_weights(best)
         for layer in model.layers:
             layer.trainable = True  # the saved model is a plain network, whatever was frozen
@@ -299,6 +320,7 @@ class Run:
         if self.processes.count == 1:
             return model
         cluster.barrier("model.keras written", self.processes)
+        self.watchdog.stop()  # the last collective: each process evaluates on its own now
         keras.distribution.set_distribution(None)
         return keras.saving.load_model(self.run_dir / "model.keras")
 

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import keras
 import numpy as np
 
-from .cluster import Processes, broadcast
+from .cluster import Processes, barrier, broadcast
 from .rundir import TrainingDiverged
 
 if TYPE_CHECKING:
@@ -88,17 +88,19 @@ def set_precision(precision: str) -> None:
     keras.mixed_precision.set_global_policy(precision)
 
 
-def distribution_scope(mode: str = "auto",
-                       processes: Processes = Processes()) -> tuple[contextlib.AbstractContextManager, int]:
+def distribution_scope(
+        mode: str = "auto", processes: Processes = Processes(), command: str = "train_cls.py",
+) -> tuple[contextlib.AbstractContextManager, int]:
     """A context in which to build and compile for data-parallel training, and the number of
     replicas.
 
     ``auto`` uses, with the TensorFlow backend, ``MirroredStrategy`` when more than one GPU is
     visible; with JAX, ``keras.distribution.DataParallel`` over every device of every process
     (``processes``, from :func:`vgg_keras.cluster.start`: each process then feeds its own share
-    of each batch); otherwise nothing. ``mirrored``/``none`` force a choice. Several machines
-    are the JAX backend's (``--num-processes``): TensorFlow's ``MultiWorkerMirroredStrategy``
-    (``multiworker``, or ``TF_CONFIG`` with several workers) is refused with the command to use.
+    of each batch, whatever ``mode`` says); otherwise nothing. ``mirrored``/``none`` force a
+    choice on one process. Several machines are the JAX backend's (``--num-processes``):
+    TensorFlow's ``MultiWorkerMirroredStrategy`` (``multiworker``, or ``TF_CONFIG`` with
+    several workers) is refused with the command to use (``command``, the script).
     """
     backend = keras.backend.backend()
     if mode == "none" and processes.count == 1:
@@ -115,7 +117,7 @@ def distribution_scope(mode: str = "auto",
                 "Multi-worker training on TensorFlow (TF_CONFIG with several workers) is "
                 "blocked by Keras 3.15's model.fit under MultiWorkerMirroredStrategy "
                 "(keras-team/keras#20585). Use the JAX backend, Keras 3's multi-host route; on "
-                "each of N hosts, with i its index:\n  KERAS_BACKEND=jax python train_cls.py "
+                f"each of N hosts, with i its index:\n  KERAS_BACKEND=jax python {command} "
                 "--coordinator HOST0:PORT --num-processes N --process-id i ...")
         elif mode == "mirrored" or (mode == "auto" and len(tf.config.list_logical_devices("GPU")) > 1):
             devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
@@ -206,9 +208,11 @@ class ResumableTraining(keras.callbacks.Callback):
     def __init__(self, run_dir: PathLike, *, monitor: str = "val_accuracy", mode: str = "max",
                  patience: int = 2, factor: float = 0.1, max_drops: int = 3,
                  target_model: keras.Model | None = None,
-                 hold_below: float | None = None, writer: bool = True) -> None:
+                 hold_below: float | None = None,
+                 processes: Processes = Processes()) -> None:
         super().__init__()
-        self.writer = writer  # False on every process of a job but the first
+        self.processes = processes
+        self.writer = processes.is_chief  # the other processes of a job write nothing
         self.run_dir = Path(run_dir)
         self.checkpoint_dir = self.run_dir / "checkpoints"
         self.monitor = monitor
@@ -223,12 +227,23 @@ class ResumableTraining(keras.callbacks.Callback):
         self.diverged_at = None
 
     # -- state --------------------------------------------------------------------------------
-    def restore(self, training_model: keras.Model) -> int:
-        """Load the last checkpoint into ``training_model``; return the epoch to start at."""
+    def restore(self, training_model: keras.Model, processes: Processes = Processes()) -> int:
+        """Load the last checkpoint into ``training_model``; return the epoch to start at.
+
+        With several ``processes``, each reads the checkpoint (the run directory must be on a
+        filesystem they share), after checking that they all find the same epoch."""
         state_path = self.checkpoint_dir / STATE_FILE
-        if not state_path.exists():
+        state = json.loads(state_path.read_text()) if state_path.exists() else None
+        found = state["epoch"] if state else 0
+        chief_found = int(broadcast(found, processes))
+        if chief_found != found:
+            raise RuntimeError(
+                f"Process {processes.index} finds epoch {found} checkpointed in {self.run_dir}, "
+                f"process 0 finds epoch {chief_found}: every process must see the same run "
+                "directory (a filesystem they share, the same --run-dir).")
+        if state is None:
             return 0
-        self.state = json.loads(state_path.read_text())
+        self.state = state
         for which, old_name in (("last", LAST_WEIGHTS), ("best", BEST_WEIGHTS)):
             if (self.checkpoint_dir / old_name).exists():  # a run directory from before
                 self.state.setdefault(f"{which}_weights", old_name)
@@ -292,8 +307,10 @@ class ResumableTraining(keras.callbacks.Callback):
         self.state["history"].append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
         self.state["last_weights"] = f"last-e{epoch + 1:04d}.weights.h5"
         if not self.writer:
-            # The other processes keep the same state and take part in saving the weights.
+            # The other processes keep the same state and take part in saving the weights,
+            # then wait until process 0 has written the checkpoint.
             _atomic_save_weights(self.model, self.checkpoint_dir / "unused", writer=False)
+            barrier(f"epoch {epoch + 1} checkpointed", self.processes)
             return
         self._write_history()
         # New files under new names, then the state that names them: the checkpoint changes in
@@ -301,6 +318,7 @@ class ResumableTraining(keras.callbacks.Callback):
         _atomic_save_weights(self.model, self.checkpoint_dir / self.state["last_weights"])
         _atomic_write_text(self.checkpoint_dir / STATE_FILE, json.dumps(self.state, indent=1))
         self._remove_unreferenced_weights()
+        barrier(f"epoch {epoch + 1} checkpointed", self.processes)
 
     def _remove_unreferenced_weights(self):
         keep = {self.state.get("last_weights"), self.state.get("best_weights")}
@@ -363,8 +381,8 @@ def fit_resumable(training_model: keras.Model, train_data: Callable[[int], Any],
     and its number only. ``target_model`` is the model to keep as "best" (e.g. the network
     without its training-only augmentation wrapper); ``callbacks`` run after the checkpoint's.
     With several ``processes``, every process reads the checkpoint (the run directory must be
-    on a filesystem they share), only the first writes, and they check that they resume from
-    the same epoch. Returns the callback's state.
+    on a filesystem they share) once they agree on its epoch, only the first writes, and each
+    epoch ends when its checkpoint is written. Returns the callback's state.
     """
     run_dir = Path(run_dir)
     writer = processes.is_chief
@@ -372,14 +390,8 @@ def fit_resumable(training_model: keras.Model, train_data: Callable[[int], Any],
         run_dir.mkdir(parents=True, exist_ok=True)
     keeper = ResumableTraining(run_dir, monitor=monitor, mode=mode, patience=patience,
                                max_drops=max_drops, target_model=target_model,
-                               hold_below=hold_below, writer=writer)
-    start = keeper.restore(training_model)
-    chief_start = int(broadcast(start, processes))
-    if chief_start != start:
-        raise RuntimeError(
-            f"Process {processes.index} finds epoch {start} checkpointed in {run_dir}, process 0 "
-            f"finds epoch {chief_start}: every process must see the same run directory (a "
-            "filesystem they share, the same --run-dir).")
+                               hold_below=hold_below, processes=processes)
+    start = keeper.restore(training_model, processes)
     if start >= epochs:
         log.info("Run in %s already finished %d epochs", run_dir, start)
         return keeper.state

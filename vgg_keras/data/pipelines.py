@@ -27,6 +27,7 @@ from .. import augment
 from ..configs import IMAGENET_PCA_EIGVAL, IMAGENET_PCA_EIGVEC
 from ..transforms import MULTICROP_GRID
 from . import ops
+from . import service as data_service
 from .sources import attach_info, block_shuffle, filter_positions
 
 if TYPE_CHECKING:
@@ -90,15 +91,16 @@ def _epoch_keys(seed, repeat, initial_epoch):
     per-iteration sequence, so ``fit(epochs=N)`` on the finite dataset sees N different epochs.
     """
     if repeat:
-        def key(epoch):
-            folded = tf.random.experimental.stateless_fold_in(
-                tf.constant([seed, 0], tf.int64), epoch)
-            return folded[0] ^ folded[1]
-
-        return tf.data.Dataset.range(initial_epoch, _NEVER).map(key)
+        return tf.data.Dataset.range(initial_epoch, _NEVER).map(lambda e: _epoch_key(seed, e))
     if initial_epoch:
         raise ValueError("initial_epoch needs repeat=True (a resumable, endless stream).")
     return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+
+
+def _epoch_key(seed, epoch):
+    """Epoch ``epoch``'s int64 key: a stateless function of (seed, epoch)."""
+    folded = tf.random.experimental.stateless_fold_in(tf.constant([seed, 0], tf.int64), epoch)
+    return folded[0] ^ folded[1]
 
 
 _NEVER = 2**62
@@ -125,7 +127,9 @@ def train_pipeline(dataset: tf.data.Dataset, *, scale: Scale = (256, 512), crop:
                    eigvec: Sequence[Sequence[float]] = IMAGENET_PCA_EIGVEC,
                    drop_remainder: bool = True,
                    steps_per_epoch: int | None = None,
-                   shard: tuple[int, int] = (0, 1)) -> tf.data.Dataset:
+                   shard: tuple[int, int] = (0, 1),
+                   service: str | None = None,
+                   service_job: str | None = None) -> tf.data.Dataset:
     """Training batches by the paper's recipe, ready for ``model.fit``.
 
     Args:
@@ -159,7 +163,21 @@ def train_pipeline(dataset: tf.data.Dataset, *, scale: Scale = (256, 512), crop:
             process reads, decodes and returns only its ``batch_size // count`` examples of
             each, the ``index``-th slice, so the processes' batches side by side are the one
             process's batch, example for example (every draw is keyed by the example's place
-            in the epoch, not by which process makes it).
+            in the epoch, not by which process makes it), whole global batches only. A file
+            that fails to decode (files are checked when listed, so only one changed since)
+            is skipped by its process alone and shifts that process's later examples.
+        service: a tf.data service dispatcher's address (``"grpc://host:5050"`` or
+            ``"host:5050"``; :mod:`vgg_keras.data.service` starts one and its workers): the
+            reading, decoding, cropping and host augmentation run on its workers, which share
+            every epoch out between them, each example exactly once and made as here (its
+            draws keyed by its place in the epoch). The order in which examples arrive, and so
+            the batches they fall into, follows the workers' pace; without ``repeat``, the
+            stream is one epoch, ``initial_epoch``'s (as the resumable stream has it). Directory
+            sources only
+            (any worker must be able to read any one example); the files must be at the same
+            paths on the workers.
+        service_job: the service's job name: the processes of one run share it (and so share
+            out the examples); a fresh one when None.
 
     Returns:
         A ``tf.data.Dataset`` of ``(images, labels)``: float32 ``(B, crop, crop, 3)`` RGB in
@@ -187,8 +205,13 @@ def train_pipeline(dataset: tf.data.Dataset, *, scale: Scale = (256, 512), crop:
     transform = _train_transform(
         scale, crop, boxes=boxes, flip=flip and (augment_on == "host" or boxes),
         color_shift=color_shift and augment_on == "host", eigval=eigval, eigvec=eigvec)
-    batches = _train_epochs(dataset, transform, seed, batch_size, drop_remainder, steps_per_epoch,
-                            repeat, initial_epoch, shard)
+    if service:
+        batches = _service_epochs(dataset, transform, seed, batch_size, drop_remainder,
+                                  steps_per_epoch, repeat, initial_epoch, shard, service,
+                                  service_job or f"vgg_keras-{secrets.token_hex(8)}")
+    else:
+        batches = _train_epochs(dataset, transform, seed, batch_size, drop_remainder,
+                                steps_per_epoch, repeat, initial_epoch, shard)
     if augment_on == "device":
         batches.augmentation = augment.training_augmentation(
             flip=flip and not boxes, color_shift=color_shift, seed=seed, eigval=eigval,
@@ -272,6 +295,11 @@ def _train_epochs(dataset, transform, seed, batch_size, drop_remainder, steps_pe
     index, count = shard
     share = batch_size // count
     keep = None if count == 1 else (lambda position: position % batch_size // share == index)
+    if count > 1 and steps_per_epoch is None:
+        # Every process must make as many batches: whole global batches only.
+        if meta is None:
+            raise ValueError("shard needs steps_per_epoch for a dataset of unknown size.")
+        steps_per_epoch = meta.num_examples // batch_size
 
     def epoch_batches(key):
         examples = _ignore_errors(epoch_source(key, keep).map(
@@ -317,6 +345,37 @@ def shard_batches(batches: tf.data.Dataset, shard: tuple[int, int]) -> tf.data.D
         return tf.nest.map_structure(slice_of, element)
 
     return batches.map(take_share)
+
+
+def _service_epochs(dataset, transform, seed, batch_size, drop_remainder, steps_per_epoch, repeat,
+                    initial_epoch, shard, address, job_name):
+    """The epochs' batches with the examples made by tf.data service workers: the stream of
+    (epoch, position) pairs, from ``initial_epoch`` on, is what the dispatcher shares out
+    (dynamic sharding), each worker reading and transforming the examples it is given."""
+    meta = _meta(dataset)
+    if meta is None or meta.example_at is None:
+        name = meta.name if meta is not None else "this dataset"
+        raise ValueError(
+            f"A tf.data service (--data-service) reads image directories, whose files any "
+            f"worker can read one at a time; {name} is not one (TFDS datasets and in-memory "
+            "datasets are read by the training process itself).")
+    size = meta.num_examples
+
+    def example(counter):
+        epoch, position = counter // size, counter % size
+        key = _epoch_key(seed, epoch)
+        return transform(key, position, meta.example_at(key, position))
+
+    last = _NEVER if repeat else (initial_epoch + 1) * size
+    examples = _ignore_errors(tf.data.Dataset.range(initial_epoch * size, last).map(
+        example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False))
+    examples = data_service.distribute(examples, address, job_name=job_name)
+    share = batch_size // shard[1]
+    batches = examples.batch(share, drop_remainder=drop_remainder)
+    if steps_per_epoch is not None and not repeat:
+        batches = batches.take(steps_per_epoch)
+    batches = batches.prefetch(tf.data.AUTOTUNE)
+    return attach_info(batches, meta)
 
 
 def eval_pipeline(dataset: tf.data.Dataset, *, scale: int, mode: str = "center",

@@ -145,12 +145,12 @@ class LocalizationTask(Task):
                  model.output_shape[-1], config.regression.upper())
         return model
 
-    def train_batches(self, config, examples, start_epoch, steps, shard=(0, 1)):
+    def train_batches(self, config, examples, start_epoch, steps, **feed):
         return _train_batches(vdata.train_pipeline(
             examples, scale=config.scale, crop=config.crop, batch_size=config.batch_size,
             flip=config.flip, color_shift=config.color_shift, boxes=True, seed=config.seed,
             augment_on="device", repeat=True, initial_epoch=start_epoch,
-            steps_per_epoch=steps, shard=shard), self.classes)
+            steps_per_epoch=steps, **feed), self.classes)
 
     def val_batches(self, config, examples):
         return _eval_batches(vdata.eval_pipeline(

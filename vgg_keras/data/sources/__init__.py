@@ -53,7 +53,8 @@ maps), :mod:`.examples` (the example dict, record datasets, keyed shuffling) and
 
 from .base import DatasetInfo, Request, Source, attach_info, attached_info
 from .examples import (
-    Record, block_shuffle, element, filter_positions, keyed_permutation, records_dataset,
+    Record, block_shuffle, element, filter_positions, keyed_index, keyed_permutation,
+    records_dataset,
 )
 from .files import ANNOTATION_DIRS, IMAGE_EXTENSIONS, SPLIT_DIRS
 from .folders import FolderSource
@@ -90,6 +91,7 @@ __all__ = [
     "element",
     "find_source",
     "info",
+    "keyed_index",
     "keyed_permutation",
     "load",
     "parse_voc_xml",

@@ -49,6 +49,10 @@ class DatasetInfo:
     # see pipelines.train_pipeline.
     epoch_source: Callable[..., tf.data.Dataset] | None = dataclasses.field(
         default=None, repr=False, compare=False)
+    # (key, position) -> the example at that position of the epoch keyed key, for sources that
+    # can read any one example (directories); what tf.data service workers call.
+    example_at: Callable[..., dict] | None = dataclasses.field(
+        default=None, repr=False, compare=False)
 
     @property
     def num_classes(self) -> int:

@@ -1,5 +1,5 @@
 """The example every source yields, and the datasets built from listed files; epochs shuffled
-by a tensor key (:func:`keyed_permutation`, :func:`block_shuffle`).
+by a tensor key (:func:`keyed_index`, :func:`keyed_permutation`, :func:`block_shuffle`).
 
 An example is ``{"image": encoded bytes, "label": int32, "boxes": float32 [N, 4] normalised
 [ymin, xmin, ymax, xmax], "filename": string}`` (see :mod:`vgg_keras.data.sources`).
@@ -42,6 +42,41 @@ def keyed_permutation(key: tf.Tensor | int, size: tf.Tensor | int,
     """
     seed = tf.stack([tf.cast(key, tf.int64), tf.cast(block, tf.int64)])
     return tf.random.experimental.stateless_shuffle(tf.range(size), seed=seed)
+
+
+_FEISTEL_ROUNDS = 4
+
+
+def keyed_index(key: tf.Tensor | int, position: tf.Tensor | int,
+                size: tf.Tensor | int) -> tf.Tensor:
+    """Where ``position`` of an epoch goes in a keyed permutation of ``range(size)``: a
+    bijection of [0, size) drawn from ``key``, computed one position at a time (a four-round
+    Feistel network over the smallest even number of bits that holds ``size``, cycle-walking
+    past ``size``), so that any position is found without the whole permutation: what lets
+    tf.data service workers take any part of an epoch (:mod:`vgg_keras.data.service`).
+
+    >>> sorted(int(keyed_index(7, position, 5)) for position in range(5))
+    [0, 1, 2, 3, 4]
+    """
+    size = tf.cast(size, tf.int64)
+    bits = tf.cast(tf.math.ceil(tf.math.log(tf.cast(tf.maximum(size, 2), tf.float64)) /
+                                tf.math.log(tf.constant(2.0, tf.float64))), tf.int64)
+    half = tf.maximum((bits + 1) // 2, 1)
+    mask = tf.bitwise.left_shift(tf.constant(1, tf.int64), half) - 1
+    key = tf.cast(key, tf.int64)
+
+    def encrypt(x):
+        left, right = tf.bitwise.right_shift(x, half), tf.bitwise.bitwise_and(x, mask)
+        for round_ in range(_FEISTEL_ROUNDS):
+            seed = tf.random.experimental.stateless_fold_in(
+                tf.stack([key, tf.constant(round_, tf.int64)]), right)
+            f = tf.random.stateless_uniform([], seed, minval=0, maxval=mask + 1, dtype=tf.int64)
+            left, right = right, tf.bitwise.bitwise_xor(left, f)
+        return tf.bitwise.bitwise_or(tf.bitwise.left_shift(left, half), right)
+
+    x = encrypt(tf.cast(position, tf.int64))
+    (x,) = tf.while_loop(lambda x: x >= size, lambda x: (encrypt(x),), (x,))
+    return x
 
 
 def filter_positions(examples: tf.data.Dataset, keep=None) -> tf.data.Dataset:
@@ -92,7 +127,8 @@ def records_dataset(records: Sequence[Record], root: str,
                     meta: DatasetInfo) -> tf.data.Dataset:
     """A dataset reading the listed files, in order; ``meta.epoch_source`` (set here) gives an
     epoch's ``(position, example)`` pairs in a keyed order, shuffling names before reading
-    files and reading only the positions its ``keep`` accepts."""
+    files and reading only the positions its ``keep`` accepts; ``meta.example_at(key,
+    position)`` reads one of them."""
     paths = tf.constant([r.path for r in records])
     prefix = os.path.join(root, "")
     relative_paths = tf.constant([relative(r.path, prefix) for r in records])
@@ -106,13 +142,18 @@ def records_dataset(records: Sequence[Record], root: str,
         return element(tf.io.read_file(paths[index]), labels[index], boxes[index],
                        relative_paths[index])
 
+    def example_at(key, position):
+        # Shuffling indices (not bytes) makes a full shuffle cheap at any dataset size, and
+        # finding each position's file alone lets any worker take any part of an epoch.
+        return read(keyed_index(key, position, len(records)))
+
     def epoch_source(key, keep=None):
-        # Shuffling indices (not bytes) makes a full shuffle cheap at any dataset size.
-        order = tf.data.Dataset.from_tensor_slices(keyed_permutation(key, len(records)))
-        order = filter_positions(order.enumerate(), keep)
-        return order.map(lambda position, index: (position, read(index)),
-                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        positions = filter_positions(
+            tf.data.Dataset.range(len(records)).map(lambda p: (p, p)), keep)
+        return positions.map(lambda position, _: (position, example_at(key, position)),
+                             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
     meta.epoch_source = epoch_source
+    meta.example_at = example_at
     return tf.data.Dataset.range(len(records)).map(
         read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
