@@ -10,14 +10,22 @@ in a temporary directory and measures images per second of:
   (b') the same with flip and colour shift left to the accelerator (augment_on="device"),
        which is how a GPU run uses it;
   (c) the straightforward pipeline: decode whole, resize to S, random 224 crop, flip;
-  (d) for reference, the fused decode of (b) alone: what skipping the rest of the file saves.
+  (d) for reference, the fused decode of (b) alone: what skipping the rest of the file saves;
+  (e) the host's part when the accelerator resamples (resample_on="device", the scripts'
+      default): the window each crop reads, decoded and handed over as uint8 in a fixed
+      bucket, with its geometry.
+
+Then, for (e): how far its crops (made by ``vgg_keras.augment.WindowCrop``) are from (b)'s,
+over every crop of two passes, and what the device part (``WindowCrop`` and the colour shift,
+compiled) costs next to one VGG-D training step of the same batch, on the Keras backend in use
+(``KERAS_BACKEND=jax`` is the fast one on a CPU; ``--no-device-step`` skips it).
 
 All read the same files with the same tf.data parallelism (AUTOTUNE), endlessly repeated; each
 measurement warms up for one pass and times the next two (steady state). The pipelines are
 run interleaved, several rounds, reporting the median, so that load from other processes falls
 on all of them alike. Prints a markdown table.
 
-    python bench/pipeline.py [--images 300] [--rounds 5]
+    KERAS_BACKEND=jax python bench/pipeline.py [--images 300] [--rounds 7] [--batch 8]
 """
 
 import argparse
@@ -32,8 +40,12 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageDraw
 
+import keras
+
 import vgg_keras.data as data
+from vgg_keras import augment, build_vgg
 from vgg_keras.data import ops
+from vgg_keras.transforms import window_bucket
 
 CROP = 224
 SCALE = (256, 512)
@@ -117,6 +129,7 @@ def naive_pipeline(paths, seed=0):
 
 def count_images(element):
     first = element[0] if isinstance(element, tuple) else element
+    first = first["windows"] if isinstance(first, dict) else first
     return int(first.shape[0]) if first.shape.rank == 4 else 1
 
 
@@ -148,6 +161,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--batch", type=int, default=8,
+                        help="batch of the device-part measurement")
+    parser.add_argument("--no-device-step", action="store_true",
+                        help="skip the device part and the VGG-D step (minutes on a CPU)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as directory:
@@ -163,6 +180,10 @@ def main():
             "(c) decode whole + resize to S + random crop + flip": naive_pipeline(paths),
             "(d) for reference: decode only the window of (b), no resampling":
                 window_only(paths),
+            "(e) the host's part with resample_on=\"device\": the window as uint8 in a "
+            f"{window_bucket(CROP)}x{window_bucket(CROP)} bucket, + geometry":
+                data.train_pipeline(source, augment_on="device", resample_on="device",
+                                    **settings),
         }
         for dataset in candidates.values():  # trace functions, fill the page cache
             images_per_second(dataset, args.images, passes=1)
@@ -170,6 +191,8 @@ def main():
         for _ in range(args.rounds):
             for name, dataset in candidates.items():
                 results[name].append(images_per_second(dataset, args.images))
+        agreement = crop_agreement(source, settings, 2 * args.images)
+        device = None if args.no_device_step else device_part(source, settings, args.batch)
 
     base = statistics.median(results[next(iter(candidates))])
     print(f"\n{args.images} JPEGs, about 500x375, quality 90, mean "
@@ -182,7 +205,86 @@ def main():
         median = statistics.median(values)
         print(f"| {name} | {median:.0f} (min {min(values):.0f}, max {max(values):.0f}) | "
               f"{median / base:.2f}x |")
+    host = statistics.median(results[list(candidates)[-1]])
+    print(f"\n(e) per decode core: {host / os.cpu_count():.0f} images/s "
+          f"({os.cpu_count()} logical CPUs).")
+    bucket = window_bucket(CROP)
+    print(f"Handed over per image: (e) {bucket * bucket * 3 + 24} bytes (uint8 window + "
+          f"geometry), (b') {CROP * CROP * 3 * 4} bytes (float32 crop): "
+          f"{(bucket * bucket * 3 + 24) / (CROP * CROP * 12):.2f}x.")
+    print(f"\nCrops of (e) against (b) over {agreement['crops']} crops: max difference "
+          f"{agreement['max']:.4f} grey levels; {agreement['windows']:.1%} handed over as "
+          f"windows (max difference {agreement['max_windows']:.4f}), the rest cropped on the "
+          "host and rounded to uint8.")
+    if device is not None:
+        print(f"\nDevice part on {keras.backend.backend()} ({cpu_name()}), batch "
+              f"{args.batch}, median of {len(device['part'])}:\n")
+        print("| step | ms per batch | vs a VGG-D training step |")
+        print("|---|---:|---:|")
+        step = statistics.median(device["step"])
+        for name, key in (("WindowCrop + colour shift (compiled)", "part"),
+                          ("VGG-D training step (224 crops, SGD, dropout)", "step")):
+            value = statistics.median(device[key])
+            print(f"| {name} | {1000 * value:.1f} | {100 * value / step:.2f}% |")
 
+
+def crop_agreement(source, settings, count):
+    """(e)'s crops against (b)'s, the same draws: max difference, share handed over as
+    windows."""
+    options = dict(settings, color_shift=False, repeat=False)
+    host = data.train_pipeline(source, **options)
+    device = data.train_pipeline(source, augment_on="device", resample_on="device", **options)
+    crop = augment.WindowCrop(CROP)
+    worst, worst_window, windows, seen = 0.0, 0.0, 0, 0
+    for (expected, _), (handed, _) in zip(host.repeat(), device.repeat()):
+        difference = np.abs(keras.ops.convert_to_numpy(crop(handed)) - expected.numpy()).max(
+            axis=(1, 2, 3))
+        geometry = handed["geometry"].numpy()
+        whole = geometry[:, 4] != CROP
+        worst = max(worst, float(difference.max()))
+        if whole.any():
+            worst_window = max(worst_window, float(difference[whole].max()))
+        windows += int(whole.sum())
+        seen += len(difference)
+        if seen >= count:
+            break
+    return dict(crops=seen, max=worst, max_windows=worst_window, windows=windows / seen)
+
+
+def device_part(source, settings, batch, rounds=5):
+    """Seconds per batch of the device part (``WindowCrop`` + colour shift, compiled, in
+    training mode) and of a VGG-D training step on the same batch. Each is timed on its own,
+    its result fetched, so that no asynchronous work of the other falls into its time."""
+    windows, labels = next(iter(data.train_pipeline(
+        source, augment_on="device", resample_on="device", **dict(settings, batch_size=batch))))
+    windows = {name: value.numpy() for name, value in windows.items()}
+    inputs = augment.window_inputs(window_bucket(CROP))
+    shifted = augment.PCAColorShift(seed=0)(augment.WindowCrop(CROP)(inputs), training=True)
+    part = keras.Model(inputs, shifted)
+    part.compile(jit_compile=True)
+    model = build_vgg("D", 1000, input_shape=(CROP, CROP, 3))
+    model.compile(keras.optimizers.SGD(0.01, momentum=0.9),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=True)
+    crops = keras.ops.convert_to_numpy(part.predict_on_batch(windows))
+    labels = labels.numpy()
+
+    def part_step():
+        keras.ops.convert_to_numpy(part.predict_on_batch(windows))
+
+    def training_step():
+        model.train_on_batch(crops, labels)
+        keras.ops.convert_to_numpy(model.trainable_variables[-1])   # wait for the update
+
+    times = {}
+    for name, step in (("part", part_step), ("step", training_step)):
+        step()  # compiles
+        times[name] = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return times
 
 if __name__ == "__main__":
     main()

@@ -163,6 +163,7 @@ def test_small_images_are_padded_not_broken():
 
 
 BACKEND_CHECK = textwrap.dedent("""
+    import os
     import numpy as np, keras
     from vgg_keras import augment
     from vgg_keras.configs import IMAGENET_PCA_EIGVAL as L
@@ -177,14 +178,39 @@ BACKEND_CHECK = textwrap.dedent("""
     shift = keras.ops.convert_to_numpy(augment.PCAColorShift(seed=0)(grey, training=True))
     var = np.var((shift[:, 0, 0] - 128) @ np.array(augment.IMAGENET_PCA_EIGVEC), 0)
     assert np.allclose(var, (25.5 * np.array(L)) ** 2, rtol=0.15), var
+    reference = np.load(os.environ["WINDOW_REFERENCE"])
+    crops = augment.WindowCrop(reference["crops"].shape[1])(
+        {"windows": reference["windows"], "geometry": reference["geometry"]})
+    error = np.abs(keras.ops.convert_to_numpy(crops) - reference["crops"]).max()
+    assert error < 0.01, error
     print("ok", keras.backend.backend())
 """)
 
 
+def window_reference(path, crop=24):
+    """Windows, their geometry (one mirrored, one upsampled past its border) and the crops the
+    host path makes of them (``ops.resample``), saved for another backend to compare."""
+    rng = np.random.default_rng(4)
+    windows = rng.integers(0, 256, (3, 40, 40, 3), np.uint8)
+    geometry = np.array([[0.2, 0.4, 1.5, 1.45, 40, 39], [3.0, 30.0, 1.2, -1.0, 33, 40],
+                         [-0.3, -0.2, 0.6, 0.7, 14, 16]], np.float32)
+    crops = []
+    for window, (first_y, first_x, step_y, step_x, height, width) in zip(windows, geometry):
+        flip = step_x < 0
+        first_x = first_x + (crop - 1) * step_x if flip else first_x
+        crops.append(ops.resample(window[:int(height), :int(width)],
+                                  tf.constant([first_y, first_x], tf.float64),
+                                  tf.constant([step_y, abs(step_x)], tf.float64), crop,
+                                  flip=bool(flip)).numpy())
+    np.savez(path, windows=windows, geometry=geometry, crops=np.stack(crops))
+
+
 @pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_layers_run_on_other_backends(backend):
+def test_layers_run_on_other_backends(backend, tmp_path):
     pytest.importorskip(backend)
-    env = dict(os.environ, KERAS_BACKEND=backend, CUDA_VISIBLE_DEVICES="")
+    window_reference(tmp_path / "windows.npz")
+    env = dict(os.environ, KERAS_BACKEND=backend, CUDA_VISIBLE_DEVICES="",
+               WINDOW_REFERENCE=str(tmp_path / "windows.npz"))
     result = subprocess.run([sys.executable, "-c", BACKEND_CHECK], env=env, capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

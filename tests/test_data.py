@@ -440,3 +440,16 @@ def test_box_batches_fit_a_two_headed_keras_model(shapes_dir):
                                   batch_size=16, boxes=True, seed=0)
     history = model.fit(batches, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+@pytest.mark.parametrize("size", [1, 2, 30, 300])
+def test_an_epochs_order_at_once_is_the_order_position_by_position(size):
+    """``keyed_order`` (the training pipeline's, once an epoch) equals ``keyed_index`` (a tf.data
+    service worker's, one position at a time): the same examples in the same order either way."""
+    from vgg_keras.data.sources import keyed_index, keyed_order
+
+    for key in (11, -987654321):
+        order = keyed_order(key, size).numpy().tolist()
+        assert sorted(order) == list(range(size))
+        assert order == [int(keyed_index(key, position, size)) for position in range(size)]
+    assert keyed_order(1, 1000).numpy().tolist() != keyed_order(2, 1000).numpy().tolist()

@@ -73,7 +73,8 @@ def test_train_cls_fed_by_a_dispatcher_and_two_workers_it_did_not_start(tmp_path
     try:
         run_dir = tmp_path / "run"
         args = [*TINY, "--data", tree["root"], "--batch-size", 4, "--epochs", 2,
-                "--data-service", f"localhost:{port}", "--run-dir", run_dir]
+                "--data-service", f"localhost:{port}", "--run-dir", run_dir,
+                "--resample-on", "device"]   # the workers hand over uint8 windows
         done = subprocess.run([sys.executable, str(ROOT / "train_cls.py"), *map(str, args)],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
     finally:

@@ -306,11 +306,12 @@ def test_train_loc_end_to_end_resumes_and_evaluates(tfds_dir, tmp_path, classifi
     run_dir = tmp_path / "loc"
     args = TINY + ["--init-from", str(tmp_path / "cls.keras"), "--steps-per-epoch", "4",
                    "--run-dir", str(run_dir), "--finetune", "fc", "--regression", "pcr",
-                   "--eval-split", "validation[:24]"]
+                   "--eval-split", "validation[:24]", "--resample-on", "device"]
     assert train_loc.main(args + ["--epochs", "1"]) == 0
     assert train_loc.main(args + ["--epochs", "2"]) == 0
     out = capsys.readouterr().out
     assert "Resuming" in out and "after epoch 1" in out
+    assert "resampled on the device" in out
     state = json.loads((run_dir / "checkpoints" / "state.json").read_text())
     assert state["epoch"] == 2
     summary = json.loads((run_dir / "summary.json").read_text())

@@ -185,13 +185,13 @@ PARALLEL_ARGS = TINY + ["--epochs", "2", "--steps-per-epoch", "6", "--dropout", 
                         "--eval-methods", "center"]
 
 
-def _train_each_mode(command, env, tmp_path):
+def _train_each_mode(command, env, tmp_path, extra=()):
     """Train with ``--distribute none`` and ``mirrored``; return their final weights and the
     mirrored run's output."""
     runs = {}
     for mode in ("none", "mirrored"):
         run_dir = tmp_path / mode
-        process = subprocess.run([*command, *PARALLEL_ARGS, "--distribute", mode,
+        process = subprocess.run([*command, *PARALLEL_ARGS, *extra, "--distribute", mode,
                                   "--run-dir", str(run_dir)],
                                  env=env, capture_output=True, text=True, timeout=600)
         assert process.returncode == 0, process.stdout[-2000:] + process.stderr[-3000:]
@@ -227,11 +227,14 @@ def test_two_replicas_train_like_one_device(tfds_dir, tmp_path):
 
 
 def test_jax_data_parallel_trains_like_one_device(tfds_dir, tmp_path):
-    """keras.distribution.DataParallel over two (forced host) JAX devices == one device."""
+    """keras.distribution.DataParallel over two (forced host) JAX devices == one device, with
+    the crops resampled in the training step from the windows the host hands over."""
     env = dict(os.environ, TFDS_DATA_DIR=str(tfds_dir), KERAS_BACKEND="jax",
                XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    runs, output = _train_each_mode([sys.executable, str(ROOT / "train_cls.py")], env, tmp_path)
+    runs, output = _train_each_mode([sys.executable, str(ROOT / "train_cls.py")], env, tmp_path,
+                                    extra=["--resample-on", "device"])
     assert "DataParallel over 2 devices" in output
+    assert "resampled on the device" in output
     _assert_same_kernels(runs, 12)  # measured: max difference 7e-8 after 12 steps
 
 

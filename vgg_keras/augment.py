@@ -7,6 +7,9 @@ accelerator, on every backend (``keras`` and ``keras.ops`` only; no TensorFlow i
   one size (in-memory arrays), as one per-image affine resampling
   (``keras.ops.image.affine_transform``) that draws S and the crop position exactly as the
   host pipeline (:mod:`vgg_keras.data`) does.
+* :class:`WindowCrop`: the crop from the uint8 window the host decoded
+  (``train_pipeline(resample_on="device")``, the scripts' default), the exact bilinear
+  resampling of the host path as gathers of rows and columns; the flip is in its geometry.
 
 All are active only when called with ``training=True`` (``model.fit``); at inference the flip
 and colour shift are the identity and :class:`RandomScaleCrop` takes the central crop at the
@@ -261,21 +264,100 @@ class RandomScaleCrop(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="vgg_keras")
+class WindowCrop(keras.layers.Layer):
+    """The crop from a decoded window, batched on the device: the accelerator's share of the
+    training pipeline when the host hands over only the uint8 window each crop reads
+    (``vgg_keras.data.train_pipeline(resample_on="device")``).
+
+    Takes ``{"windows": uint8 (B, P, P, 3), "geometry": (B, 6)}`` (the fields of
+    :data:`vgg_keras.transforms.WINDOW_GEOMETRY`) and returns float32 ``(B, crop, crop, 3)``:
+    crop pixel ``(i, j)`` is the bilinear sample of its window at ``(first_y + i * step_y,
+    first_x + j * step_x)``, clamped to the window's ``height x width``, the pixels the host
+    path (``vgg_keras.data.ops.resample``) computes. Each axis is two gathers of whole rows
+    (then columns) and a blend: memory traffic of a few crops, no arithmetic to speak of, on
+    every backend.
+
+    >>> windows = keras.ops.cast(keras.random.uniform((2, 100, 100, 3), 0, 255, seed=0), "uint8")
+    >>> identity = keras.ops.convert_to_tensor([[0.0, 0.0, 1.0, 1.0, 64.0, 64.0]] * 2)
+    >>> crops = WindowCrop(64)({"windows": windows, "geometry": identity})
+    >>> bool(keras.ops.all(crops == keras.ops.cast(windows[:, :64, :64], "float32")))
+    True
+    """
+
+    def __init__(self, crop: int = 224, **kwargs: Any) -> None:
+        super().__init__(**_float32_by_default(kwargs))
+        self.crop = int(crop)
+
+    def _samples(self, first, step, extent):
+        """``(low, high, fraction)`` ``(B, crop)`` each: the two source rows (or columns) a
+        sample reads and the weight of the second, clamped to the window's ``extent``."""
+        index = ops.arange(self.crop, dtype=self.compute_dtype)
+        upper = extent[:, None] - 1.0
+        coords = ops.minimum(ops.maximum(first[:, None] + index * step[:, None], 0.0), upper)
+        low = ops.floor(coords)
+        high = ops.minimum(low + 1.0, upper)
+        return ops.cast(low, "int32"), ops.cast(high, "int32"), coords - low
+
+    def _resample_rows(self, images, first, step, extent):
+        """``(B, P, Q, C)`` -> ``(B, crop, Q, C)``: linear samples along the rows, gathered
+        (two rows read per output row)."""
+        low, high, fraction = self._samples(first, step, extent)
+        rows = ops.shape(images)[1]
+        flat = ops.reshape(images, (-1, *images.shape[2:]))
+        base = ops.arange(ops.shape(images)[0], dtype="int32")[:, None] * rows
+
+        def gather(at):
+            picked = ops.take(flat, ops.reshape(at + base, (-1,)), axis=0)
+            return ops.cast(ops.reshape(picked, (-1, self.crop, *images.shape[2:])),
+                            self.compute_dtype)
+
+        fraction = fraction[:, :, None, None]
+        return gather(low) * (1.0 - fraction) + gather(high) * fraction
+
+    def call(self, inputs: dict[str, Tensor]) -> Tensor:
+        geometry = ops.cast(inputs["geometry"], self.compute_dtype)
+        rows = self._resample_rows(inputs["windows"], geometry[:, 0], geometry[:, 2],
+                                   geometry[:, 4])
+        columns = self._resample_rows(ops.transpose(rows, (0, 2, 1, 3)), geometry[:, 1],
+                                      geometry[:, 3], geometry[:, 5])
+        return ops.transpose(columns, (0, 2, 1, 3))
+
+    def compute_output_shape(self, input_shape: dict[str, Shape]) -> Shape:
+        return (input_shape["windows"][0], self.crop, self.crop, input_shape["windows"][-1])
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(crop=self.crop)
+        return config
+
+
+def window_inputs(bucket: int) -> dict[str, keras.KerasTensor]:
+    """The symbolic inputs of a model fed windows (:class:`WindowCrop`)."""
+    return {"windows": keras.Input((bucket, bucket, 3), dtype="uint8", name="windows"),
+            "geometry": keras.Input((len(transforms.WINDOW_GEOMETRY),), name="geometry")}
+
+
 def _offset_seed(seed, index):
     return None if seed is None else int(seed) + index
 
 
 def training_augmentation(*, flip: bool = True, color_shift: bool = True,
                           scale: Scale | None = None, crop: int | None = None,
+                          windows: int | None = None,
                           seed: int | None = None, stddev: float = 0.1,
                           eigval: Sequence[float] = IMAGENET_PCA_EIGVAL,
                           eigvec: Sequence[Sequence[float]] = IMAGENET_PCA_EIGVEC,
-                          name: str = "training_augmentation") -> keras.Sequential:
+                          name: str = "training_augmentation") -> keras.Model:
     """A ``keras.Sequential`` of the requested augmentations, to place before the model during
     ``fit`` (it is the identity at inference, but there is no need to export it).
 
     ``scale``/``crop`` add :class:`RandomScaleCrop` first (in-memory images of one size);
-    leave them None when the input pipeline already crops.
+    leave them None when the input pipeline already crops. ``windows`` (the bucket side) with
+    ``crop`` adds :class:`WindowCrop` first instead, for a pipeline that hands over decoded
+    windows (``train_pipeline(resample_on="device")``): the result is then a Functional model
+    taking their dict (:func:`window_inputs`), and ``flip`` must be False, because the host
+    has flipped by its geometry already.
 
     >>> from vgg_keras import build_vgg
     >>> model = build_vgg("A", 10, input_shape=(64, 64, 3), width=0.125)
@@ -289,7 +371,11 @@ def training_augmentation(*, flip: bool = True, color_shift: bool = True,
     (4, 10)
     """
     layers = []
-    if scale is not None or crop is not None:
+    if windows is not None:
+        if crop is None or scale is not None or flip:
+            raise ValueError("windows takes crop, and neither scale nor flip: the pipeline that "
+                             "hands over windows has chosen the crop and flip.")
+    elif scale is not None or crop is not None:
         if scale is None or crop is None:
             raise ValueError("Give both scale and crop for the in-memory scale-and-crop layer.")
         layers.append(RandomScaleCrop(scale, crop, seed=_offset_seed(seed, 0), name="scale_crop"))
@@ -298,4 +384,15 @@ def training_augmentation(*, flip: bool = True, color_shift: bool = True,
     if color_shift:
         layers.append(PCAColorShift(stddev, eigval, eigvec, seed=_offset_seed(seed, 2),
                                     name="color_shift"))
-    return keras.Sequential(layers, name=name)
+    if windows is None:
+        return keras.Sequential(layers, name=name)
+    inputs = window_inputs(windows)
+    images = WindowCrop(crop, name="window_crop")(inputs)
+    for layer in layers:
+        images = layer(images)
+    return keras.Model(inputs, images, name=name)
+
+
+def takes_windows(augmentation: keras.Model) -> bool:
+    """Whether ``augmentation`` is fed decoded windows (it starts with :class:`WindowCrop`)."""
+    return any(isinstance(layer, WindowCrop) for layer in augmentation.layers)

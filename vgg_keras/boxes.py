@@ -24,41 +24,53 @@ Protocol 2 merges its dense predictions greedily with one of two criteria (:data
 OverFeat's match score (:func:`overfeat_merge`, the default) or IoU (:func:`greedy_merge`).
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 from keras import ops
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from ._typing import Tensor
 
 PRIOR = (0.5, 0.5, 1.0, 1.0)
 """``[cx, cy, w, h]`` of the whole crop: what an untrained box head predicts
 (``vgg_keras.heads.PRIOR_BOX``)."""
 
 
-def _array(x, xp):
+def _array(x: Any, xp: ModuleType) -> Tensor:
     """``x`` as an array of ``xp`` (nested lists included)."""
     return np.asarray(x) if xp is np else xp.convert_to_tensor(x)
 
 
-def encode(yxyx, xp=ops):
+def encode(yxyx: Tensor, xp: ModuleType = ops) -> Tensor:
     """``[ymin, xmin, ymax, xmax]`` -> ``[cx, cy, w, h]`` (last axis)."""
     yxyx = _array(yxyx, xp)
     ymin, xmin, ymax, xmax = yxyx[..., 0], yxyx[..., 1], yxyx[..., 2], yxyx[..., 3]
     return xp.stack([(xmin + xmax) / 2, (ymin + ymax) / 2, xmax - xmin, ymax - ymin], axis=-1)
 
 
-def decode(cxcywh, xp=ops):
+def decode(cxcywh: Tensor, xp: ModuleType = ops) -> Tensor:
     """``[cx, cy, w, h]`` -> ``[ymin, xmin, ymax, xmax]`` (last axis)."""
     cxcywh = _array(cxcywh, xp)
     cx, cy, w, h = cxcywh[..., 0], cxcywh[..., 1], cxcywh[..., 2], cxcywh[..., 3]
     return xp.stack([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2], axis=-1)
 
 
-def flip(yxyx, xp=ops):
+def flip(yxyx: Tensor, xp: ModuleType = ops) -> Tensor:
     """Boxes of the horizontally mirrored image: x -> 1 - x (xmin and xmax swap)."""
     yxyx = _array(yxyx, xp)
     ymin, xmin, ymax, xmax = yxyx[..., 0], yxyx[..., 1], yxyx[..., 2], yxyx[..., 3]
     return xp.stack([ymin, 1.0 - xmax, ymax, 1.0 - xmin], axis=-1)
 
 
-def to_crop(yxyx, rescaled, offset, crop, xp=ops):
+def to_crop(yxyx: Tensor, rescaled: Tensor, offset: Tensor, crop: Tensor | float,
+            xp: ModuleType = ops) -> Tensor:
     """Image-normalised boxes -> relative to a ``crop`` (pixels) at ``offset`` ``[..., 2]``
     (y, x, pixels) of the image rescaled to ``rescaled`` ``[..., 2]``; not clipped (a box
     reaching out of the crop leaves [0, 1]). Rescaling maps the whole image onto the whole
@@ -69,7 +81,8 @@ def to_crop(yxyx, rescaled, offset, crop, xp=ops):
                      (ymax * height - top) / crop, (xmax * width - left) / crop], axis=-1)
 
 
-def from_crop(yxyx, rescaled, offset, crop, xp=ops):
+def from_crop(yxyx: Tensor, rescaled: Tensor, offset: Tensor, crop: Tensor | float,
+              xp: ModuleType = ops) -> Tensor:
     """The inverse of :func:`to_crop`: boxes relative to the crop -> normalised to the image
     (a point at fraction ``v`` of the crop is ``offset + crop * v`` pixels of the rescaled
     image)."""
@@ -79,7 +92,7 @@ def from_crop(yxyx, rescaled, offset, crop, xp=ops):
                      (top + crop * ymax) / height, (left + crop * xmax) / width], axis=-1)
 
 
-def area(yxyx, xp=np):
+def area(yxyx: Tensor, xp: ModuleType = np) -> Tensor:
     """Area of ``[ymin, xmin, ymax, xmax]`` boxes; degenerate boxes have area 0. With numpy
     (the default) in float64."""
     if xp is np:
@@ -88,7 +101,7 @@ def area(yxyx, xp=np):
             * xp.maximum(yxyx[..., 3] - yxyx[..., 1], 0.0))
 
 
-def paired_iou(a, b, xp=ops):
+def paired_iou(a: Tensor, b: Tensor, xp: ModuleType = ops) -> Tensor:
     """Intersection over union of yxyx boxes ``a`` and ``b`` that broadcast against each other
     (last axis 4): box by box. Degenerate boxes have IoU 0 with anything."""
     top = xp.maximum(a[..., 0], b[..., 0])
@@ -104,7 +117,7 @@ def paired_iou(a, b, xp=ops):
 # Evaluation (numpy)
 
 
-def iou(box, others):
+def iou(box: ArrayLike, others: ArrayLike) -> np.ndarray:
     """Intersection over union of ``box`` (4,) or boxes (N, 4) against ``others`` (M, 4).
 
     Returns (M,) for one box, (N, M) for several. Degenerate boxes have IoU 0 with anything.
@@ -115,7 +128,7 @@ def iou(box, others):
     return result[0] if box.ndim == 1 else result
 
 
-def localization_correct(box, ground_truth, threshold=0.5):
+def localization_correct(box: ArrayLike, ground_truth: ArrayLike, threshold: float = 0.5) -> bool:
     """The ILSVRC criterion: IoU with any ground-truth box of the class exceeds ``threshold``."""
     ground_truth = np.asarray(ground_truth).reshape(-1, 4)
     if len(ground_truth) == 0:
@@ -142,7 +155,7 @@ apart than the shared area: IoU 0.5 for two half-image squares shifted along one
 more."""
 
 
-def match_score(a, b):
+def match_score(a: ArrayLike, b: ArrayLike) -> np.ndarray:
     """OverFeat's match score (Sermanet et al. 2014, section 4.3) of yxyx boxes ``a`` (N, 4)
     and ``b`` (M, 4), as an (N, M) array; lower is more alike.
 
@@ -168,7 +181,9 @@ def match_score(a, b):
     return np.hypot(dy, dx) - np.maximum(height, 0.0) * np.maximum(width, 0.0)
 
 
-def _merge_greedily(boxes, scores, affinity, merges):
+def _merge_greedily(boxes: ArrayLike, scores: ArrayLike,
+                    affinity: Callable[[np.ndarray, np.ndarray], ArrayLike],
+                    merges: Callable[[float], bool]) -> tuple[np.ndarray, np.ndarray]:
     """The greedy loop both criteria share.
 
     ``affinity(a, b)``: the (N, M) symmetric pair values of mean boxes, higher for more alike
@@ -207,7 +222,8 @@ def _merge_greedily(boxes, scores, affinity, merges):
     return merged[order], rated[order]
 
 
-def greedy_merge(boxes, scores, *, threshold=IOU_THRESHOLD):
+def greedy_merge(boxes: ArrayLike, scores: ArrayLike, *,
+                 threshold: float = IOU_THRESHOLD) -> tuple[np.ndarray, np.ndarray]:
     """Greedy merging of box predictions by IoU (``merge="iou"``).
 
     Repeatedly takes the two most overlapping predictions (highest IoU) and, while their IoU is
@@ -221,7 +237,8 @@ def greedy_merge(boxes, scores, *, threshold=IOU_THRESHOLD):
     return _merge_greedily(boxes, scores, iou, lambda best: best > threshold)
 
 
-def overfeat_merge(boxes, scores, *, threshold=OVERFEAT_THRESHOLD):
+def overfeat_merge(boxes: ArrayLike, scores: ArrayLike, *,
+                   threshold: float = OVERFEAT_THRESHOLD) -> tuple[np.ndarray, np.ndarray]:
     """OverFeat's greedy merging (Sermanet et al. 2014, section 4.3; ``merge="overfeat"``).
 
     Repeatedly takes the pair of predictions with the lowest :func:`match_score` (centre
@@ -249,7 +266,8 @@ DEFAULT_MERGE = "overfeat"
 """Protocol 2's criterion unless told otherwise (``--merge``)."""
 
 
-def merge_boxes(boxes, scores, *, merge=DEFAULT_MERGE, threshold=None):
+def merge_boxes(boxes: ArrayLike, scores: ArrayLike, *, merge: str = DEFAULT_MERGE,
+                threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Merge box predictions by the criterion named ``merge`` (:data:`MERGES`) at
     ``threshold`` (default: the criterion's own, :data:`MERGE_THRESHOLDS`).
 

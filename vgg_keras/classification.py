@@ -15,10 +15,10 @@ import keras
 
 from . import data as vdata
 from . import evaluate as protocols
-from .augment import training_augmentation
 from .config import ClassificationConfig, multi_test_scales, test_scale
 from .models import build_vgg, input_normalization, load_vgg, preinitialize
 from .run import Run, Task
+from .train import resample_where
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +45,7 @@ class ClassificationTask(Task):
             initialize_from(model, self.source, config.init_from)
         else:
             log.info("Training %s from random initialisation (%s).", model.name, config.init)
-        augmentation = training_augmentation(flip=config.flip, color_shift=config.color_shift,
-                                             seed=config.seed, eigval=statistics.eigval,
-                                             eigvec=statistics.eigvec)
+        augmentation = self.augmentation(config, statistics, flip=config.flip)
         return model, augmentation, dict(
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
@@ -56,12 +54,13 @@ class ClassificationTask(Task):
     def train_batches(self, config, examples, start_epoch, steps, **feed):
         return vdata.train_pipeline(
             examples, scale=config.scale, crop=config.crop, batch_size=config.batch_size,
-            seed=config.seed, augment_on="device", repeat=True, initial_epoch=start_epoch,
-            steps_per_epoch=steps, **feed)
+            seed=config.seed, augment_on="device", resample_on=resample_where(config.resample_on), repeat=True,
+            initial_epoch=start_epoch, steps_per_epoch=steps, **feed)
 
     def val_batches(self, config, examples):
         return vdata.eval_pipeline(examples, scale=test_scale(config.scale), mode="center",
-                                   crop=config.crop, batch_size=config.eval_batch_size)
+                                   crop=config.crop, batch_size=config.eval_batch_size,
+                                   resample_on=resample_where(config.resample_on))
 
     def hold_below(self, info):
         # Plain VGG sits at chance for several epochs; the rate waits until it has left.

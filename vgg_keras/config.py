@@ -194,6 +194,12 @@ class RunConfig:
                         negatable=True)
     color_shift: bool = option(True, "data", "AlexNet PCA colour shift of the training crops",
                                negatable=True)
+    resample_on: str = option("auto", "data", "where the crops are resampled: device (the "
+                              "host decodes only the window each crop reads and hands it over "
+                              "as uint8; the bilinear resampling, flip and colour shift run in "
+                              "the training step), host (the host makes float32 crops), or "
+                              "auto: device on a GPU or TPU, host on a CPU alone",
+                              choices=("auto", "device", "host"), resumable=True)
     statistics: str = option("auto", "data", "the mean RGB the model subtracts and the PCA of "
                              "the colour shift: the training data's own (data: computed from "
                              "up to 2000 training images, saved as statistics.json in the run "

@@ -557,7 +557,7 @@ def _localizer_from_classifier(classifier, num_classes, regression, *, init, nam
 
 
 def _named(arch, name, known_as):
-    def build(num_classes: int = 1000, **kwargs) -> keras.Model:
+    def build(num_classes: int = 1000, **kwargs: Any) -> keras.Model:
         return build_vgg(arch, num_classes, name=kwargs.pop("name", name), **kwargs)
 
     build.__name__ = build.__qualname__ = name

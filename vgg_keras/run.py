@@ -37,6 +37,7 @@ import keras
 
 from . import cluster
 from . import data as vdata
+from .augment import training_augmentation
 from .config import test_scale
 from .data.stats import SAMPLE_IMAGES, SAMPLE_SIDE, Statistics
 from .export import export
@@ -46,9 +47,10 @@ from .report import write_report
 from .rundir import RunDirectory
 from .tensorboard import EpochPictures, write_text
 from .train import (
-    apply_weight_decay, distribution_scope, fit_resumable, set_precision,
+    apply_weight_decay, distribution_scope, fit_resumable, resample_where, set_precision,
     with_training_augmentation,
 )
+from .transforms import window_bucket
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,20 @@ class Task:
         (:class:`vgg_keras.data.Statistics`) gives the mean to subtract and the colour shift's
         PCA."""
         raise NotImplementedError
+
+    def augmentation(self, config, statistics, *, flip):
+        """The augmentation ``fit`` puts before the network, for the batches of
+        :meth:`train_batches`: with ``--resample-on device`` it crops the windows the host
+        hands over (the host has flipped by their geometry), then the colour shift."""
+        where = resample_where(config.resample_on)
+        log.info("Training crops resampled on the %s (--resample-on %s).", where,
+                 config.resample_on)
+        windows = where == "device"
+        return training_augmentation(
+            flip=flip and not windows, color_shift=config.color_shift, seed=config.seed,
+            eigval=statistics.eigval, eigvec=statistics.eigvec,
+            windows=window_bucket(config.crop) if windows else None,
+            crop=config.crop if windows else None)
 
     def train_batches(self, config, examples, start_epoch, steps, **feed):
         """Endless training batches from ``start_epoch`` on, ``steps`` a epoch; ``feed``:
@@ -288,7 +304,9 @@ class Run:
         """TensorBoard's pictures: the first training crops of the run and one validation
         batch (a localizer's boxes)."""
         crops = next(iter(self.task.train_batches(self.config, train, 0, steps).take(1)))[0]
-        val_batch = next(iter(self.task.val_batches(self.config, val).take(1)))
+        # The pictures draw the validation crops themselves: made on the host.
+        val_batch = next(iter(self.task.val_batches(self.config.replace(resample_on="host"),
+                                                    val).take(1)))
         return EpochPictures(self.run_dir / "logs", crops, augmentation=self.augmentation,
                              **self.task.picture_options(model, val_batch))
 

@@ -57,13 +57,14 @@ class EpochPictures(keras.callbacks.Callback):
     training ``augmentation`` layers, the learning rate, and with ``localizer`` and
     ``val_sample`` (images, ``[cx, cy, w, h, class]`` targets) its boxes on those images."""
 
-    def __init__(self, log_dir: Path, crops: np.ndarray, *,
+    def __init__(self, log_dir: Path, crops: np.ndarray | dict[str, np.ndarray], *,
                  augmentation: keras.Model | None = None, localizer: keras.Model | None = None,
                  val_sample: tuple[np.ndarray, np.ndarray] | None = None,
                  regression_classes: int | None = None, max_images: int = 8) -> None:
         super().__init__()
         self.writer = tf.summary.create_file_writer(str(log_dir / PICTURES))
-        self.crops = np.asarray(crops)[:max_images]
+        # Crops, or the windows and geometry the trainer crops them from.
+        self.crops = keras.tree.map_structure(lambda t: np.asarray(t)[:max_images], crops)
         self.augmentation = augmentation
         self.localizer = localizer
         self.val_sample = val_sample

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import keras
 import numpy as np
 
+from .augment import takes_windows, window_inputs
 from .cluster import Processes, barrier, broadcast
 from .rundir import TrainingDiverged
 
@@ -142,6 +143,26 @@ def distribution_scope(
     return contextlib.nullcontext(), 1
 
 
+def has_accelerator() -> bool:
+    """Whether Keras's backend computes on a GPU or TPU rather than the CPU."""
+    if keras.backend.backend() == "torch":  # Keras offers no device list for torch
+        import torch
+
+        return torch.cuda.is_available()
+    return any(not device.lower().startswith("cpu")
+               for device in keras.distribution.list_devices())
+
+
+def resample_where(choice: str) -> str:
+    """Where ``--resample-on`` resamples the crops: ``auto`` is the device when there is an
+    accelerator, whose training step takes the resampling off the host; on a CPU alone the
+    training step would run on the same cores that the host pipeline overlaps it with, and
+    the host path compiles less."""
+    if choice != "auto":
+        return choice
+    return "device" if has_accelerator() else "host"
+
+
 def _atomic_write_text(path, text):
     tmp = f"{path}.tmp"
     with open(tmp, "w") as handle:
@@ -188,11 +209,16 @@ def with_training_augmentation(model: keras.Model, augmentation: keras.Sequentia
     """``model`` behind the batched augmentation layers, for ``fit``; ``model`` itself stays the
     bare network that is saved and exported (it shares its weights with the result).
 
-    The photometric augmentation thus runs inside the training step, on the accelerator.
+    The photometric augmentation thus runs inside the training step, on the accelerator; for
+    an ``augmentation`` that starts with ``WindowCrop`` (``train_pipeline(resample_on=
+    "device")``), so does the resampling of the crops, and the result takes the windows' dict.
     """
     if not augmentation.layers:
         return model
-    inputs = keras.Input(model.input_shape[1:], name="image")
+    if takes_windows(augmentation):  # the pipeline hands over windows, the trainer crops them
+        inputs = window_inputs(augmentation.input["windows"].shape[1])
+    else:
+        inputs = keras.Input(model.input_shape[1:], name="image")
     return keras.Model(inputs, model(augmentation(inputs)), name=f"{model.name}_trainer")
 
 

@@ -93,3 +93,23 @@ def pca_shift(alpha: Tensor, eigval: Tensor, eigvec: Tensor, value_range: float 
     """
     # eigvec @ w as a batched matmul over w[..., None]: what tf.linalg.matvec computes.
     return value_range * xp.matmul(eigvec, (alpha * eigval)[..., None])[..., 0]
+
+
+WINDOW_GEOMETRY = ("first_y", "first_x", "step_y", "step_x", "height", "width")
+"""What the host hands over with each decoded window when the accelerator resamples the crop
+(``train_pipeline(resample_on="device")``): crop pixel ``(i, j)`` is the bilinear sample of the
+window at ``(first_y + i * step_y, first_x + j * step_x)``, clamped to the window's own
+``height x width`` (the rest of the fixed-size bucket is padding). A flip is a negative
+``step_x`` starting from the other edge."""
+
+
+def window_bucket(crop: int) -> int:
+    """Side of the fixed uint8 bucket the host hands each decoded window over in: the window a
+    ``crop`` reads when the image is shrunk by up to 1.5 (shorter side at most 1.5 S; most of
+    ImageNet at S >= 256), plus the spare pixels. A larger window is resampled on the host
+    instead and handed over as the crop itself.
+
+    >>> window_bucket(224)
+    340
+    """
+    return crop * 3 // 2 + 4

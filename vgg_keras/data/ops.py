@@ -232,18 +232,80 @@ def decode_rescale_crop(image_bytes: tf.Tensor | bytes, scale: int | tf.Tensor, 
         rescaled, offset, window, first, step = crop_geometry(size, scale, crop, offset_fn)
         return resample(read_window(window), first, step, crop, flip), rescaled, offset
 
+    patch, rescaled, offset = _from_encoded(image_bytes, from_source)
+    patch.set_shape([crop, crop, 3])
+    return patch, rescaled, offset
+
+
+def _from_encoded(image_bytes, make):
+    """``make(size, read_window)`` on an encoded image, where ``read_window([y, x, h, w])``
+    gives those pixels: a JPEG decodes only that window, other formats are decoded whole."""
+
     def jpeg():
         size = tf.image.extract_jpeg_shape(image_bytes)[:2]
-        return from_source(size, lambda w: tf.io.decode_and_crop_jpeg(image_bytes, w, channels=3))
+        return make(size, lambda w: tf.io.decode_and_crop_jpeg(image_bytes, w, channels=3))
 
     def other():
         image = _decode_other(image_bytes)
-        return from_source(tf.shape(image)[:2],
-                           lambda w: tf.slice(image, [w[0], w[1], 0], [w[2], w[3], 3]))
+        return make(tf.shape(image)[:2],
+                    lambda w: tf.slice(image, [w[0], w[1], 0], [w[2], w[3], 3]))
 
-    patch, rescaled, offset = tf.cond(is_jpeg(image_bytes), jpeg, other)
-    patch.set_shape([crop, crop, 3])
-    return patch, rescaled, offset
+    return tf.cond(is_jpeg(image_bytes), jpeg, other)
+
+
+def decode_window(image_bytes: tf.Tensor | bytes, scale: int | tf.Tensor, crop: int,
+                  offset_fn: OffsetFn, flip: bool | tf.Tensor = False,
+                  bucket: int | None = None) -> tuple[tf.Tensor, ...]:
+    """The host's share of :func:`decode_rescale_crop` when the accelerator resamples: decode
+    only the source window the crop reads, as uint8 that fits a ``bucket x bucket`` square
+    (:func:`vgg_keras.transforms.window_bucket` by default; the pipelines pad it there as they
+    batch, which costs less than padding each image), with where the crop samples it
+    (:data:`vgg_keras.transforms.WINDOW_GEOMETRY`, the flip included).
+    ``vgg_keras.augment.WindowCrop`` then makes the crop, batched, in the training step.
+
+    A window larger than the bucket (an image shrunk by more than about 1.5) is resampled here
+    instead and handed over as the crop itself, rounded to uint8 (within 0.5 grey levels), with
+    the identity geometry.
+
+    Returns ``(window uint8 [h, w, 3] with h, w <= bucket, geometry float32 [6], rescaled size
+    [2], offset [2])``.
+
+    >>> pixels = tf.random.stateless_uniform([375, 500, 3], [0, 1], maxval=256, dtype=tf.int32)
+    >>> data = tf.io.encode_png(tf.cast(pixels, tf.uint8))
+    >>> window, geometry, rescaled, offset = decode_window(data, 256, 224, center_offset)
+    >>> window.shape, window.dtype.name          # only the pixels the crop reads
+    (TensorShape([331, 331, 3]), 'uint8')
+    >>> [round(float(v), 3) for v in geometry]   # first y, x; step y, x; height, width
+    [1.67, 1.277, 1.465, 1.466, 331.0, 331.0]
+    """
+    bucket = transforms.window_bucket(crop) if bucket is None else int(bucket)
+    if bucket < crop:
+        raise ValueError(f"The window bucket ({bucket}) must hold at least the crop ({crop}).")
+
+    def from_source(size, read_window):
+        rescaled, offset, window, first, step = crop_geometry(size, scale, crop, offset_fn)
+
+        def whole_window():
+            # Mirroring reads the columns from the other end: no pixel moves on the host.
+            first_x = tf.where(flip, first[1] + (crop - 1) * step[1], first[1])
+            step_x = tf.where(flip, -step[1], step[1])
+            geometry = tf.stack([first[0], first_x, step[0], step_x,
+                                 *tf.unstack(tf.cast(window[2:], tf.float64))])
+            return read_window(window), geometry
+
+        def crop_on_host():
+            patch = resample(read_window(window), first, step, crop, flip)
+            identity = tf.constant([0.0, 0.0, 1.0, 1.0, crop, crop], tf.float64)
+            return tf.cast(tf.round(tf.clip_by_value(patch, 0.0, 255.0)), tf.uint8), identity
+
+        pixels, geometry = tf.cond(tf.reduce_all(window[2:] <= bucket), whole_window,
+                                   crop_on_host)
+        return pixels, tf.cast(geometry, tf.float32), rescaled, offset
+
+    window, geometry, rescaled, offset = _from_encoded(image_bytes, from_source)
+    window.set_shape([None, None, 3])
+    geometry.set_shape([len(transforms.WINDOW_GEOMETRY)])
+    return window, geometry, rescaled, offset
 
 
 def rescaled_crops(image: tf.Tensor, offsets: tf.Tensor, crop: int) -> tf.Tensor:

@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from .. import augment
 from ..configs import IMAGENET_PCA_EIGVAL, IMAGENET_PCA_EIGVEC
+from .. import transforms
 from ..transforms import MULTICROP_GRID
 from . import ops
 from . import service as data_service
@@ -129,7 +130,9 @@ def train_pipeline(dataset: tf.data.Dataset, *, scale: Scale = (256, 512), crop:
                    steps_per_epoch: int | None = None,
                    shard: tuple[int, int] = (0, 1),
                    service: str | None = None,
-                   service_job: str | None = None) -> tf.data.Dataset:
+                   service_job: str | None = None,
+                   resample_on: str = "host",
+                   bucket: int | None = None) -> tf.data.Dataset:
     """Training batches by the paper's recipe, ready for ``model.fit``.
 
     Args:
@@ -178,10 +181,23 @@ def train_pipeline(dataset: tf.data.Dataset, *, scale: Scale = (256, 512), crop:
             paths on the workers.
         service_job: the service's job name: the processes of one run share it (and so share
             out the examples); a fresh one when None.
+        resample_on: ``"host"`` makes the crops here; ``"device"`` (with
+            ``augment_on="device"``) leaves the host only what must happen on the host: it
+            decodes the window each crop reads and hands it over as uint8 in a fixed
+            ``bucket x bucket`` (:func:`vgg_keras.data.ops.decode_window`), with where the crop
+            samples it and the flip; the bilinear resampling runs batched in the training step
+            (``vgg_keras.augment.WindowCrop``, first in ``.augmentation``, which is then a
+            Functional model taking the windows' dict: build the trainer with
+            ``vgg_keras.train.with_training_augmentation(model, train.augmentation)``). The
+            crops are the host path's (within 0.5 grey levels; float rounding except for the
+            rare window larger than the bucket, cropped on the host and rounded to uint8).
+        bucket: the side of that bucket; :func:`vgg_keras.transforms.window_bucket` by default.
 
     Returns:
         A ``tf.data.Dataset`` of ``(images, labels)``: float32 ``(B, crop, crop, 3)`` RGB in
-        [0, 255] (a colour-shifted value can be clipped at 0 or 255) and int32 ``(B,)``.
+        [0, 255] (a colour-shifted value can be clipped at 0 or 255) and int32 ``(B,)``. With
+        ``resample_on="device"``, ``images`` is ``{"windows": uint8 (B, bucket, bucket, 3),
+        "geometry": float32 (B, 6)}``.
         With ``boxes=True``: ``(images, {"label": (B,), "box": (B, 4)}, {"label": (B,),
         "box": (B,)})``: ``box`` is the box the crop keeps most of, ``[ymin, xmin, ymax, xmax]``
         relative to the crop and clipped to it; the third element is Keras sample weights,
@@ -202,21 +218,39 @@ def train_pipeline(dataset: tf.data.Dataset, *, scale: Scale = (256, 512), crop:
     shard = _check_shard(shard, batch_size)
     seed = secrets.randbits(31) if seed is None else int(seed)
     eigval, eigvec = tuple(float(v) for v in eigval), tuple(tuple(map(float, r)) for r in eigvec)
+    on_host = resample_on == "host"
+    bucket = _check_bucket(resample_on, augment_on, bucket, crop)
     transform = _train_transform(
-        scale, crop, boxes=boxes, flip=flip and (augment_on == "host" or boxes),
-        color_shift=color_shift and augment_on == "host", eigval=eigval, eigvec=eigvec)
+        scale, crop, boxes=boxes, flip=flip and (augment_on == "host" or boxes or not on_host),
+        color_shift=color_shift and augment_on == "host", eigval=eigval, eigvec=eigvec,
+        bucket=bucket)
     if service:
         batches = _service_epochs(dataset, transform, seed, batch_size, drop_remainder,
                                   steps_per_epoch, repeat, initial_epoch, shard, service,
-                                  service_job or f"vgg_keras-{secrets.token_hex(8)}")
+                                  service_job or f"vgg_keras-{secrets.token_hex(8)}", bucket)
     else:
         batches = _train_epochs(dataset, transform, seed, batch_size, drop_remainder,
-                                steps_per_epoch, repeat, initial_epoch, shard)
+                                steps_per_epoch, repeat, initial_epoch, shard, bucket)
     if augment_on == "device":
         batches.augmentation = augment.training_augmentation(
-            flip=flip and not boxes, color_shift=color_shift, seed=seed, eigval=eigval,
-            eigvec=eigvec)
+            flip=flip and not boxes and on_host, color_shift=color_shift, seed=seed,
+            eigval=eigval, eigvec=eigvec, windows=bucket, crop=None if on_host else crop)
     return batches
+
+
+def _check_bucket(resample_on, augment_on, bucket, crop):
+    """The window bucket's side for ``resample_on="device"``, None for the host."""
+    if resample_on not in ("host", "device"):
+        raise ValueError(f"resample_on must be 'host' or 'device', got {resample_on!r}.")
+    if resample_on == "host":
+        return None
+    if augment_on != "device":
+        raise ValueError("resample_on='device' needs augment_on='device': the colour shift "
+                         "follows the resampling, in the training step.")
+    bucket = transforms.window_bucket(crop) if bucket is None else int(bucket)
+    if bucket < crop:
+        raise ValueError(f"bucket={bucket} must hold at least the crop ({crop}).")
+    return bucket
 
 
 def _check_train_args(dataset, scale, crop, batch_size, augment_on, boxes, steps_per_epoch):
@@ -238,18 +272,24 @@ def _check_train_args(dataset, scale, crop, batch_size, augment_on, boxes, steps
     return scale, batch_size, steps_per_epoch
 
 
-def _train_transform(scale, crop, *, boxes, flip, color_shift, eigval, eigvec):
+def _train_transform(scale, crop, *, boxes, flip, color_shift, eigval, eigvec, bucket=None):
     """``transform(epoch key, index, example)``: one training example by the paper's recipe,
-    every random draw a stateless function of (key, index, draw)."""
+    every random draw a stateless function of (key, index, draw); with a ``bucket``, its
+    window and geometry for the device to crop (:func:`ops.decode_window`)."""
 
     def transform(key, index, example):
         size = ops.sample_scale(_example_seed(key, index, 1), scale)
         position = _example_seed(key, index, 2)
         mirrored = tf.random.stateless_uniform([], _example_seed(key, index, 3)) < 0.5
         mirrored = tf.logical_and(mirrored, flip)
-        image, rescaled, offset = ops.decode_rescale_crop(
-            example["image"], size, crop, lambda r, c: ops.sample_offset(position, r, c),
-            flip=mirrored)
+        place = lambda r, c: ops.sample_offset(position, r, c)   # noqa: E731
+        if bucket is None:
+            image, rescaled, offset = ops.decode_rescale_crop(example["image"], size, crop,
+                                                              place, flip=mirrored)
+        else:
+            windows, geometry, rescaled, offset = ops.decode_window(
+                example["image"], size, crop, place, flip=mirrored, bucket=bucket)
+            image = {"windows": windows, "geometry": geometry}
         if color_shift:
             shift = ops.pca_color_shift(_example_seed(key, index, 4), 0.1, eigval, eigvec)
             image = tf.clip_by_value(image + shift, 0.0, 255.0)
@@ -281,7 +321,7 @@ def _check_shard(shard, batch_size):
 
 
 def _train_epochs(dataset, transform, seed, batch_size, drop_remainder, steps_per_epoch, repeat,
-                  initial_epoch, shard=(0, 1)):
+                  initial_epoch, shard=(0, 1), bucket=None):
     """The epochs' batches: each epoch's examples in an order drawn from its key, transformed,
     batched per epoch (so epoch e holds the same batches however it is reached); with a
     ``shard``, this process's slice of each batch."""
@@ -301,11 +341,21 @@ def _train_epochs(dataset, transform, seed, batch_size, drop_remainder, steps_pe
             raise ValueError("shard needs steps_per_epoch for a dataset of unknown size.")
         steps_per_epoch = meta.num_examples // batch_size
 
+    def epoch_examples(key):
+        if meta is not None and meta.example_at is not None:
+            # Files found by position: one map reads and transforms each, a stage fewer.
+            order = meta.epoch_order(key)
+            positions = tf.data.Dataset.range(meta.num_examples)
+            positions = positions if keep is None else positions.filter(keep)
+            return positions.map(lambda i: transform(key, i, meta.example_at(key, i, order)),
+                                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return epoch_source(key, keep).map(lambda i, ex: transform(key, i, ex),
+                                           num_parallel_calls=tf.data.AUTOTUNE,
+                                           deterministic=True)
+
     def epoch_batches(key):
-        examples = _ignore_errors(epoch_source(key, keep).map(
-            lambda i, ex: transform(key, i, ex), num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True))
-        batches = examples.batch(share, drop_remainder=drop_remainder)
+        examples = _ignore_errors(epoch_examples(key))
+        batches = _batch(examples, share, drop_remainder=drop_remainder, bucket=bucket)
         return batches if steps_per_epoch is None else batches.take(steps_per_epoch)
 
     batches = _epoch_keys(seed, repeat, initial_epoch).flat_map(epoch_batches)
@@ -313,6 +363,19 @@ def _train_epochs(dataset, transform, seed, batch_size, drop_remainder, steps_pe
     if meta is not None:
         attach_info(batches, meta)  # info() works on the batches too
     return batches
+
+
+def _batch(examples, size, *, drop_remainder=False, bucket=None, padding_values=None):
+    """Batches of ``size`` examples ``(image, ...)``; with a ``bucket``, each image's window
+    padded to ``bucket x bucket`` as it is batched, so that every batch has one shape (the
+    training step compiles once); other components padded to the longest in the batch."""
+    if bucket is None and padding_values is None:
+        return examples.batch(size, drop_remainder=drop_remainder)
+    shapes = tf.nest.map_structure(lambda spec: spec.shape, examples.element_spec)
+    if bucket is not None:
+        shapes = (dict(shapes[0], windows=tf.TensorShape([bucket, bucket, 3])), *shapes[1:])
+    return examples.padded_batch(size, padded_shapes=shapes, padding_values=padding_values,
+                                 drop_remainder=drop_remainder)
 
 
 def shard_batches(batches: tf.data.Dataset, shard: tuple[int, int]) -> tf.data.Dataset:
@@ -348,7 +411,7 @@ def shard_batches(batches: tf.data.Dataset, shard: tuple[int, int]) -> tf.data.D
 
 
 def _service_epochs(dataset, transform, seed, batch_size, drop_remainder, steps_per_epoch, repeat,
-                    initial_epoch, shard, address, job_name):
+                    initial_epoch, shard, address, job_name, bucket=None):
     """The epochs' batches with the examples made by tf.data service workers: the stream of
     (epoch, position) pairs, from ``initial_epoch`` on, is what the dispatcher shares out
     (dynamic sharding), each worker reading and transforming the examples it is given."""
@@ -371,7 +434,7 @@ def _service_epochs(dataset, transform, seed, batch_size, drop_remainder, steps_
         example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False))
     examples = data_service.distribute(examples, address, job_name=job_name)
     share = batch_size // shard[1]
-    batches = examples.batch(share, drop_remainder=drop_remainder)
+    batches = _batch(examples, share, drop_remainder=drop_remainder, bucket=bucket)
     if steps_per_epoch is not None and not repeat:
         batches = batches.take(steps_per_epoch)
     batches = batches.prefetch(tf.data.AUTOTUNE)
@@ -380,7 +443,8 @@ def _service_epochs(dataset, transform, seed, batch_size, drop_remainder, steps_
 
 def eval_pipeline(dataset: tf.data.Dataset, *, scale: int, mode: str = "center",
                   crop: int = 224, batch_size: int | None = None,
-                  boxes: bool = False) -> tf.data.Dataset:
+                  boxes: bool = False, resample_on: str = "host",
+                  bucket: int | None = None) -> tf.data.Dataset:
     """Test batches by the paper's protocols at test scale Q = ``scale``, in the dataset's order.
 
     Modes and what each batch is:
@@ -408,6 +472,9 @@ def eval_pipeline(dataset: tf.data.Dataset, *, scale: int, mode: str = "center",
             ``num_boxes`` filled with -1. Center: relative to the crop and not clipped (IoU
             with a box predicted on the crop is then the IoU in the image); dense: relative to
             the image.
+        resample_on, bucket: ``"center"`` only: ``"device"`` hands over the decoded windows
+            as :func:`train_pipeline` does (``images`` is then its dict), for a trainer that
+            crops them (selection during ``fit``).
 
     >>> from vgg_keras.data import load
     >>> val = eval_pipeline(load("vgg_shapes", "validation[:40]"), scale=84, crop=64)
@@ -422,14 +489,19 @@ def eval_pipeline(dataset: tf.data.Dataset, *, scale: int, mode: str = "center",
     [(50, 1), (50, 1)]
     """
     scale, batch_size = _check_eval_args(dataset, scale, mode, crop, batch_size, boxes)
-    transform = _eval_transform(mode, scale, crop, boxes)
+    if resample_on != "host" and mode != "center":
+        raise ValueError(f"resample_on={resample_on!r} is for the 'center' mode.")
+    bucket = _check_bucket(resample_on, "device", bucket, crop)
+    transform = _eval_transform(mode, scale, crop, boxes, bucket)
     examples = _ignore_errors(dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE,
                                           deterministic=True))
     if boxes:
-        padding = (0.0, {"label": 0, "boxes": -1.0, "num_boxes": 0})
-        batches = examples.padded_batch(batch_size, padding_values=padding)
+        image_padding = 0.0 if bucket is None else {"windows": tf.constant(0, tf.uint8),
+                                                    "geometry": 0.0}
+        padding = (image_padding, {"label": 0, "boxes": -1.0, "num_boxes": 0})
+        batches = _batch(examples, batch_size, bucket=bucket, padding_values=padding)
     else:
-        batches = examples.batch(batch_size)
+        batches = _batch(examples, batch_size, bucket=bucket)
     if mode == "multicrop":
         batches = batches.map(
             lambda images, labels: (tf.reshape(images, [-1, crop, crop, 3]), labels))
@@ -463,7 +535,7 @@ def _check_eval_args(dataset, scale, mode, crop, batch_size, boxes):
     return scale, _check_batch_size(batch_size)
 
 
-def _eval_transform(mode, scale, crop, boxes):
+def _eval_transform(mode, scale, crop, boxes, bucket=None):
     """The per-example function of ``eval_pipeline`` for ``mode``: ``example -> (images,
     targets)``."""
 
@@ -477,8 +549,13 @@ def _eval_transform(mode, scale, crop, boxes):
         return {"label": label, "boxes": found, "num_boxes": tf.shape(found)[0]}
 
     def center(example):
-        image, rescaled, offset = ops.decode_rescale_crop(
-            example["image"], scale, crop, ops.center_offset)
+        if bucket is None:
+            image, rescaled, offset = ops.decode_rescale_crop(
+                example["image"], scale, crop, ops.center_offset)
+        else:
+            windows, geometry, rescaled, offset = ops.decode_window(
+                example["image"], scale, crop, ops.center_offset, bucket=bucket)
+            image = {"windows": windows, "geometry": geometry}
         return image, targets(example, rescaled, offset)
 
     def dense(example):

@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import SplitNotFoundError
 from .sources import EMBEDDED_NAME, info, load
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +125,7 @@ def run_splits(data: str | None, *, val_fraction: float, data_dir: str | None = 
 
 
 def evaluation_examples(data: str | None, *, split: str | None = None, val_fraction: float = 0.05,
-                        data_dir: str | None = None):
+                        data_dir: str | None = None) -> tf.data.Dataset:
     """The examples an evaluation reads: ``split`` when given, else the report examples of
     :func:`run_splits`, without listing the training split unless the report is a slice of it
     (ImageNet's 1.28M files are not listed to evaluate on its validation split)."""

@@ -14,11 +14,11 @@ import logging
 from pathlib import Path
 
 from .. import data as vdata
-from ..augment import training_augmentation
 from ..config import LocalizationConfig, test_scale
 from ..heads import BOX_LAYER, REGRESSIONS, is_localizer, regression_of
 from ..models import build_localizer, load_vgg
 from ..run import Run, Task
+from ..train import resample_where
 from .losses import MONITOR, BoxAccuracy, BoxL2, BoxRegressionLoss, _eval_batches, _train_batches
 from .protocols import (
     format_table8, format_table9, run_protocol1, run_protocol2,
@@ -104,9 +104,7 @@ class LocalizationTask(Task):
         if config.finetune == "fc":
             log.info("Fine-tuning %s only; the conv layers are frozen.", ", ".join(FC_LAYERS))
         # Flips happen on the host, in the pipeline, because the box must follow them.
-        augmentation = training_augmentation(flip=False, color_shift=config.color_shift,
-                                             seed=config.seed, eigval=statistics.eigval,
-                                             eigvec=statistics.eigvec)
+        augmentation = self.augmentation(config, statistics, flip=False)
         self.classes = classes
         return model, augmentation, box_objective(model)
 
@@ -149,13 +147,15 @@ class LocalizationTask(Task):
         return _train_batches(vdata.train_pipeline(
             examples, scale=config.scale, crop=config.crop, batch_size=config.batch_size,
             flip=config.flip, color_shift=config.color_shift, boxes=True, seed=config.seed,
-            augment_on="device", repeat=True, initial_epoch=start_epoch,
-            steps_per_epoch=steps, **feed), self.classes)
+            augment_on="device", resample_on=resample_where(config.resample_on), repeat=True,
+            initial_epoch=start_epoch, steps_per_epoch=steps, **feed), self.classes)
 
     def val_batches(self, config, examples):
         return _eval_batches(vdata.eval_pipeline(
             examples, scale=test_scale(config.scale), mode="center", crop=config.crop,
-            batch_size=config.eval_batch_size, boxes=True), self.classes)
+            batch_size=config.eval_batch_size, boxes=True,
+            resample_on=resample_where(config.resample_on)),
+            self.classes)
 
     def picture_options(self, model, val_batch):
         images, targets = val_batch[0], val_batch[1]

@@ -53,7 +53,7 @@ maps), :mod:`.examples` (the example dict, record datasets, keyed shuffling) and
 
 from .base import DatasetInfo, Request, Source, attach_info, attached_info
 from .examples import (
-    Record, block_shuffle, element, filter_positions, keyed_index, keyed_permutation,
+    Record, block_shuffle, element, filter_positions, keyed_index, keyed_order, keyed_permutation,
     records_dataset,
 )
 from .files import ANNOTATION_DIRS, IMAGE_EXTENSIONS, SPLIT_DIRS
@@ -92,6 +92,7 @@ __all__ = [
     "find_source",
     "info",
     "keyed_index",
+    "keyed_order",
     "keyed_permutation",
     "load",
     "parse_voc_xml",

@@ -45,13 +45,18 @@ class DatasetInfo:
     # Directory sources: files probed now and probe results reused from the listing cache.
     listing: dict[str, int] = dataclasses.field(default_factory=dict, compare=False)
     # (key, keep) -> the (position, example) pairs of one epoch in an order drawn from a tf.int64
-    # key, only the positions keep accepts (None: all), files read after shuffling their names;
+    # key, only the positions keep accepts (None: all), for sources that read in order (TFDS);
     # see pipelines.train_pipeline.
     epoch_source: Callable[..., tf.data.Dataset] | None = dataclasses.field(
         default=None, repr=False, compare=False)
     # (key, position) -> the example at that position of the epoch keyed key, for sources that
-    # can read any one example (directories); what tf.data service workers call.
+    # can read any one example (directories): what the training pipeline and tf.data service
+    # workers call.
     example_at: Callable[..., dict] | None = dataclasses.field(
+        default=None, repr=False, compare=False)
+    # key -> the file index of every position of the epoch keyed key (a tensor), which
+    # example_at(key, position, order) reads from: one computation an epoch, not one a position.
+    epoch_order: Callable[..., tf.Tensor] | None = dataclasses.field(
         default=None, repr=False, compare=False)
 
     @property

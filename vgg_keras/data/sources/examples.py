@@ -47,6 +47,31 @@ def keyed_permutation(key: tf.Tensor | int, size: tf.Tensor | int,
 _FEISTEL_ROUNDS = 4
 
 
+def _feistel_shape(size):
+    """``(size, half, mask)``: each half of the smallest even number of bits holding ``size``."""
+    size = tf.cast(size, tf.int64)
+    bits = tf.cast(tf.math.ceil(tf.math.log(tf.cast(tf.maximum(size, 2), tf.float64)) /
+                                tf.math.log(tf.constant(2.0, tf.float64))), tf.int64)
+    half = tf.maximum((bits + 1) // 2, 1)
+    return size, half, tf.bitwise.left_shift(tf.constant(1, tf.int64), half) - 1
+
+
+def _round_value(key, round_, right, mask):
+    """The Feistel round function: a keyed random value in [0, mask] for the half ``right``."""
+    seed = tf.random.experimental.stateless_fold_in(
+        tf.stack([key, tf.constant(round_, tf.int64)]), right)
+    return tf.random.stateless_uniform([], seed, minval=0, maxval=mask + 1, dtype=tf.int64)
+
+
+def _feistel(x, half, mask, round_function):
+    """Four Feistel rounds over the bits of ``x`` (a scalar or a vector), cycle-walking until
+    the result is below the size the caller checks for."""
+    left, right = tf.bitwise.right_shift(x, half), tf.bitwise.bitwise_and(x, mask)
+    for round_ in range(_FEISTEL_ROUNDS):
+        left, right = right, tf.bitwise.bitwise_xor(left, round_function(round_, right))
+    return tf.bitwise.bitwise_or(tf.bitwise.left_shift(left, half), right)
+
+
 def keyed_index(key: tf.Tensor | int, position: tf.Tensor | int,
                 size: tf.Tensor | int) -> tf.Tensor:
     """Where ``position`` of an epoch goes in a keyed permutation of ``range(size)``: a
@@ -54,29 +79,43 @@ def keyed_index(key: tf.Tensor | int, position: tf.Tensor | int,
     Feistel network over the smallest even number of bits that holds ``size``, cycle-walking
     past ``size``), so that any position is found without the whole permutation: what lets
     tf.data service workers take any part of an epoch (:mod:`vgg_keras.data.service`).
+    :func:`keyed_order` gives every position at once, faster.
 
     >>> sorted(int(keyed_index(7, position, 5)) for position in range(5))
     [0, 1, 2, 3, 4]
     """
-    size = tf.cast(size, tf.int64)
-    bits = tf.cast(tf.math.ceil(tf.math.log(tf.cast(tf.maximum(size, 2), tf.float64)) /
-                                tf.math.log(tf.constant(2.0, tf.float64))), tf.int64)
-    half = tf.maximum((bits + 1) // 2, 1)
-    mask = tf.bitwise.left_shift(tf.constant(1, tf.int64), half) - 1
+    size, half, mask = _feistel_shape(size)
     key = tf.cast(key, tf.int64)
 
     def encrypt(x):
-        left, right = tf.bitwise.right_shift(x, half), tf.bitwise.bitwise_and(x, mask)
-        for round_ in range(_FEISTEL_ROUNDS):
-            seed = tf.random.experimental.stateless_fold_in(
-                tf.stack([key, tf.constant(round_, tf.int64)]), right)
-            f = tf.random.stateless_uniform([], seed, minval=0, maxval=mask + 1, dtype=tf.int64)
-            left, right = right, tf.bitwise.bitwise_xor(left, f)
-        return tf.bitwise.bitwise_or(tf.bitwise.left_shift(left, half), right)
+        return _feistel(x, half, mask, lambda round_, right: _round_value(key, round_, right, mask))
 
     x = encrypt(tf.cast(position, tf.int64))
     (x,) = tf.while_loop(lambda x: x >= size, lambda x: (encrypt(x),), (x,))
     return x
+
+
+def keyed_order(key: tf.Tensor | int, size: tf.Tensor | int) -> tf.Tensor:
+    """``[keyed_index(key, p, size) for p in range(size)]``, computed at once: each round's
+    function tabulated over its ``2**half`` inputs (about the square root of ``size``), then
+    every position encrypted together. What the training pipeline reads an epoch by.
+
+    >>> keyed_order(7, 5).numpy().tolist() == [int(keyed_index(7, p, 5)) for p in range(5)]
+    True
+    """
+    size, half, mask = _feistel_shape(size)
+    key = tf.cast(key, tf.int64)
+    rights = tf.range(mask + 1, dtype=tf.int64)
+    tables = [tf.map_fn(lambda right, r=round_: _round_value(key, r, right, mask), rights,
+                        fn_output_signature=tf.int64) for round_ in range(_FEISTEL_ROUNDS)]
+
+    def encrypt(x):
+        return _feistel(x, half, mask, lambda round_, right: tf.gather(tables[round_], right))
+
+    order = encrypt(tf.range(size, dtype=tf.int64))
+    (order,) = tf.while_loop(lambda x: tf.reduce_any(x >= size),
+                             lambda x: (tf.where(x >= size, encrypt(x), x),), (order,))
+    return order
 
 
 def filter_positions(examples: tf.data.Dataset, keep=None) -> tf.data.Dataset:
@@ -125,10 +164,10 @@ class Record:
 
 def records_dataset(records: Sequence[Record], root: str,
                     meta: DatasetInfo) -> tf.data.Dataset:
-    """A dataset reading the listed files, in order; ``meta.epoch_source`` (set here) gives an
-    epoch's ``(position, example)`` pairs in a keyed order, shuffling names before reading
-    files and reading only the positions its ``keep`` accepts; ``meta.example_at(key,
-    position)`` reads one of them."""
+    """A dataset reading the listed files, in order; ``meta.example_at(key, position)`` (set
+    here) reads the example at ``position`` of the epoch keyed ``key``, a keyed order of the
+    files found one position at a time (so names are shuffled, not bytes, and a process or a
+    tf.data service worker reads only the positions it makes)."""
     paths = tf.constant([r.path for r in records])
     prefix = os.path.join(root, "")
     relative_paths = tf.constant([relative(r.path, prefix) for r in records])
@@ -142,18 +181,18 @@ def records_dataset(records: Sequence[Record], root: str,
         return element(tf.io.read_file(paths[index]), labels[index], boxes[index],
                        relative_paths[index])
 
-    def example_at(key, position):
+    def example_at(key, position, order=None):
         # Shuffling indices (not bytes) makes a full shuffle cheap at any dataset size, and
-        # finding each position's file alone lets any worker take any part of an epoch.
+        # finding each position's file alone lets any worker take any part of an epoch;
+        # ``order`` (keyed_order's, computed once an epoch) finds it faster.
+        if order is not None:
+            return read(tf.gather(order, position))
         return read(keyed_index(key, position, len(records)))
 
-    def epoch_source(key, keep=None):
-        positions = filter_positions(
-            tf.data.Dataset.range(len(records)).map(lambda p: (p, p)), keep)
-        return positions.map(lambda position, _: (position, example_at(key, position)),
-                             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    def epoch_order(key):
+        return keyed_order(key, len(records))
 
-    meta.epoch_source = epoch_source
     meta.example_at = example_at
+    meta.epoch_order = epoch_order
     return tf.data.Dataset.range(len(records)).map(
         read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -37,7 +37,9 @@ class VggShapesConfig(tfds.core.BuilderConfig):
     variant: str = "plain"
 
 
-def shapes_config(num_train=None, num_validation=None, num_test=None, seed=0, *, hard=False):
+def shapes_config(num_train: int | None = None, num_validation: int | None = None,
+                  num_test: int | None = None, seed: int = 0, *,
+                  hard: bool = False) -> VggShapesConfig:
     """A config of the embedded dataset at any size (default: 3000 / 500 / 500 images, or
     ``HARD_SIZES`` with ``hard``); its name encodes the numbers (and ``hard_`` the variant), so
     every size is stored (and built once) in its own folder.
