@@ -8,8 +8,9 @@ The model is ``vgg_keras.models.build_vgg("D", 1000)`` with its defaults (full w
 input, the ImageNet-mean normalisation layer, dropout 0.5 after fc6 and fc7, the paper's
 initialisation), compiled with ``SGD(learning_rate=0.01, momentum=0.9)``, sparse categorical
 cross-entropy from logits, no metrics and ``jit_compile=True``. Only ``keras``, ``jax``,
-``numpy`` and the model code are imported: the GPU host has no TensorFlow, so
-``vgg_keras.data`` (tf.data) is out of reach and the input path is emulated (below).
+``numpy`` and the package's model, augmentation and trainer code are imported: the GPU host
+has no TensorFlow, so ``vgg_keras.data`` (tf.data) is out of reach and the input path is
+emulated (below).
 
 Rows of the table, each one ``model.fit(batches, steps_per_epoch=--steps, epochs=1)`` timed
 from the call to its return (``fit`` returns the loss as a Python float, so the GPU has
@@ -27,14 +28,28 @@ finished), ``--rounds`` times, the rows interleaved round by round, median repor
   does not limit the rate. Keras's JAX trainer starts each batch's transfer to the GPU one step
   ahead, as it does for tf.data. What is NOT emulated: JPEG decoding, rescaling and cropping
   (``bench/pipeline.py`` measures them on the CPU; on the GPU host they run on its own cores,
-  in tf.data's threads), and the flip and colour shift layers that a real run puts in front of
-  the model on the device (``vgg_keras.augment``), which would cost the same in every row.
+  in tf.data's threads), and, in the two crop rows, the flip and colour shift layers that a
+  real run puts in front of the model on the device (``vgg_keras.augment``).
 * host pipeline, uint8 crops: the same with uint8 batches (a quarter of the bytes), cast to
   float inside the compiled step on the GPU (Keras casts model inputs to the input layer's
-  float32): what a pipeline that hands over decoded, not yet resampled, windows would move.
+  float32).
+* host pipeline, uint8 windows: what ``train_pipeline(resample_on="device")`` hands over (the
+  scripts' default on a GPU): for each image, the uint8 window its crop reads, padded to a
+  fixed ``vgg_keras.transforms.window_bucket(crop)`` square (340 for 224: 2.3 x the bytes of a
+  uint8 crop, 0.58 x a float32 one), and a float32 ``(batch, 6)`` geometry
+  (``vgg_keras.transforms.WINDOW_GEOMETRY``), handed over by the same producer. The model
+  trained is the trainer a real run builds (``vgg_keras.train.with_training_augmentation``
+  around ``training_augmentation(windows=bucket, crop=crop, flip=False, color_shift=True)``):
+  ``WindowCrop`` resamples the crops (flipped by their geometry) and ``PCAColorShift`` shifts
+  their colours inside the compiled step, both in float32 whatever the policy, in front of the
+  same D. The windows are random bytes; the geometry is realistic (below, ``window_geometry``):
+  a step of 0.65 to 1.46 source pixels per crop pixel, the first sample 0 to 3 pixels in, the
+  window just large enough, half of the crops flipped.
 
-Both host rows use the bf16 model of the first row: the difference between them and the
-synthetic bf16 row is the cost of the host-to-device path alone.
+The host rows use the bf16 model of the first row (the windows row through its trainer, which
+shares D's weights): the difference between the crop rows and the synthetic bf16 row is the
+cost of the host-to-device path alone; the windows row adds the crop and colour shift on the
+device, which also shows what moving the resampling off the host costs the GPU.
 
 Numbers:
 
@@ -56,7 +71,9 @@ Numbers:
   since XLA's default precision lets cuDNN and cuBLAS run float32 convolutions and matrix
   products on TF32 tensor cores. A bf16 matrix product (``--matmul-size``, 8192 by default) is
   also timed, as the rate this chip reaches in practice.
-* host-to-device: seconds of ``jax.device_put`` of one batch from the host, float32 and uint8.
+* host-to-device: seconds of ``jax.device_put`` of one batch's inputs from the host (no
+  labels), for each host row's kind: float32 crops, uint8 crops, uint8 windows with their
+  geometry.
 
 Writes the markdown table to stdout (and to ``--table``) and every number to ``--json``.
 With no GPU, or with ``--smoke``, defaults shrink to a tiny run (width 0.125, 64x64 crops,
@@ -84,12 +101,21 @@ import jaxlib  # noqa: E402
 import keras  # noqa: E402  (reads KERAS_BACKEND on import)
 
 # The package imports keras, numpy and tqdm only; vgg_keras.data (TensorFlow) is never touched.
+from vgg_keras.augment import training_augmentation  # noqa: E402
 from vgg_keras.configs import GFLOPS_224  # noqa: E402
 from vgg_keras.models import build_vgg  # noqa: E402
+from vgg_keras.train import with_training_augmentation  # noqa: E402
+from vgg_keras.transforms import WINDOW_GEOMETRY, window_bucket  # noqa: E402
 
 ARCH = "D"
 NUM_CLASSES = 1000
 LEARNING_RATE = 0.01
+HOST_KINDS = ("float32", "uint8", "windows")  # what a host row's producer hands over
+
+# The windows row's geometry: source pixels per crop pixel (shorter side / S) of most ImageNet
+# images at the paper's scales, and how far into its window a crop's first sample lies.
+WINDOW_STEPS = (0.65, 1.46)
+WINDOW_FIRST = (0.0, 3.0)
 
 FULL = {"batch": 128, "crop": 224, "width": 1.0, "steps": 30, "rounds": 3, "warmup_steps": 3,
         "matmul_size": 8192}
@@ -118,8 +144,10 @@ def parse_args(argv=None):
                              f"0 skips it (GPU {FULL['matmul_size']})")
     parser.add_argument("--precisions", default="mixed_bfloat16,float32",
                         help="dtype policies of the synthetic rows; the host rows use the first")
-    parser.add_argument("--host-dtypes", default="float32,uint8",
-                        help="dtypes of the emulated host pipeline's batches; empty: no host rows")
+    parser.add_argument("--host-dtypes", default=",".join(HOST_KINDS),
+                        help="what the emulated host pipeline hands over, one row each: float32 "
+                             "or uint8 crops, or windows (uint8 windows and their geometry, "
+                             "cropped on the device); empty: no host rows")
     parser.add_argument("--prefetch", type=int, default=2,
                         help="batches the host producer keeps ready (tf.data's prefetch)")
     parser.add_argument("--pool", type=int, default=4,
@@ -149,8 +177,8 @@ def parse_args(argv=None):
     unknown = set(args.precisions) - {"mixed_bfloat16", "float32", "mixed_float16", "bfloat16"}
     if not args.precisions or unknown:
         parser.error(f"--precisions: unknown policy {sorted(unknown)} or none given")
-    if set(args.host_dtypes) - {"float32", "uint8"}:
-        parser.error("--host-dtypes takes float32 and/or uint8")
+    if set(args.host_dtypes) - set(HOST_KINDS):
+        parser.error(f"--host-dtypes takes any of {', '.join(HOST_KINDS)}")
     return args
 
 
@@ -184,12 +212,13 @@ def matmul_tflops(size, repeats=50):
     return 2 * size ** 3 * repeats / (time.perf_counter() - start) / 1e12
 
 
-def transfer_seconds(array, repeats=5):
-    """Median seconds of ``jax.device_put`` of one host batch, waited on."""
+def transfer_seconds(inputs, repeats=5):
+    """Median seconds of ``jax.device_put`` of one host batch's inputs (an array or the windows'
+    dict), waited on."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        jax.device_put(array).block_until_ready()
+        jax.block_until_ready(jax.device_put(inputs))
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -233,16 +262,53 @@ def xla_train_step_flops(model, images, labels):
 
 # --------------------------------------------------------------------------- inputs
 
+def window_geometry(batch, crop, bucket, rng):
+    """float32 ``(batch, 6)`` geometry (``WINDOW_GEOMETRY``) as ``decode_window`` hands it over:
+    the same step on both axes (the rescaling keeps the aspect ratio), the window just large
+    enough for the crop's samples, and half of the crops flipped, which the pipeline writes as
+    a negative ``step_x`` starting from the window's far side."""
+    step = rng.uniform(*WINDOW_STEPS, batch)
+    span = (crop - 1) * step  # from the first sample to the last
+    extent = np.minimum(bucket, np.ceil(span) + 3)
+    first_y, first_x = rng.uniform(*WINDOW_FIRST, (2, batch))
+    flipped = rng.random(batch) < 0.5
+    fields = {"first_y": first_y, "first_x": np.where(flipped, first_x + span, first_x),
+              "step_y": step, "step_x": np.where(flipped, -step, step),
+              "height": extent, "width": extent}
+    return np.stack([fields[name] for name in WINDOW_GEOMETRY], axis=1).astype(np.float32)
+
+
+def host_inputs(kind, args, rng):
+    """One host batch's inputs of a ``HOST_KINDS`` kind: crops in [0, 255], or the windows'
+    dict that ``train_pipeline(resample_on="device")`` hands over."""
+    crops = (args.batch, args.crop, args.crop, 3)
+    if kind == "float32":
+        return rng.uniform(0, 255, crops).astype(np.float32)
+    if kind == "uint8":
+        return rng.integers(0, 256, crops, dtype=np.uint8)
+    bucket = window_bucket(args.crop)
+    return {"windows": rng.integers(0, 256, (args.batch, bucket, bucket, 3), dtype=np.uint8),
+            "geometry": window_geometry(args.batch, args.crop, bucket, rng)}
+
+
+def input_arrays(inputs):
+    """The arrays of a batch's inputs, the windows' dict in its own order (windows first)."""
+    return list(inputs.values()) if isinstance(inputs, dict) else [inputs]
+
+
+def inputs_layout(inputs):
+    """``dtype (shape)`` of each array of a batch's inputs, for the report."""
+    return " + ".join(f"{array.dtype.name} {tuple(array.shape)}"
+                      for array in input_arrays(inputs))
+
+
 class HostProducer:
     """Emulated host input pipeline: a thread that keeps ``prefetch`` fresh host batches
     ready, each a copy of one of ``pool`` batches drawn at start (see the module docstring)."""
 
-    def __init__(self, dtype, args, rng):
-        shape = (args.batch, args.crop, args.crop, 3)
-        if dtype == "uint8":
-            self.pool = [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(args.pool)]
-        else:
-            self.pool = [rng.uniform(0, 255, shape).astype(dtype) for _ in range(args.pool)]
+    def __init__(self, kind, args, rng):
+        self.kind = kind
+        self.pool = [host_inputs(kind, args, rng) for _ in range(args.pool)]
         self.labels = [rng.integers(0, NUM_CLASSES, (args.batch,)).astype(np.int32)
                        for _ in range(args.pool)]
         self.ready = queue.Queue(maxsize=args.prefetch)
@@ -253,8 +319,8 @@ class HostProducer:
     def _produce(self):
         index = 0
         while not self.stopped.is_set():
-            # A new buffer each step, as tf.data hands over; np.copy releases the GIL.
-            batch = (np.copy(self.pool[index]), np.copy(self.labels[index]))
+            # New buffers each step, as tf.data hands over; np.copy releases the GIL.
+            batch = (jax.tree.map(np.copy, self.pool[index]), np.copy(self.labels[index]))
             index = (index + 1) % len(self.pool)
             while not self.stopped.is_set():
                 try:
@@ -279,6 +345,15 @@ def on_device_batches(images, labels):
 
 # --------------------------------------------------------------------------- rows
 
+def compile_for_training(model):
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=LEARNING_RATE, momentum=0.9),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=True,
+    )
+    return model
+
+
 def compiled_model(policy, args):
     keras.mixed_precision.set_global_policy(policy)
     try:
@@ -286,12 +361,16 @@ def compiled_model(policy, args):
                           width=args.width, name=f"vgg_d_{policy}")
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    model.compile(
-        optimizer=keras.optimizers.SGD(learning_rate=LEARNING_RATE, momentum=0.9),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=True,
-    )
-    return model
+    return compile_for_training(model)
+
+
+def compiled_window_trainer(model, args):
+    """``model`` behind ``WindowCrop`` and ``PCAColorShift``, as a training script builds it for
+    ``train_pipeline(resample_on="device")``: takes the windows' dict and shares ``model``'s
+    weights (its own optimizer state). No flip layer: the geometry holds the flips."""
+    augmentation = training_augmentation(windows=window_bucket(args.crop), crop=args.crop,
+                                         flip=False, color_shift=True, seed=args.seed)
+    return compile_for_training(with_training_augmentation(model, augmentation))
 
 
 def fit_seconds(row, steps):
@@ -319,13 +398,19 @@ def make_rows(args, rng):
             "name": f"synthetic, on device, {policy}", "policy": policy, "input": "on device",
             "model": models[policy],
             "batches": lambda: on_device_batches(device_images, device_labels)})
-    for dtype in args.host_dtypes:
-        producer = HostProducer(dtype, args, rng)
+    policy = args.precisions[0]
+    for kind in args.host_dtypes:
+        producer = HostProducer(kind, args, rng)
         producers.append(producer)
-        policy = args.precisions[0]
-        rows.append({
-            "name": f"host pipeline, {dtype} crops, {policy}", "policy": policy,
-            "input": f"host {dtype}", "model": models[policy], "batches": producer.batches})
+        if kind == "windows":
+            bucket = window_bucket(args.crop)
+            name = (f"host pipeline, uint8 {bucket}x{bucket} windows + geometry, WindowCrop + "
+                    f"colour shift on device, {policy}")
+            model = compiled_window_trainer(models[policy], args)
+        else:
+            name, model = f"host pipeline, {kind} crops, {policy}", models[policy]
+        rows.append({"name": name, "policy": policy, "input": f"host {kind}", "model": model,
+                     "batches": producer.batches})
     return rows, producers, (device_images, device_labels)
 
 
@@ -378,10 +463,11 @@ def report(results, args):
         lines.append(f"- bf16 matrix product {matmul['size']}^3: {matmul['tflops']:.1f} TFLOP/s "
                      f"({100 * matmul['tflops'] / args.peak_tflops:.1f}% of the "
                      f"{args.peak_tflops:g} peak): the practical ceiling")
-    for dtype, seconds in results.get("transfer_seconds", {}).items():
-        size = results["batch_bytes"][dtype]
-        lines.append(f"- host-to-device copy of one {dtype} batch ({size / 1e6:.1f} MB): "
-                     f"{1e3 * seconds:.2f} ms ({size / seconds / 1e9:.1f} GB/s)")
+    for kind, seconds in results.get("transfer_seconds", {}).items():
+        size = results["batch_bytes"][kind]
+        lines.append(f"- host-to-device copy of one {kind} batch ({results['batch_layout'][kind]}, "
+                     f"{size / 1e6:.1f} MB): {1e3 * seconds:.2f} ms "
+                     f"({size / seconds / 1e9:.1f} GB/s)")
     lines += ["", "| row | img/s | ms/step | model TFLOP/s | % of peak | peak used |",
               "|---|---:|---:|---:|---:|---|"]
     for row in results["rows"]:
@@ -391,7 +477,9 @@ def report(results, args):
     synthetic = next((r for r in results["rows"] if r["input"] == "on device"), None)
     host_rows = [r for r in results["rows"] if r["input"] != "on device"]
     if synthetic and host_rows:
-        lines += ["", "Host-fed over synthetic (same model): " + ", ".join(
+        same = ("same D; the windows row also crops and colour-shifts on the device"
+                if any(row["input"] == "host windows" for row in host_rows) else "same model")
+        lines += ["", f"Host-fed over synthetic ({same}): " + ", ".join(
             f"{row['input']} {row['images_per_s'] / synthetic['images_per_s']:.3f}"
             for row in host_rows) + "."]
     lines += ["", "Final losses (finite expected): " + ", ".join(
@@ -440,10 +528,13 @@ def main(argv=None):
 
     rng = np.random.default_rng(args.seed)
     rows, producers, (device_images, device_labels) = make_rows(args, rng)
-    results["batch_bytes"] = {producer.pool[0].dtype.name: producer.pool[0].nbytes
+    results["batch_layout"] = {producer.kind: inputs_layout(producer.pool[0])
+                               for producer in producers}
+    results["batch_bytes"] = {producer.kind: sum(array.nbytes for array in
+                                                 input_arrays(producer.pool[0]))
                               for producer in producers}
-    results["transfer_seconds"] = {producer.pool[0].dtype.name:
-                                   transfer_seconds(producer.pool[0]) for producer in producers}
+    results["transfer_seconds"] = {producer.kind: transfer_seconds(producer.pool[0])
+                                   for producer in producers}
 
     forward = forward_flops_per_image(rows[0]["model"])
     if args.width == 1.0 and args.crop == 224:
