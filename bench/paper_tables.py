@@ -11,6 +11,18 @@ learning rate, the jittered S from the larger-S net.
     python bench/paper_tables.py --data vgg_shapes/hard --crop 112 --width 0.25 --epochs 20
     python bench/paper_tables.py --smoke        # every step once, tiny, to check the plumbing
 
+What bench/RESULTS.md records, time-boxed for a 2-core CPU (Adam, because SGD does not leave
+chance within such a budget; see the RESULTS section on plain VGG from scratch):
+
+    F="--data vgg_shapes/hard --crop 96 --scales 112 168 112:224 --width 0.25 --epochs 12
+       --chain-epochs 4 --optimizer adam --lr 3e-4 --weight-decay 0 --init glorot --out runs/t3-hard"
+    python bench/paper_tables.py $F --rows A/S D/S A+/S C/S B/S E/S A-LRN/S B-5x5/S --tables 3
+    # then D and A+ to 8 epochs: their train_cls.py commands with --epochs 8 resume their runs
+    python bench/paper_tables.py $F --rows D/S2 D/J --tables 3
+    python bench/paper_tables.py $F --tables 8 9 --loc-epochs 2 --loc-lr 3e-4 --loc-tag adam
+    python bench/paper_tables.py $F --tables 8 --loc-epochs 2 --loc-optimizer sgd --loc-lr 1e-3 \
+        --loc-weight-decay 5e-4 --loc-tag sgd
+
 Writes ``OUT/tables.md`` and ``OUT/rows.json``; reruns skip finished runs (each run directory
 resumes).
 """
@@ -28,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # The paper's numbers (ILSVRC-2012 validation, top-1 / top-5 error %), ../shared/paper/VGG.md.
 # B-5x5: Section 4.1 gives only "top-1 error 7% higher than B's (on a center crop)".
 PAPER_T3 = {("A", "S"): (29.6, 10.4), ("A-LRN", "S"): (29.7, 10.5), ("B", "S"): (28.7, 9.9),
-            ("B-5x5", "S"): ("B + 7", "-"),
+            ("B-5x5", "S"): ("B + 7", "-"), ("A+", "S"): ("-", "-"),
             ("C", "S"): (28.1, 9.4), ("C", "S2"): (28.1, 9.3), ("C", "J"): (27.3, 8.8),
             ("D", "S"): (27.0, 8.8), ("D", "S2"): (26.8, 8.7), ("D", "J"): (25.6, 8.1),
             ("E", "S"): (27.3, 9.0), ("E", "S2"): (26.9, 8.7), ("E", "J"): (25.5, 8.0)}
@@ -43,7 +55,7 @@ PAPER_T6 = (23.7, 6.8)
 PAPER_T8 = {("scr", "fc"): 36.4, ("pcr", "fc"): 34.3, ("pcr", "all"): 33.1}
 PAPER_T9 = {"S": 29.5, "S2": 28.2}
 
-TABLE3 = [("A", "S"), ("A-LRN", "S"), ("B", "S"), ("B-5x5", "S"), ("C", "S"), ("C", "S2"), ("C", "J"),
+TABLE3 = [("A", "S"), ("A+", "S"), ("A-LRN", "S"), ("B", "S"), ("B-5x5", "S"), ("C", "S"), ("C", "S2"), ("C", "J"),
           ("D", "S"), ("D", "S2"), ("D", "J"), ("E", "S"), ("E", "S2"), ("E", "J")]
 
 
@@ -96,31 +108,42 @@ class Bench:
         return json.loads(output.read_text())
 
     def classifier(self, arch, scale_key):
-        """Train (or find) ``arch`` at ``scale_key`` by the paper's chain of initialisations."""
+        """Train (or find) ``arch`` at ``scale_key`` by the paper's chain of initialisations.
+
+        ``A+`` is a control the paper did not need: A trained on from A(S) for as many epochs
+        as the deeper nets, so that "deeper is better" is not just "trained longer".
+        """
         a = self.args
-        run_dir = self.out / f"cls-{arch.lower()}-{scale_key.lower()}"
-        flags = [*self.common(), "--arch", arch, "--scale", self.scales[scale_key],
+        run_dir = self.out / f"cls-{arch.lower().replace('+', '-cont')}-{scale_key.lower()}"
+        flags = [*self.common(), "--arch", arch.rstrip("+"), "--scale", self.scales[scale_key],
                  "--epochs", a.epochs, "--lr", a.lr]
+
+        def start_from(model, lr):
+            flags[flags.index("--epochs") + 1] = a.chain_epochs or a.epochs
+            flags[flags.index("--lr") + 1] = lr
+            flags.extend(["--init-from", model])
+
         # The paper pre-initialised its deeper nets (B-E) from A; A-LRN and the 5x5 net, whose
         # kernels have other shapes, start from random initialisation.
-        if scale_key == "S" and arch in ("B", "C", "D", "E") and a.preinit:
-            flags += ["--init-from", self.classifier("A", "S")[1]]
+        if scale_key == "S" and arch in ("A+", "B", "C", "D", "E") and a.preinit:
+            start_from(self.classifier("A", "S")[1], a.lr)
         elif scale_key == "S2":
-            flags[flags.index("--lr") + 1] = a.lr / 10
-            flags += ["--init-from", self.classifier(arch, "S")[1]]
+            start_from(self.classifier(arch, "S")[1], a.lr / 10)
         elif scale_key == "J":
-            flags[flags.index("--lr") + 1] = a.lr / 10
-            flags += ["--init-from", self.classifier(arch, "S2")[1]]
+            start_from(self.classifier(arch, "S2")[1], a.lr / 10)
         summary = self.script("train_cls.py", flags, run_dir)
         return summary, run_dir / "model.keras"
 
     def localizer(self, regression, finetune, scale_key="S"):
         a = self.args
         classifier = self.classifier("D", scale_key)[1]
-        run_dir = self.out / f"loc-{regression}-{finetune}-{scale_key.lower()}"
+        run_dir = self.out / f"loc-{regression}-{finetune}-{scale_key.lower()}{f'-{a.loc_tag}' if a.loc_tag else ''}"
         flags = [*self.common(), "--arch", "D", "--scale", self.scales[scale_key],
                  "--epochs", a.loc_epochs, "--lr", a.loc_lr, "--regression", regression,
                  "--finetune", finetune, "--init-from", classifier, "--classifier", classifier]
+        for name, value in (("--optimizer", a.loc_optimizer), ("--weight-decay", a.loc_weight_decay)):
+            if value is not None:
+                flags[flags.index(name) + 1] = str(value)
         return self.script("train_loc.py", flags, run_dir)
 
 
@@ -142,6 +165,11 @@ def main():
                         metavar=("S", "S2", "SMIN:SMAX"))
     parser.add_argument("--width", type=float, default=0.25)
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--chain-epochs", type=int, default=None,
+                        help="epochs of a net that starts from another (default: --epochs)")
+    parser.add_argument("--rows", nargs="+", default=None, metavar="ARCH/KEY",
+                        help="Table 3 rows to run, in this order (e.g. A/S D/S A+/S; "
+                             "default: all)")
     parser.add_argument("--steps-per-epoch", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--optimizer", default="sgd")
@@ -152,6 +180,12 @@ def main():
                         help="deeper nets start from A, as in the paper")
     parser.add_argument("--loc-epochs", type=int, default=10)
     parser.add_argument("--loc-lr", type=float, default=1e-3)
+    parser.add_argument("--loc-optimizer", default=None, help="default: --optimizer")
+    parser.add_argument("--loc-weight-decay", type=float, default=None,
+                        help="default: --weight-decay")
+    parser.add_argument("--loc-tag", default="",
+                        help="suffix of the localisation run directories (loc-pcr-all-s-TAG), to keep "
+                             "recipes apart")
     parser.add_argument("--tables", nargs="+", default=["3", "4", "5", "6", "8", "9"])
     parser.add_argument("--out", default="runs/paper-tables")
     parser.add_argument("--smoke", action="store_true",
@@ -168,14 +202,20 @@ def main():
     settings = (f"data {args.data}, crop {args.crop}, width {args.width}, S = {args.scales}, "
                 f"{args.epochs} epochs of batch {args.batch_size}, {args.optimizer} lr {args.lr}"
                 f", weight decay {args.weight_decay}, init {args.init}"
-                f"{', deeper nets from A' if args.preinit else ''}; errors on the test split")
+                f"{', deeper nets from A' if args.preinit else ''}"
+                f"{f' for {args.chain_epochs} epochs' if args.chain_epochs else ''}"
+                "; errors on the test split")
+    if {"8", "9"} & set(args.tables):
+        settings += (f"; localisation: {args.loc_epochs} epochs, "
+                     f"{args.loc_optimizer or args.optimizer} lr {args.loc_lr}, weight decay "
+                     f"{args.weight_decay if args.loc_weight_decay is None else args.loc_weight_decay}")
     lines += [f"Settings: {settings}.", ""]
 
     if "3" in args.tables or "4" in args.tables:
         lines += ["Table 3 (single test scale, dense) and Table 4 (three test scales, dense):", "",
                   "| config | train S | T3 top-1 / top-5 | paper T3 | T4 top-1 / top-5 | paper T4 |",
                   "|---|---|---|---|---|---|"]
-        for arch, key in TABLE3:
+        for arch, key in ([tuple(r.split("/")) for r in args.rows] if args.rows else TABLE3):
             summary, _ = bench.classifier(arch, key)
             single = dense_row(summary, [summary["test_scale"]])
             multi = dense_row(summary, summary["headline"]["scales"])
