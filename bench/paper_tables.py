@@ -16,7 +16,8 @@ chance within such a budget; see the RESULTS section on plain VGG from scratch):
 
     F="--data vgg_shapes/hard --crop 96 --scales 112 168 112:224 --width 0.25 --epochs 12
        --chain-epochs 4 --optimizer adam --lr 3e-4 --weight-decay 0 --init glorot --out runs/t3-hard"
-    python bench/paper_tables.py $F --rows A/S D/S A+/S C/S B/S E/S A-LRN/S B-5x5/S --tables 3
+    python bench/paper_tables.py $F --tables 3 \
+        --rows A/S D/S A+/S C/S B/S E/S A-LRN/S B-5x5/S
     # then D and A+ to 8 epochs: their train_cls.py commands with --epochs 8 resume their runs
     python bench/paper_tables.py $F --rows D/S2 D/J --tables 3
     python bench/paper_tables.py $F --tables 8 9 --loc-epochs 2 --loc-lr 3e-4 --loc-tag adam
@@ -55,8 +56,9 @@ PAPER_T6 = (23.7, 6.8)
 PAPER_T8 = {("scr", "fc"): 36.4, ("pcr", "fc"): 34.3, ("pcr", "all"): 33.1}
 PAPER_T9 = {"S": 29.5, "S2": 28.2}
 
-TABLE3 = [("A", "S"), ("A+", "S"), ("A-LRN", "S"), ("B", "S"), ("B-5x5", "S"), ("C", "S"), ("C", "S2"), ("C", "J"),
-          ("D", "S"), ("D", "S2"), ("D", "J"), ("E", "S"), ("E", "S2"), ("E", "J")]
+TABLE3 = [("A", "S"), ("A+", "S"), ("A-LRN", "S"), ("B", "S"), ("B-5x5", "S"), ("C", "S"),
+          ("C", "S2"), ("C", "J"), ("D", "S"), ("D", "S2"), ("D", "J"), ("E", "S"), ("E", "S2"),
+          ("E", "J")]
 
 
 class Bench:
@@ -137,11 +139,13 @@ class Bench:
     def localizer(self, regression, finetune, scale_key="S"):
         a = self.args
         classifier = self.classifier("D", scale_key)[1]
-        run_dir = self.out / f"loc-{regression}-{finetune}-{scale_key.lower()}{f'-{a.loc_tag}' if a.loc_tag else ''}"
+        tag = f"-{a.loc_tag}" if a.loc_tag else ""
+        run_dir = self.out / f"loc-{regression}-{finetune}-{scale_key.lower()}{tag}"
         flags = [*self.common(), "--arch", "D", "--scale", self.scales[scale_key],
                  "--epochs", a.loc_epochs, "--lr", a.loc_lr, "--regression", regression,
                  "--finetune", finetune, "--init-from", classifier, "--classifier", classifier]
-        for name, value in (("--optimizer", a.loc_optimizer), ("--weight-decay", a.loc_weight_decay)):
+        for name, value in (("--optimizer", a.loc_optimizer),
+                            ("--weight-decay", a.loc_weight_decay)):
             if value is not None:
                 flags[flags.index(name) + 1] = str(value)
         return self.script("train_loc.py", flags, run_dir)
@@ -184,13 +188,18 @@ def main():
     parser.add_argument("--loc-weight-decay", type=float, default=None,
                         help="default: --weight-decay")
     parser.add_argument("--loc-tag", default="",
-                        help="suffix of the localisation run directories (loc-pcr-all-s-TAG), to keep "
-                             "recipes apart")
+                        help="suffix of the localisation run directories (loc-pcr-all-s-TAG), "
+                             "to keep recipes apart")
     parser.add_argument("--tables", nargs="+", default=["3", "4", "5", "6", "8", "9"])
     parser.add_argument("--out", default="runs/paper-tables")
     parser.add_argument("--smoke", action="store_true",
                         help="vgg_shapes/small, 32-pixel crops, one short epoch per net")
     args = parser.parse_args()
+    table3_rows = [tuple(row.partition("/")[::2]) for row in args.rows] if args.rows else TABLE3
+    unknown = [f"{arch}/{key}" for arch, key in table3_rows if (arch, key) not in TABLE3]
+    if unknown:   # before any training, not when the table is written hours later
+        parser.error(f"--rows: no Table 3 row {', '.join(unknown)}; the rows are "
+                     f"{' '.join(f'{arch}/{key}' for arch, key in TABLE3)}")
     if args.smoke:
         args.data, args.crop, args.scales = "vgg_shapes/small", 32, ["36", "48", "36:64"]
         args.width, args.epochs, args.loc_epochs, args.steps_per_epoch = 0.125, 1, 1, 4
@@ -206,16 +215,16 @@ def main():
                 f"{f' for {args.chain_epochs} epochs' if args.chain_epochs else ''}"
                 "; errors on the test split")
     if {"8", "9"} & set(args.tables):
+        decay = args.weight_decay if args.loc_weight_decay is None else args.loc_weight_decay
         settings += (f"; localisation: {args.loc_epochs} epochs, "
-                     f"{args.loc_optimizer or args.optimizer} lr {args.loc_lr}, weight decay "
-                     f"{args.weight_decay if args.loc_weight_decay is None else args.loc_weight_decay}")
+                     f"{args.loc_optimizer or args.optimizer} lr {args.loc_lr}, weight decay {decay}")
     lines += [f"Settings: {settings}.", ""]
 
     if "3" in args.tables or "4" in args.tables:
         lines += ["Table 3 (single test scale, dense) and Table 4 (three test scales, dense):", "",
                   "| config | train S | T3 top-1 / top-5 | paper T3 | T4 top-1 / top-5 | paper T4 |",
                   "|---|---|---|---|---|---|"]
-        for arch, key in ([tuple(r.split("/")) for r in args.rows] if args.rows else TABLE3):
+        for arch, key in table3_rows:
             summary, _ = bench.classifier(arch, key)
             single = dense_row(summary, [summary["test_scale"]])
             multi = dense_row(summary, summary["headline"]["scales"])
