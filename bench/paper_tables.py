@@ -15,7 +15,8 @@ What bench/RESULTS.md records, time-boxed for a 2-core CPU (Adam, because SGD do
 chance within such a budget; see the RESULTS section on plain VGG from scratch):
 
     F="--data vgg_shapes/hard --crop 96 --scales 112 168 112:224 --width 0.25 --epochs 12
-       --chain-epochs 4 --optimizer adam --lr 3e-4 --weight-decay 0 --init glorot --out runs/t3-hard"
+       --chain-epochs 4 --optimizer adam --lr 3e-4 --weight-decay 0 --init glorot
+       --out runs/t3-hard"
     python bench/paper_tables.py $F --tables 3 \
         --rows A/S D/S A+/S C/S B/S E/S A-LRN/S B-5x5/S
     # then D and A+ to 8 epochs: their train_cls.py commands with --epochs 8 resume their runs
@@ -217,7 +218,8 @@ def main():
     if {"8", "9"} & set(args.tables):
         decay = args.weight_decay if args.loc_weight_decay is None else args.loc_weight_decay
         settings += (f"; localisation: {args.loc_epochs} epochs, "
-                     f"{args.loc_optimizer or args.optimizer} lr {args.loc_lr}, weight decay {decay}")
+                     f"{args.loc_optimizer or args.optimizer} lr {args.loc_lr}, "
+                     f"weight decay {decay}")
     lines += [f"Settings: {settings}.", ""]
 
     if "3" in args.tables or "4" in args.tables:
