@@ -17,11 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from vgg_keras import data
-from vgg_keras.models import build_vgg
+from vgg_keras.models import build_vgg, scale_to_unit_output
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,7 +55,8 @@ VARIANTS = {
 
 def unit_scale_start(arch, args, out, *, batch=256):
     """A ``.keras`` start for ``--init-from``: glorot, then each conv/FC layer's kernel divided by
-    the root mean square of its output on one batch of training crops, first layer first."""
+    the root mean square of its output on one batch of training crops, first layer first (what
+    ``train_cls.py --init unit-scale`` does on 64 crops)."""
     path = out / f"{arch.lower()}-unit-scale-start.keras"
     if path.exists():
         return path
@@ -68,13 +68,7 @@ def unit_scale_start(arch, args, out, *, batch=256):
     mean = images.reshape(-1, 3).mean(axis=0).tolist()
     model = build_vgg(arch, data.info(examples).num_classes, width=args.width, init="glorot",
                       input_shape=(args.crop, args.crop, 3), preprocessing={"mean": mean})
-    for layer in model.layers:
-        if not isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
-            continue
-        probe = keras.Model(model.input, layer.output)
-        rms = float(np.sqrt(np.mean(np.square(probe.predict(images, verbose=0)))))
-        kernel, bias = layer.get_weights()
-        layer.set_weights([kernel / rms, bias])
+    scale_to_unit_output(model, images)
     out.mkdir(parents=True, exist_ok=True)
     model.save(path)
     return path

@@ -196,6 +196,27 @@ def test_preinitialize_names_the_layer_that_does_not_fit():
             vgg_keras.build_vgg("B", 7, input_shape=(64, 64, 3), width=0.5), source)
 
 
+def test_unit_scale_gives_every_random_layer_unit_output_and_keeps_copied_ones():
+    model, source = tiny("D", size=32), tiny("A", size=32)
+    copied = vgg_keras.preinitialize(model, source)
+    kept = {name: model.get_layer(name).get_weights() for name in copied}
+    batch = images(12, (32, 32))
+    factors = vgg_keras.scale_to_unit_output(model, batch, skip=copied, batch_size=5)
+    weighted = [layer.name for layer in model.layers
+                if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
+    assert list(factors) == [name for name in weighted if name not in copied]
+    # Glorot's start shrinks the signal layer by layer; the factors undo it.
+    assert min(factors.values()) < 0.5
+    for name in weighted:
+        output = keras.Model(model.input, model.get_layer(name).output)(batch)
+        rms = float(np.sqrt(np.mean(np.square(np.asarray(output)))))
+        if name in copied:
+            for now, before in zip(model.get_layer(name).get_weights(), kept[name]):
+                np.testing.assert_array_equal(now, before)
+        else:
+            assert rms == pytest.approx(1.0, abs=1e-4), name
+
+
 # -- the localisation head ---------------------------------------------------------------------
 
 

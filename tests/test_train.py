@@ -49,6 +49,18 @@ def test_scale_smaller_than_crop_fails_before_training(tfds_dir, tmp_path):
         train_classifier(scale=200, crop=224, run_dir=str(tmp_path))
 
 
+def test_unit_scale_start_from_the_command_line(tfds_dir, tmp_path):
+    run_dir = tmp_path / "unit"
+    args = [*TINY, "--arch", "B", "--init", "unit-scale", "--epochs", "1", "--steps-per-epoch",
+            "2", "--optimizer", "sgd", "--lr", "1e-3", "--run-dir", str(run_dir)]
+    process = run_script(args, dict(os.environ, TFDS_DATA_DIR=str(tfds_dir)))
+    output = process.communicate(timeout=600)[0]
+    assert process.returncode == 0, output[-3000:]
+    assert json.loads((run_dir / "config.json").read_text())["init"] == "unit-scale"
+    rescaled = next(line for line in output.splitlines() if "Kernels rescaled" in line)
+    assert "on 64 images: block1_conv1 /" in rescaled and "fc8 /" in rescaled
+
+
 def run_script(args, env, **kwargs):
     return subprocess.Popen([sys.executable, str(ROOT / "train_cls.py"), *args], cwd=ROOT,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

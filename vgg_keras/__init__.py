@@ -21,8 +21,8 @@ from .configs import CONFIGS
 from .layers import InputNormalization, LocalResponseNormalization, MinimumSpatialSize
 from .export import export
 from .models import (
-    arch_of, build_localizer, build_vgg, load_vgg, preinitialize, to_dense, vgg11, vgg11_lrn,
-    vgg13, vgg16, vgg16_1x1, vgg19,
+    arch_of, build_localizer, build_vgg, load_vgg, preinitialize, scale_to_unit_output, to_dense,
+    vgg11, vgg11_lrn, vgg13, vgg16, vgg16_1x1, vgg19,
 )
 from .transfer import features
 from . import transfer
@@ -47,6 +47,7 @@ __all__ = [
     "features",
     "build_vgg",
     "preinitialize",
+    "scale_to_unit_output",
     "to_dense",
     "transfer",
 ]

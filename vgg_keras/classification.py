@@ -15,12 +15,17 @@ import keras
 
 from . import data as vdata
 from . import evaluate as protocols
-from .config import ClassificationConfig, multi_test_scales, test_scale
-from .models import build_vgg, input_normalization, load_vgg, preinitialize
+from .config import UNIT_SCALE, ClassificationConfig, multi_test_scales, test_scale
+from .models import (
+    build_vgg, input_normalization, load_vgg, preinitialize, scale_to_unit_output,
+)
 from .run import Run, Task
 from .train import resample_where
 
 log = logging.getLogger(__name__)
+
+UNIT_SCALE_IMAGES = 64
+"""Training crops that ``--init unit-scale`` measures each layer's output on."""
 
 
 class ClassificationTask(Task):
@@ -38,11 +43,14 @@ class ClassificationTask(Task):
             # Weights see their inputs as they were trained to: the source's normalisation.
             preprocessing = input_normalization(self.source) or preprocessing
             log.info("Input normalisation of %s: %s", config.init_from, preprocessing)
+        # unit-scale rescales a Glorot start on training crops (initialize_on_data).
+        random_init = "glorot" if config.init == UNIT_SCALE else config.init
         model = build_vgg(config.arch, info.num_classes, input_shape=(config.crop, config.crop, 3),
-                          width=config.width, dropout=config.dropout, init=config.init,
+                          width=config.width, dropout=config.dropout, init=random_init,
                           preprocessing=preprocessing)
+        self.copied = ()
         if self.source is not None:
-            initialize_from(model, self.source, config.init_from)
+            self.copied = initialize_from(model, self.source, config.init_from)
         else:
             log.info("Training %s from random initialisation (%s).", model.name, config.init)
         augmentation = self.augmentation(config, statistics, flip=config.flip)
@@ -50,6 +58,19 @@ class ClassificationTask(Task):
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
                      keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5")])
+
+    def initialize_on_data(self, config, model, examples):
+        if config.init != UNIT_SCALE or self.copied == "all":
+            return
+        if (config.num_processes or 1) > 1:
+            # Every process would rescale its own copy; one start, passed to all, is the same.
+            raise ValueError("--init unit-scale rescales the network on one process; make the "
+                             "start with vgg_keras.models.scale_to_unit_output and give it to "
+                             "every process with --init-from.")
+        images, _ = next(iter(vdata.eval_pipeline(
+            examples, scale=test_scale(config.scale), mode="center", crop=config.crop,
+            batch_size=UNIT_SCALE_IMAGES, resample_on="host")))
+        scale_to_unit_output(model, images, skip=self.copied)
 
     def train_batches(self, config, examples, start_epoch, steps, **feed):
         return vdata.train_pipeline(

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from .boxes import DEFAULT_MERGE, MERGE_THRESHOLDS
-from .configs import ARCHITECTURES, CONFIGS, VARIANTS, canonical_arch
+from .configs import ARCHITECTURES, CONFIGS, INITIALIZERS, VARIANTS, canonical_arch
 from .transforms import test_scale
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -160,6 +160,12 @@ def option(default: Any, group: str, help: str, *, parse: Callable[[str], Any] |
     return dataclasses.field(default=default, metadata=metadata)
 
 
+UNIT_SCALE = "unit-scale"
+INIT_HELP = ("random initialisation: N(0, 0.01) as in the paper, or Glorot uniform, which the "
+             "authors later found trains without pre-init; xavier is that procedure as Caffe's "
+             "filler runs it (variance 1/fan_in, not Keras's 2/(fan_in+fan_out))")
+
+
 @dataclasses.dataclass
 class RunConfig:
     """What every training run takes; each default is the paper's."""
@@ -171,11 +177,7 @@ class RunConfig:
     width: float = option(1.0, "model", "multiplier on every channel count (1.0 is the paper; "
                           "0.25 for quick CPU experiments)", parse=positive(float))
     dropout: float = option(0.5, "model", "dropout rate after fc6 and fc7", parse=dropout_rate)
-    init: str = option("paper", "model", "random initialisation: N(0, 0.01) as in the paper, "
-                       "or Glorot uniform, which the authors later found trains without "
-                       "pre-init; xavier is that procedure as Caffe's filler runs it (variance "
-                       "1/fan_in, not Keras's 2/(fan_in+fan_out))",
-                       choices=("paper", "glorot", "xavier"))
+    init: str = option("paper", "model", INIT_HELP, choices=INITIALIZERS)
     init_from: str = option(None, "model", "a model to start from: a trained A for the paper's "
                             "pre-initialisation of a deeper net, or a model of the same "
                             "configuration to fine-tune", metavar="PATH")
@@ -322,6 +324,12 @@ class RunConfig:
 @dataclasses.dataclass
 class ClassificationConfig(RunConfig):
     """train_cls.py's options."""
+
+    init: str = option("paper", "model", INIT_HELP + "; unit-scale is Glorot uniform, then each "
+                       "conv and FC kernel divided by the root mean square of its output on 64 "
+                       "training crops, first layer first (LSUV), the start with which SGD "
+                       "trains plain VGG from scratch; with --init-from only the layers not "
+                       "copied are rescaled", choices=(*INITIALIZERS, UNIT_SCALE))
 
     eval_methods: list = option(["dense", "center"], "evaluation", "test protocols, for "
                                 "--evaluate and for the evaluation after training; "

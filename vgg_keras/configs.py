@@ -96,6 +96,11 @@ IMAGENET_PCA_EIGVEC = (
 GFLOPS_224 = {"A": 15.22, "A-LRN": 15.22, "B": 22.62, "C": 23.54, "D": 30.94, "E": 39.26}
 """Forward GFLOPs (2 x multiply-adds) of one 224x224 image at width 1, from the paper sheet."""
 
+INITIALIZERS = ("paper", "glorot", "xavier")
+"""``paper``: N(0, 0.01); ``glorot``: Keras's Glorot uniform (variance 2 / (fan_in + fan_out));
+``xavier``: Caffe's "xavier" filler, uniform with variance 1 / fan_in, the Glorot procedure as
+the authors' Caffe code ran it."""
+
 MIN_INPUT_SIZE = 32
 """Five 2x2 pools leave a 1x1 map at 32 pixels; below that the network has nothing to read."""
 

@@ -18,7 +18,8 @@ from typing import Any
 import keras
 
 from .configs import (
-    ARCHITECTURES, FC_UNITS, IMAGENET_MEAN_RGB, MIN_INPUT_SIZE, canonical_arch, parse_layer,
+    ARCHITECTURES, FC_UNITS, IMAGENET_MEAN_RGB, INITIALIZERS, MIN_INPUT_SIZE, canonical_arch,
+    parse_layer,
 )
 from .heads import (
     BOX_LAYER, PRIOR_BOX, REGRESSIONS, BoxRegression, box_outputs, check_regression,
@@ -33,7 +34,7 @@ __all__ = [
     "BOX_LAYER", "INITIALIZERS", "KINDS", "PREINIT_CONV_LAYERS", "PREPROCESSING", "PRIOR_BOX",
     "REGRESSIONS", "BoxRegression", "arch_of", "box_head", "build_localizer", "build_vgg",
     "input_normalization", "is_localizer", "load_vgg", "preinitialize", "regression_of",
-    "scaled", "to_dense",
+    "scale_to_unit_output", "scaled", "to_dense",
     "vgg_backbone", "vgg_fc", "vgg_head", "vgg_layer_names",
 ]
 
@@ -41,11 +42,6 @@ PREPROCESSING = {
     "imagenet": {"mean": IMAGENET_MEAN_RGB, "std": None, "channel_order": "rgb"},
 }
 """Named input normalisations; ``"imagenet"`` is the paper's mean-RGB subtraction."""
-
-INITIALIZERS = ("paper", "glorot", "xavier")
-"""``paper``: N(0, 0.01); ``glorot``: Keras's Glorot uniform (variance 2 / (fan_in + fan_out));
-``xavier``: Caffe's "xavier" filler, uniform with variance 1 / fan_in, the Glorot procedure as
-the authors' Caffe code ran it."""
 
 PREINIT_CONV_LAYERS = 4
 """The paper copies the first four conv layers and the three FC layers of a trained A."""
@@ -476,6 +472,52 @@ def preinitialize(model: keras.Model, source: keras.Model | str | os.PathLike, *
 
 def _has_layer(model, name):
     return any(layer.name == name for layer in model.layers)
+
+
+def scale_to_unit_output(model: keras.Model, images: Any, *, skip: Sequence[str] = (),
+                         batch_size: int = 32) -> dict[str, float]:
+    """Rescale each conv and FC kernel so that its output has unit root mean square on ``images``.
+
+    Layer-sequential unit-variance initialisation (Mishkin & Matas, ICLR 2016), done in place,
+    first layer first, each measured after the ones before it are rescaled: with it SGD trains a
+    randomly initialised plain VGG from scratch where Glorot's start does not (Glorot's
+    fan-average variance halves the signal at every ReLU layer; see bench/RESULTS.md, "Plain VGG
+    from scratch"). Layers named in ``skip`` (those copied from another net) keep their weights
+    but pass their output on. ``images`` are model inputs (RGB in [0, 255], a batch of training
+    crops). Returns the factor each kernel was divided by.
+
+    >>> model = build_vgg("A", 10, input_shape=(32, 32, 3), width=0.125, init="glorot")
+    >>> images = keras.random.uniform((8, 32, 32, 3), maxval=255.0, seed=1)
+    >>> factors = scale_to_unit_output(model, images)
+    >>> list(factors)[:2], len(factors)
+    (['block1_conv1', 'block2_conv1'], 11)
+    >>> rms = keras.ops.sqrt(keras.ops.mean(keras.ops.square(model(images))))
+    >>> round(float(rms), 3)
+    1.0
+    """
+    layers = _layer_chain(model)
+    images = keras.ops.convert_to_numpy(images)
+    activations = [keras.ops.convert_to_tensor(images[start:start + batch_size])
+                   for start in range(0, len(images), batch_size)]
+    factors = {}
+    for layer in layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        outputs = [layer(x, training=False) for x in activations]
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)) and layer.name not in skip:
+            squares = sum(float(keras.ops.sum(keras.ops.square(keras.ops.cast(y, "float32"))))
+                          for y in outputs)
+            rms = (squares / sum(int(keras.ops.size(y)) for y in outputs)) ** 0.5
+            if not rms > 0:
+                raise ValueError(f"scale_to_unit_output: {layer.name!r} outputs only zeros on "
+                                 f"these images; cannot rescale it.")
+            layer.kernel.assign(layer.kernel / rms)
+            factors[layer.name] = rms
+            outputs = [layer(x, training=False) for x in activations]
+        activations = outputs
+    log.info("Kernels rescaled to unit output on %d images: %s", len(images),
+             ", ".join(f"{name} /{factor:.3g}" for name, factor in factors.items()))
+    return factors
 
 
 def build_localizer(source: str | keras.Model | os.PathLike = "D", num_classes: int | None = None,

@@ -85,6 +85,10 @@ class Task:
         PCA."""
         raise NotImplementedError
 
+    def initialize_on_data(self, config, model, examples):
+        """After :meth:`build`: an initialisation that looks at training ``examples``
+        (``--init unit-scale``); none by default."""
+
     def augmentation(self, config, statistics, *, flip):
         """The augmentation ``fit`` puts before the network, for the batches of
         :meth:`train_batches`: with ``--resample-on device`` it crops the windows the host
@@ -203,7 +207,7 @@ class Run:
                 directory.write_config({"classes": list(info.class_names)})
             self.task.check_data(info)
             self.statistics = self._statistics(train, info)
-            model, trainer = self._build(scope, info)
+            model, trainer = self._build(scope, info, train)
             state, seconds = self._fit(model, trainer, train, val, info, replicas)
             self._save(model, state)
             model = self._evaluation_model(model)
@@ -248,11 +252,12 @@ class Run:
                  ", ".join(f"{v:.1f}" for v in statistics.mean), origin)
         return statistics
 
-    def _build(self, scope, info):
+    def _build(self, scope, info, train):
         c = self.config
         keras.utils.set_random_seed(c.seed)  # here: loading data may have drawn random numbers
         with scope:
             model, augmentation, compile_arguments = self.task.build(c, info, self.statistics)
+            self.task.initialize_on_data(c, model, train)
             self.augmentation = augmentation
             trainer = with_training_augmentation(model, augmentation)
             apply_weight_decay(model, c.weight_decay)
