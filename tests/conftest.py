@@ -10,6 +10,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Directory listings cache their file checks; keep the suite's caches out of the home folder.
 os.environ["VGG_KERAS_CACHE"] = tempfile.mkdtemp(prefix="vgg_keras_listings_")
+# JAX's persistent compilation cache (per worker, as a user of several processes would set it):
+# the multi-process and JAX tests start the same small model in many processes, and each start
+# otherwise compiles every step again.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="vgg_keras_jax_"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 
 @pytest.fixture(scope="session")
