@@ -40,11 +40,13 @@ def test_flip_averaging_of_a_symmetric_image_changes_nothing():
     dense = vgg_keras.to_dense(model)
     with_flip = evaluate.dense_posteriors(dense, symmetric, flip=True)
     without = evaluate.dense_posteriors(dense, symmetric, flip=False)
-    np.testing.assert_allclose(with_flip, without, atol=1e-7)
+    # The flipped images share the forward pass: a batch twice as large rounds differently
+    # in float32 (measured 1.6e-7).
+    np.testing.assert_allclose(with_flip, without, atol=1e-6)
     # ...while on an ordinary image flipping does change the answer.
     ordinary = np.random.default_rng(2).uniform(0, 255, (2, 96, 96, 3)).astype("float32")
     assert np.abs(evaluate.dense_posteriors(dense, ordinary, True)
-                  - evaluate.dense_posteriors(dense, ordinary, False)).max() > 1e-6
+                  - evaluate.dense_posteriors(dense, ordinary, False)).max() > 1e-4
 
 
 def test_dense_averages_the_score_map_before_the_softmax():
@@ -56,6 +58,30 @@ def test_dense_averages_the_score_map_before_the_softmax():
     expected = evaluate.softmax(score_map.mean(axis=(1, 2)))
     np.testing.assert_allclose(evaluate.dense_posteriors(dense, image, flip=False), expected,
                                atol=1e-7)
+
+
+def test_dense_regroups_images_by_size_and_keeps_their_order():
+    """Whole images of three sizes, interleaved, one a batch as eval_pipeline gives them: the
+    posteriors are each image's own, in the order the images came, and the forward passes hold
+    images of one size, at most as many pixels as batch_size crops."""
+    model = tiny()
+    dense = vgg_keras.to_dense(model)
+    rng = np.random.default_rng(5)
+    sizes = [(64, 80), (80, 64), (64, 80), (96, 64), (64, 80), (80, 64), (64, 80)]
+    images = [rng.uniform(0, 255, (1, h, w, 3)).astype("float32") for h, w in sizes]
+    labels = [np.array([i % 6]) for i in range(len(images))]
+    expected = np.concatenate([evaluate.dense_posteriors(dense, image) for image in images])
+    for batch_size in (1, 4, 8, 64):
+        got, seen = evaluate.collect_posteriors(model, zip(images, labels), "dense",
+                                                dense_model=dense, batch_size=batch_size)
+        np.testing.assert_array_equal(seen, np.concatenate(labels))
+        np.testing.assert_allclose(got, expected, atol=1e-6, err_msg=str(batch_size))
+    # 8 crops of 64 x 64, half of the pixels for the mirror images: 16384 // 5120 = 3 images
+    # of 64 x 80 a pass (4 of them: 3 + 1), both of 80 x 64, the one of 96 x 64.
+    groups = evaluate.same_size_batches(zip(images, labels), 8 * 64 * 64 // 2)
+    assert [(list(positions), group.shape) for positions, group, _ in groups] == [
+        ([0, 2, 4], (3, 64, 80, 3)), ([6], (1, 64, 80, 3)), ([1, 5], (2, 80, 64, 3)),
+        ([3], (1, 96, 64, 3))]
 
 
 def test_multicrop_averages_crop_posteriors_and_fusion_averages_models():

@@ -98,7 +98,7 @@ class ClassificationTask(Task):
         rows = protocols.evaluate_classifier(
             model, lambda q, method: protocols.protocol_batches(
                 examples, method, q, crop=config.crop, batch_size=config.eval_batch_size),
-            scales=scales, methods=methods)
+            scales=scales, methods=methods, batch_size=config.eval_batch_size)
         split = vdata.info(examples).split
         log.info("%s", protocols.format_table(
             rows, title=f"{split} split (not seen in training or selection), {model.name}, "
@@ -167,7 +167,7 @@ def evaluate_saved(paths, *, data=None, data_dir=None, scales=None, scale=256,
     rows = protocols.evaluate_classifier(
         models, lambda q, method: protocols.protocol_batches(
             examples, method, q, crop=crop, batch_size=batch_size),
-        scales=scales, methods=methods, flip=flip)
+        scales=scales, methods=methods, flip=flip, batch_size=batch_size)
     print(protocols.format_table(rows))
     if output:
         protocols.write_json(rows, output)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -98,6 +99,34 @@ def _to_numpy(x):
     return keras.ops.convert_to_numpy(x)
 
 
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def forward(model: keras.Model, images: Any) -> np.ndarray:
+    """``model``'s outputs on ``images`` (inference), as numpy.
+
+    On TensorFlow the call runs as one ``tf.function`` per model that takes any batch and
+    image size (``reduce_retracing``): an eager call of a small VGG costs about 0.06 s of
+    Python and dispatch whatever the batch, which made dense evaluation, one image a pass,
+    12x slower (``bench/evaluation.py``). Other backends call the model as it is.
+
+    >>> from vgg_keras import build_vgg
+    >>> model = build_vgg("A", 10, input_shape=(32, 32, 3), width=0.125)
+    >>> forward(model, np.zeros((2, 32, 32, 3), "float32")).shape
+    (2, 10)
+    """
+    if keras.backend.backend() != "tensorflow":
+        return _to_numpy(model(images, training=False))
+    compiled = _COMPILED.get(model)
+    if compiled is None:
+        # The backend is TensorFlow, so it is imported already.
+        tf = sys.modules["tensorflow"]
+        held = weakref.ref(model)   # the cache must not keep the model alive
+        compiled = tf.function(lambda x: held()(x, training=False), reduce_retracing=True)
+        _COMPILED[model] = compiled
+    return _to_numpy(compiled(images))
+
+
 def dense_posteriors(dense_model: keras.Model, images: np.ndarray,
                      flip: bool = True) -> np.ndarray:
     """Soft-max of the spatially averaged class score map, averaged with the flipped image.
@@ -111,12 +140,62 @@ def dense_scores(dense_model: keras.Model, images: np.ndarray,
                  flip: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """``(score maps (N, h, w, C), posteriors (N, C))`` of the dense protocol: the class score
     maps of ``images`` and :func:`dense_posteriors` from them."""
-    maps = _to_numpy(dense_model(images, training=False))
+    images = np.asarray(images, dtype="float32")
+    if flip:   # one forward pass for the images and their mirror images
+        images = np.concatenate([images, images[:, :, ::-1]])
+    maps = forward(dense_model, images)
     posteriors = softmax(maps.mean(axis=(1, 2)))
     if flip:
-        flipped = _to_numpy(dense_model(images[:, :, ::-1], training=False)).mean(axis=(1, 2))
-        posteriors = 0.5 * (posteriors + softmax(flipped))
+        maps, posteriors = maps[:len(maps) // 2], 0.5 * (posteriors[:len(maps) // 2]
+                                                         + posteriors[len(maps) // 2:])
     return maps, posteriors
+
+
+DENSE_READ_AHEAD = 8
+"""Dense evaluation reads this many forward passes' worth of images ahead to find images of
+equal size (see :func:`same_size_batches`)."""
+
+
+def same_size_batches(batches: Iterable[tuple[Any, Any]], pixels: int, *,
+                      read_ahead: int = DENSE_READ_AHEAD
+                      ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Regroup whole images of any sizes into batches of images of one size.
+
+    Dense evaluation gets one image per batch (sizes differ, and padding would change the
+    averaged score map), and a forward pass per image costs mostly the framework's per-call
+    overhead on small images. This reads ``read_ahead`` passes' worth of images ahead, groups
+    them by (height, width) and yields ``(positions, images (n, H, W, 3), labels (n,))`` with at
+    most ``pixels`` pixels in all (at least one image); ``positions`` number the images in the
+    order they came, to put results back in that order.
+
+    >>> images = [np.zeros((1, h, 5, 3)) for h in (4, 6, 4, 4)]
+    >>> for positions, group, labels in same_size_batches(zip(images, [[0], [1], [2], [3]]), 40):
+    ...     print(positions, group.shape, labels)
+    [0 2] (2, 4, 5, 3) [0 2]
+    [3] (1, 4, 5, 3) [3]
+    [1] (1, 6, 5, 3) [1]
+    """
+    pending: dict[tuple[int, int], list] = {}
+    buffered = position = 0
+
+    def flush():
+        for (height, width), items in pending.items():
+            per_pass = max(1, pixels // (height * width))
+            for start in range(0, len(items), per_pass):
+                chunk = items[start:start + per_pass]
+                yield (np.array([p for p, _, _ in chunk]), np.stack([i for _, i, _ in chunk]),
+                       np.array([label for _, _, label in chunk]))
+        pending.clear()
+
+    for images, labels in batches:
+        for image, label in zip(images, np.asarray(labels).reshape(-1)):
+            pending.setdefault(tuple(image.shape[:2]), []).append((position, image, label))
+            position += 1
+            buffered += image.shape[0] * image.shape[1]
+        if buffered >= read_ahead * pixels:
+            yield from flush()
+            buffered = 0
+    yield from flush()
 
 
 def crop_posteriors(model: keras.Model, crops: np.ndarray, flip: bool = False) -> np.ndarray:
@@ -127,9 +206,9 @@ def crop_posteriors(model: keras.Model, crops: np.ndarray, flip: bool = False) -
     crops = np.asarray(crops)
     n, k = crops.shape[:2]
     flat = crops.reshape((n * k,) + crops.shape[2:])
-    posteriors = softmax(_to_numpy(model(flat, training=False))).reshape(n, k, -1).mean(axis=1)
+    posteriors = softmax(forward(model, flat)).reshape(n, k, -1).mean(axis=1)
     if flip:
-        flipped = softmax(_to_numpy(model(flat[:, :, ::-1], training=False)))
+        flipped = softmax(forward(model, flat[:, :, ::-1]))
         posteriors = 0.5 * (posteriors + flipped.reshape(n, k, -1).mean(axis=1))
     return posteriors
 
@@ -288,13 +367,18 @@ def track(batches: Batches, label: str,
 
 def collect_posteriors(model: keras.Model, batches: Batches, method: str, *, flip: bool = True,
                        dense_model: keras.Model | None = None, label: str | None = None,
-                       total: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Run one protocol over an eval pipeline's batches; return (posteriors, labels).
+                       total: int | None = None,
+                       batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Run one protocol over an eval pipeline's batches; return (posteriors, labels), in the
+    order the images came.
 
     ``batches`` yields ``(images, labels)`` as ``vgg_keras.data.eval_pipeline`` makes them for
     ``method``: center crops (N, c, c, 3), whole images (N, H, W, 3) for dense, or the crop
     sets of N images for multicrop, (N, K, c, c, 3) or flattened to (N * K, c, c, 3). It may be
-    the dataset itself, its ``as_numpy_iterator()`` or any iterable of numpy arrays.
+    the dataset itself, its ``as_numpy_iterator()`` or any iterable of numpy arrays. Dense
+    evaluation regroups the whole images by size (:func:`same_size_batches`) into forward
+    passes of at most as many pixels as ``batch_size`` crops (on JAX, which compiles for each
+    shape, one image a pass), the mirror images in the same pass.
 
     A progress bar named ``label`` (default: the method) counts the images out of ``total``,
     or out of the dataset's size when ``batches`` comes from ``eval_pipeline``.
@@ -309,30 +393,46 @@ def collect_posteriors(model: keras.Model, batches: Batches, method: str, *, fli
     ((6, 10), (6,), True)
     """
     chosen = protocol(method)
-    all_posteriors, all_labels = [], []
-    for images, labels in track(batches, label or method, total):
+    all_posteriors, all_labels, all_positions = [], [], []
+    batches = track(batches, label or method, total)
+    if chosen.dense:
+        dense_model = dense_model or to_dense(model)
+        height, width = model.input_shape[1:3]
+        # As many pixels a pass as batch_size crops; the flipped images share the pass. JAX
+        # compiles again for every new input shape, batch size included, and groups of varied
+        # sizes made a first pass twice as slow there: one image (and its mirror) a pass.
+        pixels = batch_size * height * width // (2 if flip else 1)
+        groups = same_size_batches(batches, 0 if keras.backend.backend() == "jax" else pixels)
+    else:
+        groups = ((None, images, labels) for images, labels in batches)
+    for positions, images, labels in groups:
         images = np.asarray(images, dtype="float32")
-        if chosen.dense:
-            dense_model = dense_model or to_dense(model)
         posteriors, labels = chosen.posteriors(model, dense_model, images, labels, flip)
         all_posteriors.append(posteriors)
         all_labels.append(np.asarray(labels).reshape(-1))
+        if positions is not None:
+            all_positions.append(positions)
     if not all_posteriors:
         raise ValueError("The evaluation data is empty.")
-    return np.concatenate(all_posteriors), np.concatenate(all_labels)
+    posteriors, labels = np.concatenate(all_posteriors), np.concatenate(all_labels)
+    if all_positions:   # back in the order the images came
+        order = np.argsort(np.concatenate(all_positions), kind="stable")
+        posteriors, labels = posteriors[order], labels[order]
+    return posteriors, labels
 
 
 def evaluate_classifier(models: keras.Model | Sequence[keras.Model],
                         make_batches: Callable[[int, str], Batches], *, scales: Sequence[int],
                         methods: Sequence[str] = ("dense",), flip: bool = True,
-                        total: int | None = None) -> list[dict[str, Any]]:
+                        total: int | None = None, batch_size: int = 32) -> list[dict[str, Any]]:
     """Evaluate one model or several (fusion) over test scales and methods.
 
     ``make_batches(scale, method)`` returns an iterable of batches for that scale and method
     (e.g. ``lambda q, m: protocol_batches(ds, m, q, crop=224)``). Each pass
     shows a progress bar ("dense Q=384", and the model's name when several are fused) counting
     images out of ``total``, or out of the dataset's size when the batches come from
-    ``eval_pipeline`` (or its ``as_numpy_iterator()``).
+    ``eval_pipeline`` (or its ``as_numpy_iterator()``). Dense passes hold at most as many
+    pixels as ``batch_size`` crops (:func:`collect_posteriors`).
 
     Returns a list of rows ``{"models", "scales", "method", "top1", "top5"}``: one per
     (scale, method), one per method over all scales (multi-scale), the dense + multi-crop
@@ -352,7 +452,7 @@ def evaluate_classifier(models: keras.Model | Sequence[keras.Model],
                 label = f"{method} Q={scale}" + (f" {model.name}" if len(models) > 1 else "")
                 posteriors, seen = collect_posteriors(model, make_batches(scale, method), method,
                                                       flip=flip, dense_model=dense, label=label,
-                                                      total=total)
+                                                      total=total, batch_size=batch_size)
                 if labels is None:
                     labels = seen
                 elif not np.array_equal(labels, seen):

@@ -42,7 +42,7 @@ import numpy as np
 from . import boxes as B
 from . import data as vdata
 from .config import test_scale
-from .evaluate import dense_posteriors, softmax
+from .evaluate import dense_posteriors, forward, softmax
 from .heads import is_localizer, regression_of
 from .localization.protocols import (
     dense_boxes, localization_errors, localize_image, location_rates,
@@ -188,7 +188,7 @@ def classify_validation(model, val, *, scale, crop, keep=16, mistakes=8, limit=1
     for images, batch_labels in batches:
         images = _numpy(images)
         batch_labels = _numpy(batch_labels).astype(int).reshape(-1)
-        probs = softmax(_numpy(model(images, training=False)))
+        probs = softmax(forward(model, images))
         labels.append(batch_labels)
         posteriors.append(probs)
         for image, label, prob in zip(images, batch_labels, probs):
@@ -218,7 +218,7 @@ def heat_maps(model, val, *, scale, count=4):
     found = []
     for image, label in vdata.eval_pipeline(val, scale=scale, mode="dense").take(count):
         image = _numpy(image).astype("float32")
-        score_map = _numpy(dense(image, training=False))[0]
+        score_map = forward(dense, image)[0]
         predicted = int(np.argmax(dense_posteriors(dense, image, flip=False)[0]))
         found.append((image[0], int(_numpy(label).reshape(-1)[0]), predicted,
                       softmax(score_map)[..., predicted]))
@@ -247,7 +247,7 @@ def heat_scene(model, val, *, scale, tiles=4):
     half = tiles // 2
     scene = np.concatenate([np.concatenate(chosen[:half], axis=1),
                             np.concatenate(chosen[half:2 * half], axis=1)], axis=0)
-    scores = _numpy(to_dense(model)(scene[None].astype("float32"), training=False))[0]
+    scores = forward(to_dense(model), scene[None].astype("float32"))[0]
     return scene, classes, softmax(scores)
 
 
@@ -285,7 +285,7 @@ def protocol1_boxes(localizer, val, *, scale, count=16):
                                   batch_size=count, boxes=True)
     for images, targets in batches:
         images = _numpy(images)
-        outputs = _numpy(localizer(images, training=False)).reshape(len(images), -1, 4)
+        outputs = forward(localizer, images).reshape(len(images), -1, 4)
         labels = _numpy(targets["label"]).astype(int).reshape(-1)
         for i, image in enumerate(images):
             gt = _valid_boxes(_numpy(targets["boxes"][i]), _numpy(targets["num_boxes"][i]))
@@ -313,8 +313,8 @@ def protocol2_boxes(localizer, classifier, val, *, scale, count=8):
         if not len(gt):
             continue
         image = _numpy(image).astype("float32")
-        score_map = _numpy(dense_cls(image, training=False))[0]
-        box_map = _numpy(dense_loc(image, training=False))[0]
+        score_map = forward(dense_cls, image)[0]
+        box_map = forward(dense_loc, image)[0]
         box_map = box_map.reshape(box_map.shape[:2] + (classes or 1, 4))
         yxyx = dense_boxes(box_map, image.shape[1:3], crop)
         rates = location_rates(score_map, box_map.shape[:2])

@@ -36,7 +36,7 @@ import keras
 import numpy as np
 
 from .. import boxes as B
-from ..evaluate import dense_scores, known_total, protocol_batches, softmax, track
+from ..evaluate import dense_scores, forward, known_total, protocol_batches, softmax, track
 from ..heads import regression_of
 from ..models import to_dense
 from ..progress import progress
@@ -99,8 +99,7 @@ def protocol1(localizer, batches, *, threshold=0.5, progress_label=None, total=N
     ious = []
     bar_label = progress_label or f"protocol 1 {localizer.name}"
     for images, labels in track(batches, bar_label, total):
-        predictions = keras.ops.convert_to_numpy(
-            localizer(np.asarray(images, dtype="float32"), training=False))
+        predictions = forward(localizer, np.asarray(images, dtype="float32"))
         per_class = _class_boxes(predictions, classes)
         label = np.asarray(labels["label"]).reshape(-1)
         if classes:
@@ -322,8 +321,7 @@ class _DenseNets:
                 posteriors.append(post[0])
                 maps.append(score_maps[0])
             for dense, crop, (_, classes) in zip(self.localizers, self.crops, self.specs):
-                box_map = _class_boxes(
-                    keras.ops.convert_to_numpy(dense(image, training=False))[0], classes)
+                box_map = _class_boxes(forward(dense, image)[0], classes)
                 yxyx = dense_boxes(box_map, image.shape[1:3], crop)
                 rates = np.mean([location_rates(m, box_map.shape[:2]) for m in maps], axis=0)
                 predictions.append((yxyx.reshape(-1, yxyx.shape[2], 4), rates))

@@ -1,0 +1,143 @@
+#!/usr/bin/env python
+"""Dense evaluation: ours against one eager call per image, side by side in one run.
+
+The anchor is dense evaluation as the paper describes it and as a Keras user writes it: the
+fully convolutional net called on each whole image and on its mirror image
+(``dense(image)``, one image a pass, since sizes differ). Ours is
+``vgg_keras.evaluate.collect_posteriors(..., "dense")``: images regrouped by size into passes
+of at most ``batch_size`` crops' pixels, the mirror images in the same pass, and on TensorFlow
+one ``tf.function`` per model instead of eager calls. Both read the same numpy images (the
+decoding and rescaling is timed apart, as "pipeline"), and the script checks that they give
+the same posteriors.
+
+Cases: the suite's tiny A (width 0.125, crop 32) on ``vgg_shapes/small`` at Q = 40, the quick
+start's A (width 0.25, crop 64) on ``vgg_shapes`` at Q = 84, and full-size D (224) on generated
+images of four sizes at Q = 256. Each case runs ``--rounds`` times, interleaved; the table
+gives the median images/s.
+
+    python bench/evaluation.py                       # TensorFlow
+    KERAS_BACKEND=jax python bench/evaluation.py
+"""
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import vgg_keras  # noqa: E402
+from vgg_keras import data as vdata  # noqa: E402
+from vgg_keras.evaluate import collect_posteriors, softmax  # noqa: E402
+from vgg_keras.progress import set_quiet  # noqa: E402
+
+
+def anchor(dense, images):
+    """One eager call per image and one per mirror image, the score maps averaged."""
+    out = []
+    for image in images:
+        image = image[None]
+        plain = keras.ops.convert_to_numpy(dense(image, training=False)).mean(axis=(1, 2))
+        mirror = keras.ops.convert_to_numpy(
+            dense(image[:, :, ::-1], training=False)).mean(axis=(1, 2))
+        out.append(0.5 * (softmax(plain) + softmax(mirror)))
+    return np.concatenate(out)
+
+
+def ours(model, dense, images, batch_size):
+    """The library's dense protocol on the same images, one a batch as eval_pipeline gives."""
+    batches = [(image[None], np.zeros(1, int)) for image in images]
+    return collect_posteriors(model, batches, "dense", dense_model=dense,
+                              batch_size=batch_size)[0]
+
+
+def embedded_images(name, split, scale, count):
+    examples = vdata.load(name, f"{split}[:{count}]")
+    started = time.perf_counter()
+    images = [image[0] for image, _ in
+              vdata.eval_pipeline(examples, scale=scale, mode="dense").as_numpy_iterator()]
+    return images, time.perf_counter() - started
+
+
+def generated_images(scale, count, seed=0):
+    """Whole images at the shapes of ImageNet's four commonest sizes, rescaled to Q."""
+    rng = np.random.default_rng(seed)
+    sizes = [(375, 500), (333, 500), (500, 375), (500, 333)]
+    images = []
+    for index in range(count):
+        height, width = sizes[index % len(sizes)]
+        factor = scale / min(height, width)
+        shape = (round(height * factor), round(width * factor), 3)
+        images.append(rng.uniform(0, 255, shape).astype("float32"))
+    return images, 0.0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--full-size-images", type=int, default=8,
+                        help="images for the full-size D case (0 skips it)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args(argv)
+
+    keras.utils.set_random_seed(0)
+    set_quiet()
+    cases = []
+    tiny = vgg_keras.build_vgg("A", 10, input_shape=(32, 32, 3), width=0.125, init="glorot")
+    cases.append(("A x0.125, crop 32, vgg_shapes/small test, Q=40", tiny,
+                  *embedded_images("vgg_shapes/small", "test", 40, 200)))
+    quick = vgg_keras.build_vgg("A", 10, input_shape=(64, 64, 3), width=0.25, init="glorot")
+    cases.append(("A x0.25, crop 64, vgg_shapes validation, Q=84", quick,
+                  *embedded_images("vgg_shapes", "validation", 84, 500)))
+    if args.full_size_images:
+        full = vgg_keras.build_vgg("D", 1000, init="glorot")
+        cases.append((f"D x1, crop 224, {args.full_size_images} images of ImageNet's 4 "
+                      "commonest sizes, Q=256", full,
+                      *generated_images(256, args.full_size_images)))
+
+    print(f"keras {keras.__version__}, backend {keras.backend.backend()}, "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"python {sys.version.split()[0]}")
+    rows = []
+    for name, model, images, pipeline_seconds in cases:
+        dense = vgg_keras.to_dense(model)
+        shapes = len({image.shape for image in images})
+        timings = {"anchor": [], "ours": []}
+        reference = mine = None
+        # Warm-up: the first calls trace (TensorFlow) or compile (JAX) for each image size;
+        # both ways are timed from the second round on, and the first round is reported apart.
+        first = {}
+        for round_index in range(args.rounds + 1):
+            for way in ("anchor", "ours"):
+                started = time.perf_counter()
+                if way == "anchor":
+                    reference = anchor(dense, images)
+                else:
+                    mine = ours(model, dense, images, args.batch_size)
+                seconds = time.perf_counter() - started
+                if round_index == 0:
+                    first[way] = seconds
+                else:
+                    timings[way].append(seconds)
+        difference = float(np.abs(reference - mine).max())
+        anchor_rate = len(images) / statistics.median(timings["anchor"])
+        our_rate = len(images) / statistics.median(timings["ours"])
+        rows.append((name, len(images), shapes, pipeline_seconds, first["anchor"],
+                     first["ours"], anchor_rate, our_rate, difference))
+
+    print()
+    print("| case | images | sizes | pipeline s | first pass s: anchor / ours | anchor img/s "
+          "| ours img/s | ours / anchor | max posterior difference |")
+    print("|---|---:|---:|---:|---|---:|---:|---:|---:|")
+    for name, count, shapes, pipe, first_a, first_o, rate_a, rate_o, diff in rows:
+        print(f"| {name} | {count} | {shapes} | {pipe:.1f} | {first_a:.1f} / {first_o:.1f} | "
+              f"{rate_a:.1f} | {rate_o:.1f} | {rate_o / rate_a:.2f}x | {diff:.1e} |")
+
+
+if __name__ == "__main__":
+    main()
