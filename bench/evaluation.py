@@ -12,7 +12,8 @@ the same posteriors.
 
 Cases: the suite's tiny A (width 0.125, crop 32) on ``vgg_shapes/small`` at Q = 40, the quick
 start's A (width 0.25, crop 64) on ``vgg_shapes`` at Q = 84, and full-size D (224) on generated
-images of four sizes at Q = 256. Each case runs ``--rounds`` times, interleaved; the table
+images of four sizes at Q = 256; then Appendix B descriptors (``vgg_keras.features``) of a list
+of decoded images, against one image at a time. Each case runs ``--rounds`` times, interleaved; the table
 gives the median images/s.
 
     python bench/evaluation.py                       # TensorFlow
@@ -35,6 +36,7 @@ import vgg_keras  # noqa: E402
 from vgg_keras import data as vdata  # noqa: E402
 from vgg_keras.evaluate import collect_posteriors, softmax  # noqa: E402
 from vgg_keras.progress import set_quiet  # noqa: E402
+from vgg_keras.transforms import rescaled_size  # noqa: E402
 
 
 def anchor(dense, images):
@@ -47,6 +49,23 @@ def anchor(dense, images):
             dense(image[:, :, ::-1], training=False)).mean(axis=(1, 2))
         out.append(0.5 * (softmax(plain) + softmax(mirror)))
     return np.concatenate(out)
+
+
+def features_anchor(extractor, photos, scales):
+    """Appendix B descriptors one image at a time, eagerly (the library's way until then)."""
+    rows = []
+    for photo in photos:
+        per_scale = []
+        for q in scales:
+            size = tuple(int(v) for v in rescaled_size(np.array(photo.shape[:2], float), q))
+            image = keras.ops.image.resize(photo[None].astype("float32"), size)
+            plain = keras.ops.mean(extractor(image, training=False), axis=(1, 2))
+            mirror = keras.ops.mean(extractor(keras.ops.flip(image, axis=2), training=False),
+                                    axis=(1, 2))
+            per_scale.append(keras.ops.convert_to_numpy(0.5 * (plain + mirror))[0])
+        row = np.mean(per_scale, axis=0)
+        rows.append(row / np.linalg.norm(row))
+    return np.stack(rows)
 
 
 def ours(model, dense, images, batch_size):
@@ -83,6 +102,8 @@ def main(argv=None):
     parser.add_argument("--full-size-images", type=int, default=8,
                         help="images for the full-size D case (0 skips it)")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--feature-images", type=int, default=300,
+                        help="images for the Appendix B features case (0 skips it)")
     args = parser.parse_args(argv)
 
     keras.utils.set_random_seed(0)
@@ -130,6 +151,30 @@ def main(argv=None):
         rows.append((name, len(images), shapes, pipeline_seconds, first["anchor"],
                      first["ours"], anchor_rate, our_rate, difference))
 
+    features_row = None
+    if args.feature_images:
+        # Appendix B descriptors of a list of decoded images of varied sizes (notebook 04's).
+        import tensorflow as tf   # the embedded dataset holds encoded images
+
+        photos = list(vdata.load("vgg_shapes", f"validation[:{args.feature_images}]").map(
+            lambda e: tf.io.decode_image(e["image"], channels=3, expand_animations=False)
+        ).as_numpy_iterator())
+        extractor = vgg_keras.transfer.feature_extractor(quick)
+        timings = {"anchor": [], "ours": []}
+        for round_index in range(args.rounds + 1):
+            for way in ("anchor", "ours"):
+                started = time.perf_counter()
+                if way == "anchor":
+                    reference = features_anchor(extractor, photos, (64, 96))
+                else:
+                    mine = vgg_keras.features(extractor, photos, scales=(64, 96))
+                if round_index:
+                    timings[way].append(time.perf_counter() - started)
+        features_row = (len(photos), len({p.shape for p in photos}),
+                        len(photos) / statistics.median(timings["anchor"]),
+                        len(photos) / statistics.median(timings["ours"]),
+                        float(np.abs(reference - mine).max()))
+
     print()
     print("| case | images | sizes | pipeline s | first pass s: anchor / ours | anchor img/s "
           "| ours img/s | ours / anchor | max posterior difference |")
@@ -137,6 +182,16 @@ def main(argv=None):
     for name, count, shapes, pipe, first_a, first_o, rate_a, rate_o, diff in rows:
         print(f"| {name} | {count} | {shapes} | {pipe:.1f} | {first_a:.1f} / {first_o:.1f} | "
               f"{rate_a:.1f} | {rate_o:.1f} | {rate_o / rate_a:.2f}x | {diff:.1e} |")
+
+
+    if features_row:
+        count, shapes, rate_a, rate_o, diff = features_row
+        print()
+        print("| Appendix B features, A x0.25, Q = 64, 96, a list of images | images | sizes "
+              "| anchor img/s | ours img/s | ours / anchor | max difference |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        print(f"| `vgg_shapes` validation, decoded | {count} | {shapes} | {rate_a:.1f} | "
+              f"{rate_o:.1f} | {rate_o / rate_a:.2f}x | {diff:.1e} |")
 
 
 if __name__ == "__main__":

@@ -57,8 +57,14 @@ def test_a_list_of_images_of_any_size_matches_the_batched_path(model):
     batched = features(model, images, scales=(32, 40), batch_size=2)
     one_by_one = features(model, list(images), scales=(32, 40))
     np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
-    mixed = features(model, [images[0], _images((50, 33, 3), seed=5)], scales=(32,))
-    assert mixed.shape == (2, 512)
+    # Sizes interleaved: the images of one size share passes, the rows keep the list's order.
+    other = _images((50, 33, 3), seed=5)
+    mixed = features(model, [images[0], other, images[1], other[::-1], images[2]], scales=(32,),
+                     batch_size=2)
+    assert mixed.shape == (5, 512)
+    alone = [features(model, [image], scales=(32,))[0]
+             for image in (images[0], other, images[1], other[::-1], images[2])]
+    np.testing.assert_allclose(mixed, np.stack(alone), atol=1e-5)
 
 
 def test_an_extractor_is_reusable_and_other_layers_can_be_read(model):

@@ -102,6 +102,13 @@ def _to_numpy(x):
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def compiles_per_shape() -> bool:
+    """Whether the backend compiles the net again for every input shape (JAX): there, batching
+    images of one size into passes of varied batch sizes adds shapes to compile, and one
+    image a pass is faster (``bench/evaluation.py``)."""
+    return keras.backend.backend() == "jax"
+
+
 def forward(model: keras.Model, images: Any) -> np.ndarray:
     """``model``'s outputs on ``images`` (inference), as numpy.
 
@@ -398,11 +405,9 @@ def collect_posteriors(model: keras.Model, batches: Batches, method: str, *, fli
     if chosen.dense:
         dense_model = dense_model or to_dense(model)
         height, width = model.input_shape[1:3]
-        # As many pixels a pass as batch_size crops; the flipped images share the pass. JAX
-        # compiles again for every new input shape, batch size included, and groups of varied
-        # sizes made a first pass twice as slow there: one image (and its mirror) a pass.
+        # As many pixels a pass as batch_size crops; the flipped images share the pass.
         pixels = batch_size * height * width // (2 if flip else 1)
-        groups = same_size_batches(batches, 0 if keras.backend.backend() == "jax" else pixels)
+        groups = same_size_batches(batches, 0 if compiles_per_shape() else pixels)
     else:
         groups = ((None, images, labels) for images, labels in batches)
     for positions, images, labels in groups:

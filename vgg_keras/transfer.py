@@ -26,6 +26,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from .evaluate import compiles_per_shape, forward
 from .models import to_dense
 from .progress import progress
 from .transforms import rescaled_size
@@ -54,11 +55,10 @@ def feature_extractor(model: keras.Model, layer: str = "fc7") -> keras.Model:
 
 
 def _pooled(extractor, images, flip):
-    maps = extractor(images, training=False)
-    pooled = ops.mean(maps, axis=(1, 2))
+    images = ops.convert_to_numpy(images)
+    pooled = forward(extractor, images).mean(axis=(1, 2))
     if flip:
-        pooled = 0.5 * (pooled + ops.mean(extractor(ops.flip(images, axis=2), training=False),
-                                          axis=(1, 2)))
+        pooled = 0.5 * (pooled + forward(extractor, images[:, :, ::-1]).mean(axis=(1, 2)))
     return pooled
 
 
@@ -84,12 +84,12 @@ def features(model: keras.Model, images: np.ndarray | Sequence[np.ndarray] | Ten
             extractor from :func:`feature_extractor` (reuse one across calls to avoid
             rebuilding the dense net).
         images: RGB in [0, 255]: an array ``(N, H, W, 3)``, or a list of ``(H, W, 3)`` arrays of
-            different sizes (processed one by one).
+            different sizes (those of one size share forward passes).
         scales: test scales Q; each must be at least the model's crop size.
         layer: ``"fc7"`` (default), ``"fc6"``, or any layer of the dense net.
         flip: average with the horizontally flipped image.
         combine: "average" or "stack" over scales.
-        batch_size: images per forward pass for an ``(N, H, W, 3)`` array.
+        batch_size: images per forward pass.
 
     >>> from vgg_keras import build_vgg
     >>> model = build_vgg("A", 10, input_shape=(64, 64, 3), width=0.25, init="glorot")
@@ -103,8 +103,9 @@ def features(model: keras.Model, images: np.ndarray | Sequence[np.ndarray] | Ten
         raise ValueError(f"combine must be one of {COMBINE}, got {combine!r}.")
     scales = _checked_scales(scales, model.input_shape[1])
     extractor = feature_extractor(model, layer)
-    groups = _image_groups(images, batch_size)
-    per_scale = [_pooled_at_scale(extractor, groups, q, flip) for q in scales]
+    groups, positions = _image_groups(images, batch_size)
+    order = np.argsort(positions, kind="stable")   # the rows back in the images' order
+    per_scale = [_pooled_at_scale(extractor, groups, q, flip)[order] for q in scales]
     if combine == "average":
         combined = np.mean(per_scale, axis=0)
     else:
@@ -124,21 +125,34 @@ def _checked_scales(scales, crop):
 
 
 def _image_groups(images, batch_size):
-    """The forward passes' inputs: batches of an ``(N, H, W, 3)`` array, or each image of a
-    list as a batch of one; float32."""
+    """``(groups, positions)``: the forward passes' inputs, float32, and each row's index in
+    ``images``. An ``(N, H, W, 3)`` array goes in batches of ``batch_size``; a list's images
+    are grouped by size into batches of up to ``batch_size`` (one image a batch where the
+    backend compiles for each shape), since a pass per image costs mostly call overhead."""
     if isinstance(images, np.ndarray) or keras.ops.is_tensor(images):
         images = np.asarray(images, dtype="float32")
         if images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"images must be (N, H, W, 3) or a list of (H, W, 3) arrays, got "
                              f"shape {images.shape}.")
         groups = [images[i:i + batch_size] for i in range(0, len(images), batch_size)]
-    else:
-        groups = []
-        for index, image in enumerate(images):
-            image = np.asarray(image, dtype="float32")
-            if image.ndim != 3 or image.shape[-1] != 3:
-                raise ValueError(f"images[{index}] must be (H, W, 3), got shape {image.shape}.")
-            groups.append(image[None])
+        return _nonempty(groups), np.arange(len(images))
+    by_size: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
+    for index, image in enumerate(images):
+        image = np.asarray(image, dtype="float32")
+        if image.ndim != 3 or image.shape[-1] != 3:
+            raise ValueError(f"images[{index}] must be (H, W, 3), got shape {image.shape}.")
+        by_size.setdefault(image.shape, []).append((index, image))
+    per_pass = 1 if compiles_per_shape() else batch_size
+    groups, positions = [], []
+    for same_size in by_size.values():
+        for start in range(0, len(same_size), per_pass):
+            chunk = same_size[start:start + per_pass]
+            groups.append(np.stack([image for _, image in chunk]))
+            positions.extend(index for index, _ in chunk)
+    return _nonempty(groups), np.asarray(positions)
+
+
+def _nonempty(groups):
     if not groups:
         raise ValueError("images is empty.")
     return groups
