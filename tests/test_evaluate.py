@@ -84,6 +84,25 @@ def test_dense_regroups_images_by_size_and_keeps_their_order():
         ([3], (1, 96, 64, 3))]
 
 
+def test_forward_follows_the_weights_and_does_not_keep_the_model_alive():
+    """The compiled call (TensorFlow) reads the model's current weights, not those of its
+    first call, and its cache lets the model go."""
+    import gc
+    import weakref
+
+    model = tiny()
+    images = np.random.default_rng(6).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
+    before = evaluate.forward(model, images)
+    np.testing.assert_allclose(before, keras.ops.convert_to_numpy(model(images)), atol=1e-5)
+    fc8 = model.get_layer("fc8")
+    fc8.set_weights([np.zeros(fc8.kernel.shape, "float32"), np.arange(6, dtype="float32")])
+    np.testing.assert_array_equal(evaluate.forward(model, images), [np.arange(6)] * 2)
+    alive = weakref.ref(model)
+    del model
+    gc.collect()
+    assert alive() is None
+
+
 def test_multicrop_averages_crop_posteriors_and_fusion_averages_models():
     first, second = tiny(0), tiny(1)
     crops = np.random.default_rng(4).uniform(0, 255, (2, 5, 64, 64, 3)).astype("float32")
