@@ -155,13 +155,13 @@ def dense_scores(dense_model: keras.Model, images: np.ndarray,
     """``(score maps (N, h, w, C), posteriors (N, C))`` of the dense protocol: the class score
     maps of ``images`` and :func:`dense_posteriors` from them."""
     images = np.asarray(images, dtype="float32")
+    count = len(images)
     if flip:   # one forward pass for the images and their mirror images
         images = np.concatenate([images, images[:, :, ::-1]])
     maps = forward(dense_model, images)
     posteriors = softmax(maps.mean(axis=(1, 2)))
     if flip:
-        maps, posteriors = maps[:len(maps) // 2], 0.5 * (posteriors[:len(maps) // 2]
-                                                         + posteriors[len(maps) // 2:])
+        maps, posteriors = maps[:count], 0.5 * (posteriors[:count] + posteriors[count:])
     return maps, posteriors
 
 

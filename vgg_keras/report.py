@@ -42,7 +42,7 @@ import numpy as np
 from . import boxes as B
 from . import data as vdata
 from .config import test_scale
-from .evaluate import dense_posteriors, forward, softmax
+from .evaluate import dense_scores, forward, softmax
 from .heads import is_localizer, regression_of
 from .localization.protocols import (
     dense_boxes, localization_errors, localize_image, location_rates,
@@ -218,8 +218,8 @@ def heat_maps(model, val, *, scale, count=4):
     found = []
     for image, label in vdata.eval_pipeline(val, scale=scale, mode="dense").take(count):
         image = _numpy(image).astype("float32")
-        score_map = forward(dense, image)[0]
-        predicted = int(np.argmax(dense_posteriors(dense, image, flip=False)[0]))
+        score_maps, posteriors = dense_scores(dense, image, flip=False)   # one pass
+        score_map, predicted = score_maps[0], int(np.argmax(posteriors[0]))
         found.append((image[0], int(_numpy(label).reshape(-1)[0]), predicted,
                       softmax(score_map)[..., predicted]))
     return found
@@ -313,12 +313,12 @@ def protocol2_boxes(localizer, classifier, val, *, scale, count=8):
         if not len(gt):
             continue
         image = _numpy(image).astype("float32")
-        score_map = forward(dense_cls, image)[0]
+        score_maps, posteriors = dense_scores(dense_cls, image, flip=False)
+        score_map, posterior = score_maps[0], posteriors[0]
         box_map = forward(dense_loc, image)[0]
         box_map = box_map.reshape(box_map.shape[:2] + (classes or 1, 4))
         yxyx = dense_boxes(box_map, image.shape[1:3], crop)
         rates = location_rates(score_map, box_map.shape[:2])
-        posterior = dense_posteriors(dense_cls, image, flip=False)[0]
         guesses = localize_image([(yxyx.reshape(-1, yxyx.shape[2], 4), rates)], posterior)
         found.append((image[0], int(_numpy(targets["label"]).reshape(-1)[0]), gt, guesses))
         if len(found) == count:
