@@ -450,8 +450,10 @@ def evaluate_classifier(models: keras.Model | Sequence[keras.Model],
 
     Returns a list of rows ``{"models", "scales", "method", "top1", "top5"}``: one per
     (scale, method), one per method over all scales (multi-scale), the dense + multi-crop
-    combination when both are asked for, each for the fusion of all models when there are
-    several. Posteriors are averaged exactly as in the paper.
+    combination when both are asked for. With several models, these rows come first for each
+    model alone (``"models": [its name]``) and then for the fusion of all of them, as the
+    paper's Table 6 lists a combination next to its members, from the same passes. Posteriors
+    are averaged exactly as in the paper.
     """
     if isinstance(models, keras.Model):
         models = [models]
@@ -473,21 +475,26 @@ def evaluate_classifier(models: keras.Model | Sequence[keras.Model],
                     raise ValueError("The evaluation data came in a different order between runs; "
                                      "the eval pipeline must be deterministic.")
                 per_model.append(posteriors)
-            store[(scale, method)] = np.mean(per_model, axis=0)
+            store[(scale, method)] = per_model
     rows = []
+    members = [[i] for i in range(len(models))] if len(models) > 1 else []
+    for member in [*members, list(range(len(models)))]:
+        def posterior(scale, method):
+            return np.mean([store[(scale, method)][i] for i in member], axis=0)
 
-    def add(selected_scales, method, posteriors):
-        rows.append({"models": names, "scales": list(selected_scales), "method": method,
-                     "images": int(len(labels)), **errors(posteriors, labels)})
+        def add(selected_scales, method, posteriors):
+            rows.append({"models": [names[i] for i in member], "scales": list(selected_scales),
+                         "method": method, "images": int(len(labels)),
+                         **errors(posteriors, labels)})
 
-    for method in methods:
-        for scale in scales:
-            add([scale], method, store[(scale, method)])
-        if len(scales) > 1:
-            add(scales, method, np.mean([store[(s, method)] for s in scales], axis=0))
-    if "dense" in methods and "multicrop" in methods:
-        combined = np.mean([store[(s, m)] for s in scales for m in ("dense", "multicrop")], axis=0)
-        add(scales, "dense+multicrop", combined)
+        for method in methods:
+            for scale in scales:
+                add([scale], method, posterior(scale, method))
+            if len(scales) > 1:
+                add(scales, method, np.mean([posterior(s, method) for s in scales], axis=0))
+        if "dense" in methods and "multicrop" in methods:
+            add(scales, "dense+multicrop", np.mean(
+                [posterior(s, m) for s in scales for m in ("dense", "multicrop")], axis=0))
     return rows
 
 
