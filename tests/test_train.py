@@ -125,9 +125,11 @@ def test_killed_run_resumes_to_the_same_weights(tfds_dir, tmp_path):
                                                 if r["method"] == "center"][1]["top1"]
     assert summary["kept_weights"].startswith("best epoch")
 
-    # Every protocol on the saved model, from the command line, printed and written as JSON.
+    # Every protocol on the saved models, from the command line, printed and written as JSON:
+    # the killed-and-resumed run and the straight one fused (Table 6), each alone first.
     rows_path = tmp_path / "rows.json"
-    evaluation = run_script(["--evaluate", str(killed_dir / "model.keras"), "--data",
+    evaluation = run_script(["--evaluate", str(killed_dir / "model.keras"),
+                             str(tmp_path / "straight" / "model.keras"), "--data",
                              "vgg_shapes/small", "--eval-scales", "36", "44", "--eval-methods",
                              "center", "dense", "multicrop", "--eval-output", str(rows_path)],
                             env)
@@ -135,9 +137,15 @@ def test_killed_run_resumes_to_the_same_weights(tfds_dir, tmp_path):
     assert evaluation.returncode == 0, out[-3000:]
     assert "| 36,44 | dense+multicrop |" in out
     rows = json.loads(rows_path.read_text())
-    assert [(r["scales"], r["method"]) for r in rows][-1] == ([36, 44], "dense+multicrop")
-    center_at_40 = [r for r in rows if r["method"] == "center" and r["scales"] == [36]][0]
-    assert 0 <= center_at_40["top5"] <= center_at_40["top1"] <= 100
+    protocols = [([36], "center"), ([44], "center"), ([36, 44], "center"), ([36], "dense"),
+                 ([44], "dense"), ([36, 44], "dense"), ([36], "multicrop"), ([44], "multicrop"),
+                 ([36, 44], "multicrop"), ([36, 44], "dense+multicrop")]
+    assert [(len(r["models"]), r["scales"], r["method"]) for r in rows] == [
+        (members, *protocol) for members in (1, 1, 2) for protocol in protocols]
+    # The two runs ended with the same weights, so each alone and both fused score alike.
+    for alone, other, fused in zip(rows[:10], rows[10:20], rows[20:]):
+        assert alone["top1"] == other["top1"] == fused["top1"]
+        assert 0 <= fused["top5"] <= fused["top1"] <= 100
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path):
