@@ -21,6 +21,10 @@ chance within such a budget; see the RESULTS section on plain VGG from scratch):
         --rows A/S D/S A+/S C/S B/S E/S A-LRN/S B-5x5/S
     # then D and A+ to 8 epochs: their train_cls.py commands with --epochs 8 resume their runs
     python bench/paper_tables.py $F --rows D/S2 D/J --tables 3
+    # E to 8 epochs (--chain-epochs 8 --rows E/S), its scale chain, then one evaluation of
+    # D and E for Tables 5 and 6 (each net alone and fused, 150 crops an image: 740 s)
+    python bench/paper_tables.py $F --rows E/S2 E/J --tables 3
+    python bench/paper_tables.py $F --tables 5 6
     python bench/paper_tables.py $F --tables 8 9 --loc-epochs 2 --loc-lr 3e-4 --loc-tag adam
     python bench/paper_tables.py $F --tables 8 --loc-epochs 2 --loc-optimizer sgd --loc-lr 1e-3 \
         --loc-weight-decay 5e-4 --loc-tag sgd
