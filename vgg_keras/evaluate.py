@@ -476,25 +476,29 @@ def evaluate_classifier(models: keras.Model | Sequence[keras.Model],
                                      "the eval pipeline must be deterministic.")
                 per_model.append(posteriors)
             store[(scale, method)] = per_model
+    members = [([name], {key: runs[i] for key, runs in store.items()})
+               for i, name in enumerate(names)] if len(models) > 1 else []
+    fusion = (names, {key: np.mean(runs, axis=0) for key, runs in store.items()})
+    return [row for member_names, posteriors in [*members, fusion]
+            for row in _protocol_rows(member_names, posteriors, labels, scales, methods)]
+
+
+def _protocol_rows(names, posteriors, labels, scales, methods):
+    """The rows of :func:`evaluate_classifier` for one model or one fusion, from its
+    posteriors ``{(scale, method): (N, C)}``."""
+    def row(selected_scales, method, averaged):
+        return {"models": list(names), "scales": list(selected_scales), "method": method,
+                "images": int(len(labels)), **errors(averaged, labels)}
+
     rows = []
-    members = [[i] for i in range(len(models))] if len(models) > 1 else []
-    for member in [*members, list(range(len(models)))]:
-        def posterior(scale, method):
-            return np.mean([store[(scale, method)][i] for i in member], axis=0)
-
-        def add(selected_scales, method, posteriors):
-            rows.append({"models": [names[i] for i in member], "scales": list(selected_scales),
-                         "method": method, "images": int(len(labels)),
-                         **errors(posteriors, labels)})
-
-        for method in methods:
-            for scale in scales:
-                add([scale], method, posterior(scale, method))
-            if len(scales) > 1:
-                add(scales, method, np.mean([posterior(s, method) for s in scales], axis=0))
-        if "dense" in methods and "multicrop" in methods:
-            add(scales, "dense+multicrop", np.mean(
-                [posterior(s, m) for s in scales for m in ("dense", "multicrop")], axis=0))
+    for method in methods:
+        rows += [row([scale], method, posteriors[(scale, method)]) for scale in scales]
+        if len(scales) > 1:
+            rows.append(row(scales, method,
+                            np.mean([posteriors[(s, method)] for s in scales], axis=0)))
+    if "dense" in methods and "multicrop" in methods:
+        rows.append(row(scales, "dense+multicrop", np.mean(
+            [posteriors[(s, m)] for s in scales for m in ("dense", "multicrop")], axis=0)))
     return rows
 
 
