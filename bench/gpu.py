@@ -20,6 +20,9 @@ finished), ``--rounds`` times, the rows interleaved round by round, median repor
   labels) placed on the GPU once and handed to every step; nothing crosses the bus. Done under
   the ``mixed_bfloat16`` policy (``keras.mixed_precision.set_global_policy``: bf16 compute,
   float32 weights) and under ``float32``, one model each.
+* anchor: ``keras.applications.VGG16`` (weights=None, logits out: the library a user would
+  take instead), compiled and fed as the synthetic row of the first precision; its FLOPs are
+  counted from its own layers (at width 1 they are D's). ``--no-anchor`` leaves it out.
 * host pipeline, float32 crops: what ``vgg_keras.data.train_pipeline(augment_on="device")``
   hands a GPU run, emulated without TensorFlow: a producer thread hands over a new host
   (NumPy, pageable memory) float32 batch of crops in [0, 255] every step through a queue
@@ -156,6 +159,18 @@ def parse_args(argv=None):
                         help="peak dense bf16 TFLOP/s of the GPU (H200/H100 SXM: 989)")
     parser.add_argument("--peak-tf32-tflops", type=float, default=494.7,
                         help="peak dense TF32 TFLOP/s, for the float32 row (H200/H100 SXM: 494.7)")
+    parser.add_argument("--dropout", type=float, default=0.5,
+                        help="D's dropout after fc6 and fc7 (the paper's 0.5; "
+                             "keras.applications.VGG16 has none)")
+    parser.add_argument("--no-normalisation", dest="normalisation", action="store_false",
+                        help="build D without its first layer's mean subtraction "
+                             "(keras.applications.VGG16 leaves it to preprocess_input)")
+    parser.add_argument("--init", default="paper", choices=("paper", "glorot", "xavier"),
+                        help="D's initialisation (the paper's N(0, 0.01); "
+                             "keras.applications.VGG16 uses glorot)")
+    parser.add_argument("--no-anchor", dest="anchor", action="store_false",
+                        help="leave out the anchor row: keras.applications.VGG16 (the same "
+                             "16 layers, no normalisation layer), synthetic, first precision")
     parser.add_argument("--json", help="write every number here")
     parser.add_argument("--table", help="write the markdown report here too")
     parser.add_argument("--seed", type=int, default=0)
@@ -358,7 +373,22 @@ def compiled_model(policy, args):
     keras.mixed_precision.set_global_policy(policy)
     try:
         model = build_vgg(ARCH, NUM_CLASSES, input_shape=(args.crop, args.crop, 3),
-                          width=args.width, name=f"vgg_d_{policy}")
+                          width=args.width, dropout=args.dropout, init=args.init,
+                          preprocessing="imagenet" if args.normalisation else None,
+                          name=f"vgg_d_{policy}")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    return compile_for_training(model)
+
+
+def compiled_anchor(policy, args):
+    """The anchor: ``keras.applications.VGG16`` (random weights, logits out) under ``policy``,
+    compiled as our rows are, so that its row differs from ours in the model code alone."""
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        model = keras.applications.VGG16(weights=None, classes=NUM_CLASSES,
+                                          input_shape=(args.crop, args.crop, 3),
+                                          classifier_activation=None)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     return compile_for_training(model)
@@ -399,6 +429,14 @@ def make_rows(args, rng):
             "model": models[policy],
             "batches": lambda: on_device_batches(device_images, device_labels)})
     policy = args.precisions[0]
+    if args.anchor:
+        log(f"building and compiling keras.applications.VGG16 under {policy} ...")
+        anchor = compiled_anchor(policy, args)
+        rows.append({
+            "name": f"anchor: keras.applications.VGG16, synthetic, on device, {policy}",
+            "policy": policy, "input": "on device (anchor)", "model": anchor,
+            "forward_flops": forward_flops_per_image(anchor),
+            "batches": lambda: on_device_batches(device_images, device_labels)})
     for kind in args.host_dtypes:
         producer = HostProducer(kind, args, rng)
         producers.append(producer)
@@ -421,6 +459,9 @@ def log(message):
 # --------------------------------------------------------------------------- report
 
 def row_numbers(row, args, train_flops_per_image):
+    """The row's numbers; ``train_flops_per_image`` is D's, unless the row counts its own."""
+    if row.get("forward_flops"):
+        train_flops_per_image = 3 * row["forward_flops"]
     seconds = statistics.median(row["seconds"])
     images_per_s = args.batch * args.steps / seconds
     model_tflops = images_per_s * train_flops_per_image / 1e12
@@ -443,7 +484,9 @@ def report(results, args):
         f"Python {env['python']}; TensorFlow imported: {env['tensorflow_imported']}; "
         f"XLA_FLAGS={env['xla_flags'] or '(unset)'}",
         f"- D at width {args.width:g}, {args.crop}x{args.crop}x3, {NUM_CLASSES} classes, "
-        f"build_vgg defaults (normalisation layer, dropout 0.5); SGD(lr={LEARNING_RATE:g}, "
+        f"build_vgg ("
+        f"{'normalisation layer' if args.normalisation else 'no normalisation layer'}, "
+        f"dropout {args.dropout:g}, init {args.init}); SGD(lr={LEARNING_RATE:g}, "
         f"momentum=0.9), sparse CE from logits, jit_compile=True; batch {args.batch}; "
         f"{args.rounds} round(s) x fit of {args.steps} steps per row, median; warm-up fit of "
         f"{args.warmup_steps} step(s) per row excluded"
@@ -475,7 +518,11 @@ def report(results, args):
                      f"{row['model_tflops']:.2f} | {100 * row['fraction_of_peak']:.1f}% | "
                      f"{row['peak']} |")
     synthetic = next((r for r in results["rows"] if r["input"] == "on device"), None)
-    host_rows = [r for r in results["rows"] if r["input"] != "on device"]
+    host_rows = [r for r in results["rows"] if r["input"].startswith("host")]
+    anchor = next((r for r in results["rows"] if r["input"] == "on device (anchor)"), None)
+    if synthetic and anchor:
+        lines += ["", f"Ours over the anchor, synthetic, {anchor['policy']}: "
+                      f"{synthetic['images_per_s'] / anchor['images_per_s']:.3f} x its img/s."]
     if synthetic and host_rows:
         same = ("same D; the windows row also crops and colour-shifts on the device"
                 if any(row["input"] == "host windows" for row in host_rows) else "same model")
