@@ -4,6 +4,8 @@
 #
 #   bash bench/gpu.sh [gpu.py flags]      # the GPU run, under 8 minutes (its own timeout)
 #   bash bench/gpu.sh --smoke             # seconds, on a CPU: checks that everything runs
+#   bash bench/gpu.sh --recipe [flags]    # bench/gpu_recipe.py instead: the paper's recipe at
+#                                         # full width (its docstring), results in $OUT
 #   bash bench/gpu.sh --prepare-wheels    # HERE, with a network: wheels for a GPU host without one
 #
 # If $OUT is set, the report (gpu.md), every number (gpu.json) and the whole log (gpu.log) are
@@ -81,9 +83,11 @@ if ! has_keras; then
     fi
 fi
 
+script=bench/gpu.py
+if [ "${1:-}" = "--recipe" ]; then script=bench/gpu_recipe.py; shift; fi
 python_args=("$@")
 log=/dev/null
-if [ -n "${OUT:-}" ]; then
+if [ -n "${OUT:-}" ] && [ "$script" = bench/gpu.py ]; then
     mkdir -p "$OUT" || exit 1
     python_args+=(--json "$OUT/gpu.json" --table "$OUT/gpu.md")
     log="$OUT/gpu.log"
@@ -94,9 +98,9 @@ fi
         --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1
     # --kill-after: if the process ignores the TERM, it is killed 10 s later; gpu.json then
     # holds the rounds finished so far.
-    timeout --kill-after=10 "${VGG_GPU_TIMEOUT:-450}" "$PYTHON" bench/gpu.py "${python_args[@]}"
+    timeout --kill-after=10 "${VGG_GPU_TIMEOUT:-450}" "$PYTHON" "$script" "${python_args[@]}"
     status=$?
     [ "$status" -eq 124 ] &&
-        echo "bench/gpu.py stopped by its ${VGG_GPU_TIMEOUT:-450} s timeout" >&2
+        echo "$script stopped by its ${VGG_GPU_TIMEOUT:-450} s timeout" >&2
     exit "$status"
 } 2>&1 | tee "$log"
