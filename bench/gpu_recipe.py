@@ -186,9 +186,10 @@ def epoch_batches(data, batch, seed, steps):
         rng = np.random.default_rng([seed, epoch])
         order = rng.permutation(len(labels))[:steps * batch]
         crops = epoch_crops([s[order] for s in scaled], rng).astype(np.float32)
+        epoch_labels = labels[order]
         for step in range(steps):
             chunk = slice(step * batch, (step + 1) * batch)
-            yield crops[chunk], labels[order][chunk]
+            yield crops[chunk], epoch_labels[chunk]
 
 
 class EpochLog(keras.callbacks.Callback):
