@@ -25,6 +25,7 @@ chance within such a budget; see the RESULTS section on plain VGG from scratch):
     # D and E for Tables 5 and 6 (each net alone and fused, 150 crops an image: 740 s)
     python bench/paper_tables.py $F --rows E/S2 E/J --tables 3
     python bench/paper_tables.py $F --tables 5 6
+    # Table 9 adds D(S2)'s localizer at Q = S2 - 32 and S2, and the S and S2 localizers fused
     python bench/paper_tables.py $F --tables 8 9 --loc-epochs 2 --loc-lr 3e-4 --loc-tag adam
     python bench/paper_tables.py $F --tables 8 --loc-epochs 2 --loc-optimizer sgd --loc-lr 1e-3 \
         --loc-weight-decay 5e-4 --loc-tag sgd
@@ -60,7 +61,8 @@ PAPER_T5 = {("D", "dense"): (24.8, 7.5), ("D", "multicrop"): (24.6, 7.5),
 # Table 6 gives the fusion of D and E for dense + multi-crop only.
 PAPER_T6 = {"dense+multicrop": (23.7, 6.8)}
 PAPER_T8 = {("scr", "fc"): 36.4, ("pcr", "fc"): 34.3, ("pcr", "all"): 33.1}
-PAPER_T9 = {"S": 29.5, "S2": 28.2}
+# Table 9's rows: S = Q = 256; S = Q = 384; S = 384, Q = {352, 384}; the 256 and 384 nets fused.
+PAPER_T9 = {"S": 29.5, "S2": 28.2, "S2 multi": 27.5, "fusion": 26.9}
 
 TABLE3 = [("A", "S"), ("A+", "S"), ("A-LRN", "S"), ("B", "S"), ("B-5x5", "S"), ("C", "S"),
           ("C", "S2"), ("C", "J"), ("D", "S"), ("D", "S2"), ("D", "J"), ("E", "S"), ("E", "S2"),
@@ -100,20 +102,34 @@ class Bench:
         self.seconds[run_dir.name] = round(time.time() - started)
         return json.loads((run_dir / "summary.json").read_text())
 
-    def evaluate(self, models, scale, methods, output):
+    def _evaluation(self, script, flags, output):
+        """``script --evaluate ...`` once: its ``--eval-output`` JSON (read back on reruns)."""
         if output.exists():
             return json.loads(output.read_text())
-        command = [sys.executable, str(ROOT / "train_cls.py"), "--evaluate", *map(str, models),
-                   "--data", self.args.data, "--scale", str(scale), "--eval-methods", *methods,
-                   "--eval-output", str(output), "--quiet"]
+        command = [sys.executable, str(ROOT / script), *map(str, flags), "--data",
+                   self.args.data, "--eval-output", str(output), "--quiet"]
         if self.args.data_dir:
             command += ["--data-dir", self.args.data_dir]
         print("$", " ".join(command[1:]), flush=True)
+        started = time.time()
         result = subprocess.run(command, capture_output=True, text=True,
                                 env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
         if result.returncode != 0:
-            raise SystemExit(f"--evaluate failed:\n{result.stderr[-3000:]}")
+            raise SystemExit(f"{script} --evaluate failed:\n{result.stderr[-3000:]}")
+        self.seconds[output.stem] = round(time.time() - started)
         return json.loads(output.read_text())
+
+    def evaluate(self, models, scale, methods, output):
+        """Classifiers (several: each alone, then fused) at the test scales for ``scale``."""
+        return self._evaluation("train_cls.py", ["--evaluate", *models, "--scale", scale,
+                                                 "--eval-methods", *methods], output)
+
+    def evaluate_localizers(self, localizers, classifiers, scales, output):
+        """Protocol 2 of the union of ``localizers``' boxes rated by ``classifiers``, at each
+        of ``scales`` and over all of them (the last row)."""
+        return self._evaluation("train_loc.py", ["--evaluate", *localizers, "--classifier",
+                                                 *classifiers, "--eval-scales", *scales],
+                                output)
 
     def classifier(self, arch, scale_key):
         """Train (or find) ``arch`` at ``scale_key`` by the paper's chain of initialisations.
@@ -154,7 +170,7 @@ class Bench:
                             ("--weight-decay", a.loc_weight_decay)):
             if value is not None:
                 flags[flags.index(name) + 1] = str(value)
-        return self.script("train_loc.py", flags, run_dir)
+        return self.script("train_loc.py", flags, run_dir), run_dir / "model.keras"
 
 
 def dense_row(summary, scales):
@@ -229,8 +245,8 @@ def main():
 
     if "3" in args.tables or "4" in args.tables:
         lines += ["Table 3 (single test scale, dense) and Table 4 (three test scales, dense):", "",
-                  "| config | train S | T3 top-1 / top-5 | paper T3 | T4 top-1 / top-5 | paper T4 |",
-                  "|---|---|---|---|---|---|"]
+                  "| config | train S | T3 top-1 / top-5 | paper T3 | T4 top-1 / top-5 "
+                  "| paper T4 |", "|---|---|---|---|---|---|"]
         for arch, key in table3_rows:
             summary, _ = bench.classifier(arch, key)
             single = dense_row(summary, [summary["test_scale"]])
@@ -278,20 +294,35 @@ def main():
         lines += ["Table 8 (protocol 1, D, error %):", "", "| regression | fine-tuned | ours | "
                   "paper |", "|---|---|---|---|"]
         for (regression, finetune), paper in PAPER_T8.items():
-            summary = bench.localizer(regression, finetune)
+            summary, _ = bench.localizer(regression, finetune)
             rows[f"t8/{regression}-{finetune}"] = summary
             lines.append(f"| {regression.upper()} | {finetune} | "
                          f"{summary['protocol1_error']:.1f} | {paper} |")
         lines.append("")
     if "9" in args.tables:
         lines += ["Table 9 (protocol 2, PCR, all layers, top-5 localisation error %):", "",
-                  "| train S | ours | paper |", "|---|---|---|"]
+                  "| train S | test Q | ours | paper |", "|---|---|---|---|"]
+        nets = {}
         for key in ("S", "S2"):
-            summary = bench.localizer("pcr", "all", key)
+            summary, localizer = bench.localizer("pcr", "all", key)
+            nets[key] = (localizer, bench.classifier("D", key)[1])
             rows[f"t9/{key}"] = summary
-            lines.append(f"| {scale_text(bench.scales[key])} | "
+            lines.append(f"| {bench.scales[key]} | {bench.scales[key]} | "
                          f"{summary.get('protocol2_top5_error', float('nan')):.1f} | "
                          f"{PAPER_T9[key]} |")
+        # The paper's multi-scale row (Q = S - 32 and S, as its {352, 384}) and its fusion of
+        # the two nets (here over both nets' training scales).
+        small, large = int(bench.scales["S"]), int(bench.scales["S2"])
+        tag = f"-{args.loc_tag}" if args.loc_tag else ""
+        for key, members, scales in (("S2 multi", ["S2"], [large - 32, large]),
+                                     ("fusion", ["S", "S2"], [small, large])):
+            result = bench.evaluate_localizers(
+                [nets[m][0] for m in members], [nets[m][1] for m in members], scales,
+                bench.out / f"t9-{key.replace(' ', '-').lower()}{tag}.json")
+            rows[f"t9/{key}"] = result
+            train = " + ".join(bench.scales[m] for m in members)
+            lines.append(f"| {train} | {{{', '.join(map(str, scales))}}} | "
+                         f"{result['protocol2'][-1]['top5_loc']:.1f} | {PAPER_T9[key]} |")
         lines.append("")
     lines.append(f"Seconds per run: {json.dumps(bench.seconds)}; total "
                  f"{time.time() - started:.0f} s.")
