@@ -212,3 +212,73 @@ def test_protocol_registry_batches_each_protocol_by_its_rule(tmp_path, monkeypat
         assert [len(y) for _, y in batches] == labels, method
     with pytest.raises(ValueError, match="method must be one of"):
         evaluate.protocol_batches(examples, "tencrop", 72)
+
+
+@pytest.mark.parametrize("arch", ["A", "A-LRN"])
+def test_padded_dense_forward_equals_the_image_own_pass(arch):
+    """Padded to a multiple of 32 and masked after every layer, each image gives its own score
+    map (sizes that pool unevenly, both orientations, the crop itself)."""
+    dense = vgg_keras.to_dense(tiny(arch=arch))
+    rng = np.random.default_rng(7)
+    for height, width in [(64, 64), (70, 93), (93, 70), (101, 64), (127, 129)]:
+        images = rng.uniform(0, 255, (2, height, width, 3)).astype("float32")
+        expected = evaluate.forward(dense, images)
+        got = evaluate.padded_dense_forward(dense, images)
+        assert got.shape == expected.shape
+        assert np.abs(expected).max() > 0.1   # Glorot's start: maps far from zero
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5,
+                                   err_msg=f"{height}x{width}")
+
+
+def test_padded_dense_forward_of_a_localizer_keeps_its_box_maps():
+    localizer = vgg_keras.build_localizer(tiny(), regression="pcr", init="glorot")
+    dense = vgg_keras.to_dense(localizer)
+    images = np.random.default_rng(8).uniform(0, 255, (1, 100, 110, 3)).astype("float32")
+    expected = evaluate.forward(dense, images)
+    assert expected.shape == (1, 2, 2, 24)
+    np.testing.assert_allclose(evaluate.padded_dense_forward(dense, images), expected,
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_padded_dense_forward_refuses_an_image_smaller_than_the_crop():
+    dense = vgg_keras.to_dense(tiny())
+    with pytest.raises(ValueError, match="at least 64x64 pixels"):
+        evaluate.padded_dense_forward(dense, np.zeros((1, 60, 80, 3), "float32"))
+
+
+JAX_DENSE_CHECK = """
+import numpy as np, keras, vgg_keras
+from vgg_keras import evaluate
+keras.utils.set_random_seed(0)
+model = vgg_keras.build_vgg("A", 6, input_shape=(64, 64, 3), width=0.125, init="glorot")
+dense = vgg_keras.to_dense(model)
+rng = np.random.default_rng(0)
+sizes = [(64, 70), (64, 81), (64, 96), (70, 64), (96, 90)]
+images = [rng.uniform(0, 255, (1, h, w, 3)).astype("float32") for h, w in sizes]
+expected = [np.asarray(dense(image)) for image in images]   # each at its own size
+shapes = set()
+layer = dense.get_layer("block1_conv1")
+call = layer.call
+layer.call = lambda x, *a, **k: (shapes.add(tuple(x.shape)), call(x, *a, **k))[1]
+for image, want in zip(images, expected):
+    maps, posteriors = evaluate.dense_scores(dense, image, flip=True)
+    np.testing.assert_allclose(maps, want, rtol=1e-4, atol=1e-5)
+    assert np.abs(want).max() > 0.1
+print(sorted(shapes))
+"""
+
+
+def test_jax_dense_evaluation_compiles_one_shape_per_bucket(tmp_path):
+    """On JAX, which compiles for every input shape, five image sizes run at two padded
+    shapes, with the maps of their own unpadded passes."""
+    pytest.importorskip("jax")
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, KERAS_BACKEND="jax", CUDA_VISIBLE_DEVICES="")
+    result = subprocess.run([sys.executable, "-c", JAX_DENSE_CHECK], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # Image and mirror in one pass; 70 and 81 and 90 pad to 96, 64 stays, 96 is a bucket.
+    shapes = result.stdout.strip().splitlines()[-1]
+    assert shapes == "[(2, 64, 96, 3), (2, 96, 64, 3), (2, 96, 96, 3)]"

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import keras
 import numpy as np
 
+from .layers import MinimumSpatialSize
 from .models import to_dense
 from .progress import progress
 from .transforms import MULTICROP_CROPS
@@ -141,6 +142,81 @@ def _float32(outputs):
     return outputs
 
 
+DENSE_BUCKET = 32
+"""On a backend that compiles for every input shape (JAX), dense evaluation pads each image to
+the next multiple of this many pixels in height and width (:func:`padded_dense_forward`), so
+that one shape is compiled per bucket instead of one per image size."""
+
+
+def _valid_extent(layer: keras.layers.Layer, extent: np.ndarray) -> np.ndarray:
+    """The (height, width) of the part of ``layer``'s output computed from the image alone,
+    given that of its input: a valid convolution or pooling shrinks it, every other layer of a
+    dense VGG (same-padded stride-1 convolutions, normalisation, LRN, dropout) keeps it."""
+    if isinstance(layer, (keras.layers.Conv2D, keras.layers.MaxPooling2D)):
+        window = layer.kernel_size if isinstance(layer, keras.layers.Conv2D) else layer.pool_size
+        if layer.padding == "valid":
+            return (extent - np.asarray(window)) // np.asarray(layer.strides) + 1
+        if tuple(layer.strides) != (1, 1):
+            raise ValueError(f"padded_dense_forward: layer {layer.name!r} is same-padded with "
+                             f"strides {layer.strides}; its border cannot be masked exactly.")
+    return extent
+
+
+def padded_dense_forward(dense_model: keras.Model, images: np.ndarray,
+                         bucket: int = DENSE_BUCKET) -> np.ndarray:
+    """``dense_model``'s score maps of equal-sized ``images``, computed on the images padded to
+    a multiple of ``bucket`` pixels: equal to ``forward(dense_model, images)`` within float
+    rounding, and the same input shape for every image size in a bucket.
+
+    Before every same-padded convolution the input is zeroed outside the part the image alone
+    determines, so the kernel sees zeros there, as its own padding would give it; valid
+    convolutions and pooling never read beyond the part they keep, and the maps are cropped
+    back to it.
+
+    >>> from vgg_keras import build_vgg
+    >>> model = build_vgg("A", 10, input_shape=(32, 32, 3), width=0.125, init="glorot")
+    >>> dense = to_dense(model)
+    >>> image = np.random.default_rng(0).uniform(0, 255, (1, 70, 52, 3)).astype("float32")
+    >>> padded = padded_dense_forward(dense, image)       # run at 96 x 64
+    >>> padded.shape, bool(np.allclose(padded, forward(dense, image), rtol=1e-4, atol=1e-5))
+    ((1, 2, 1, 10), True)
+    """
+    images = np.asarray(images, dtype="float32")
+    count, height, width = images.shape[:3]
+    padded_size = -(-np.array([height, width]) // bucket) * bucket
+    x = np.zeros((count, *padded_size, images.shape[3]), "float32")
+    x[:, :height, :width] = images
+    extent = np.array([height, width])
+    for layer in dense_model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if isinstance(layer, MinimumSpatialSize):   # the padded size would pass its check
+            layer.compute_output_shape(images.shape)
+        if _reads_its_padding(layer):
+            rows = np.arange(x.shape[1])[:, None] < extent[0]
+            columns = np.arange(x.shape[2])[None, :] < extent[1]
+            x = x * keras.ops.convert_to_tensor((rows & columns)[None, :, :, None], x.dtype)
+        x = layer(x, training=False)
+        extent = _valid_extent(layer, extent)
+    return _float32(_to_numpy(x))[:, :extent[0], :extent[1]]
+
+
+def _reads_its_padding(layer):
+    # A same-padded kernel wider than one pixel reads zeros beyond the image's edge; valid
+    # convolutions, pooling and per-pixel layers never read beyond the part they keep.
+    return (isinstance(layer, keras.layers.Conv2D) and layer.padding == "same"
+            and tuple(layer.kernel_size) != (1, 1))
+
+
+def dense_forward(dense_model: keras.Model, images: np.ndarray) -> np.ndarray:
+    """``dense_model``'s score maps of equal-sized ``images``: :func:`forward`, or on a backend
+    that compiles for every input shape (JAX) :func:`padded_dense_forward`, which compiles one
+    shape per :data:`DENSE_BUCKET`-pixel bucket instead of one per image size."""
+    if compiles_per_shape():
+        return padded_dense_forward(dense_model, images)
+    return forward(dense_model, images)
+
+
 def dense_posteriors(dense_model: keras.Model, images: np.ndarray,
                      flip: bool = True) -> np.ndarray:
     """Soft-max of the spatially averaged class score map, averaged with the flipped image.
@@ -158,7 +234,7 @@ def dense_scores(dense_model: keras.Model, images: np.ndarray,
     count = len(images)
     if flip:   # one forward pass for the images and their mirror images
         images = np.concatenate([images, images[:, :, ::-1]])
-    maps = forward(dense_model, images)
+    maps = dense_forward(dense_model, images)
     posteriors = softmax(maps.mean(axis=(1, 2)))
     if flip:
         maps, posteriors = maps[:count], 0.5 * (posteriors[:count] + posteriors[count:])
