@@ -249,8 +249,11 @@ def test_two_replicas_train_like_one_device(tfds_dir, tmp_path):
 def test_jax_data_parallel_trains_like_one_device(tfds_dir, tmp_path):
     """keras.distribution.DataParallel over two (forced host) JAX devices == one device, with
     the crops resampled in the training step from the windows the host hands over."""
+    # The two forced devices' all-reduce waits 40 s for a late thread, then aborts: on a
+    # loaded 2-core machine (a third heavy process) one was late by more (2026-12-04).
     env = dict(os.environ, TFDS_DATA_DIR=str(tfds_dir), KERAS_BACKEND="jax",
-               XLA_FLAGS="--xla_force_host_platform_device_count=2")
+               XLA_FLAGS="--xla_force_host_platform_device_count=2 "
+                         "--xla_cpu_collective_call_terminate_timeout_seconds=600")
     runs, output = _train_each_mode([sys.executable, str(ROOT / "train_cls.py")], env, tmp_path,
                                     extra=["--resample-on", "device"])
     assert "DataParallel over 2 devices" in output
