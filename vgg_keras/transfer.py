@@ -85,8 +85,8 @@ def features(model: keras.Model, images: np.ndarray | Sequence[np.ndarray] | Ten
             extractor from :func:`feature_extractor` (reuse one across calls to avoid
             rebuilding the dense net).
         images: RGB in [0, 255]: an array ``(N, H, W, 3)``, or a list of ``(H, W, 3)`` arrays of
-            different sizes (those of one size share forward passes; on JAX, which compiles
-            for each shape, one image a pass, padded to a 32-pixel bucket).
+            different sizes (those of one size share forward passes, except on JAX, which
+            compiles for each shape).
         scales: test scales Q; each must be at least the model's crop size.
         layer: ``"fc7"`` (default), ``"fc6"``, or any layer of the dense net.
         flip: average with the horizontally flipped image.
