@@ -26,7 +26,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from .evaluate import compiles_per_shape, dense_forward
+from .evaluate import compiles_per_shape, forward
 from .models import to_dense
 from .progress import progress
 from .transforms import rescaled_size
@@ -56,10 +56,9 @@ def feature_extractor(model: keras.Model, layer: str = "fc7") -> keras.Model:
 
 def _pooled(extractor, images, flip):
     images = ops.convert_to_numpy(images)
-    # On JAX, padded to a bucket: one compile per bucket, not per image size.
-    pooled = dense_forward(extractor, images).mean(axis=(1, 2))
+    pooled = forward(extractor, images).mean(axis=(1, 2))
     if flip:
-        pooled = 0.5 * (pooled + dense_forward(extractor, images[:, :, ::-1]).mean(axis=(1, 2)))
+        pooled = 0.5 * (pooled + forward(extractor, images[:, :, ::-1]).mean(axis=(1, 2)))
     return pooled
 
 
