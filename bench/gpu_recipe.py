@@ -10,8 +10,9 @@ script runs the paper's recipe as written, at the paper's width (1.0) and batch 
 momentum 0.9, weight decay 5e-4 on the kernels (Caffe's, ``vgg_keras.train.apply_weight_decay``),
 learning rate 1e-2 divided by 10 when the validation accuracy stops improving (``--patience``
 epochs, at most 3 times; held while it is below twice chance, as ``train_cls.py`` does, through
-the same ``ResumableTraining``; ``--no-hold`` divides at chance too), dropout 0.5 on fc6 and fc7, on the embedded dataset (``vgg_shapes``:
-10 classes, chance is 90% error) at 64-pixel crops.
+the same ``ResumableTraining``; ``--no-hold`` divides at chance too), dropout 0.5 on fc6 and
+fc7, on the embedded dataset (``vgg_shapes``: 10 classes, chance is 90% error) at 64-pixel
+crops.
 
 The GPU host has no TensorFlow, so the data does not come through tf.data: the dataset's own
 generator (``vgg_keras/data/embedded.py``, NumPy and PIL, a pure function of seed, split and
@@ -21,7 +22,8 @@ the same images as the TFDS builder. Scale jittering: each training image is sto
 one S at random, a random 64x64 crop and a random flip (no colour shift here). Evaluation: the
 centre 64x64 of the image rescaled to Q = 84 (one crop, not the paper's dense protocol), on
 the validation split for the schedule and the kept epoch, and averaged with its flip on the
-test split for the reported error. The mean RGB is the training images' own, in the model's first layer.
+test split for the reported error. The mean RGB is the training images' own, in the model's
+first layer.
 
 The first variant is a control (Adam 3e-4, Glorot, no decay: what takes A off chance at a
 quarter width), so that a row at chance is the recipe's doing, not the data's. Each variant
@@ -33,6 +35,7 @@ FC layers copied from the ``A-paper`` run's kept weights, the rest N(0, 0.01).
 """
 
 import argparse
+import functools
 import importlib.util
 import io
 import itertools
@@ -52,9 +55,11 @@ from PIL import Image  # noqa: E402
 import keras  # noqa: E402
 
 # keras, numpy only: vgg_keras.data (tf.data) is never imported.
+from vgg_keras.evaluate import crop_posteriors  # noqa: E402
 from vgg_keras.models import build_vgg, preinitialize  # noqa: E402
 from vgg_keras.train import (  # noqa: E402
     ResumableTraining, apply_weight_decay, checkpoint_weights)
+from vgg_keras.transforms import center_offset, rescaled_size  # noqa: E402
 
 TRAIN_SCALES = (72, 80, 88, 96)
 TEST_SCALE = 84
@@ -106,9 +111,10 @@ def parse_args(argv=None):
 
 # --------------------------------------------------------------------------- data
 
+@functools.cache
 def _embedded():
-    """``vgg_keras/data/embedded.py`` loaded by path: ``import vgg_keras.data`` would pull in
-    TensorFlow, which the GPU host does not have."""
+    """``vgg_keras/data/embedded.py`` loaded by path, once per process: ``import
+    vgg_keras.data`` would pull in TensorFlow, which the GPU host does not have."""
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                         "vgg_keras", "data", "embedded.py")
     spec = importlib.util.spec_from_file_location("vgg_shapes_embedded", path)
@@ -117,25 +123,21 @@ def _embedded():
     return module
 
 
-def _square(image, side):
-    """``image`` rescaled (bilinear, shorter side ``side``) and centre-cut to ``side`` square."""
-    height, width = image.shape[:2]
-    factor = side / min(height, width)
-    size = (max(side, round(width * factor)), max(side, round(height * factor)))
-    resized = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
-    top, left = (resized.shape[0] - side) // 2, (resized.shape[1] - side) // 2
+def _center_cut(image, scale, side):
+    """``image`` rescaled (bilinear) to shorter side ``scale``, its central ``side`` square."""
+    height, width = rescaled_size(np.array(image.shape[:2], float), scale).astype(int)
+    resized = np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+    top, left = center_offset(np.array(resized.shape[:2]), side)
     return resized[top:top + side, left:left + side]
 
 
 def _example(job):
     split, index = job
-    embedded = _embedded()
-    jpeg, label, _, _ = embedded.make_example(0, split, index)
+    jpeg, label, _, _ = _embedded().make_example(0, split, index)
     image = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
     if split == "train":
-        return [_square(image, side) for side in TRAIN_SCALES], label
-    offset = (TEST_SCALE - CROP) // 2
-    return _square(image, TEST_SCALE)[offset:offset + CROP, offset:offset + CROP], label
+        return [_center_cut(image, side, side) for side in TRAIN_SCALES], label
+    return _center_cut(image, TEST_SCALE, CROP), label
 
 
 def make_data(sizes):
@@ -172,9 +174,7 @@ def epoch_crops(scaled, rng):
 
 def accuracy(model, images, labels):
     """Top-1 accuracy of the crops averaged with their flips (softmax posteriors)."""
-    logits = [model.predict(x.astype(np.float32), batch_size=250, verbose=0)
-              for x in (images, images[:, :, ::-1])]
-    posteriors = sum(keras.ops.convert_to_numpy(keras.ops.softmax(z)) for z in logits)
+    posteriors = crop_posteriors(model, images[:, None].astype(np.float32), flip=True)
     return float(np.mean(posteriors.argmax(axis=1) == labels))
 
 

@@ -158,11 +158,14 @@ class Bench:
         summary = self.script("train_cls.py", flags, run_dir)
         return summary, run_dir / "model.keras"
 
+    def loc_tag(self):
+        """The suffix of the localisation runs' directories and evaluations (``--loc-tag``)."""
+        return f"-{self.args.loc_tag}" if self.args.loc_tag else ""
+
     def localizer(self, regression, finetune, scale_key="S"):
         a = self.args
         classifier = self.classifier("D", scale_key)[1]
-        tag = f"-{a.loc_tag}" if a.loc_tag else ""
-        run_dir = self.out / f"loc-{regression}-{finetune}-{scale_key.lower()}{tag}"
+        run_dir = self.out / f"loc-{regression}-{finetune}-{scale_key.lower()}{self.loc_tag()}"
         flags = [*self.common(), "--arch", "D", "--scale", self.scales[scale_key],
                  "--epochs", a.loc_epochs, "--lr", a.loc_lr, "--regression", regression,
                  "--finetune", finetune, "--init-from", classifier, "--classifier", classifier]
@@ -313,12 +316,11 @@ def main():
         # The paper's multi-scale row (Q = S - 32 and S, as its {352, 384}) and its fusion of
         # the two nets (here over both nets' training scales).
         small, large = int(bench.scales["S"]), int(bench.scales["S2"])
-        tag = f"-{args.loc_tag}" if args.loc_tag else ""
         for key, members, scales in (("S2 multi", ["S2"], [large - 32, large]),
                                      ("fusion", ["S", "S2"], [small, large])):
             result = bench.evaluate_localizers(
                 [nets[m][0] for m in members], [nets[m][1] for m in members], scales,
-                bench.out / f"t9-{key.replace(' ', '-').lower()}{tag}.json")
+                bench.out / f"t9-{key.replace(' ', '-').lower()}{bench.loc_tag()}.json")
             rows[f"t9/{key}"] = result
             train = " + ".join(bench.scales[m] for m in members)
             lines.append(f"| {train} | {{{', '.join(map(str, scales))}}} | "
