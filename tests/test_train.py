@@ -249,12 +249,20 @@ def test_two_replicas_train_like_one_device(tfds_dir, tmp_path):
 def test_jax_data_parallel_trains_like_one_device(tfds_dir, tmp_path):
     """keras.distribution.DataParallel over two (forced host) JAX devices == one device, with
     the crops resampled in the training step from the windows the host hands over."""
-    # The two forced devices' all-reduce waits 40 s for a late thread, then aborts: on a
-    # loaded 2-core machine (a third heavy process) one was late by more (2026-12-04).
     env = dict(os.environ, TFDS_DATA_DIR=str(tfds_dir), KERAS_BACKEND="jax",
-               XLA_FLAGS="--xla_force_host_platform_device_count=2 "
-                         "--xla_cpu_collective_call_terminate_timeout_seconds=600")
-    runs, output = _train_each_mode([sys.executable, str(ROOT / "train_cls.py")], env, tmp_path,
+               XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    command = [sys.executable, str(ROOT / "train_cls.py")]
+
+    # Two threads per forced device, or the steps' all-reduces can deadlock (a 2-core CI
+    # machine hung here for 600 s): refused up front, with the remedy.
+    starved = subprocess.run([*command, *PARALLEL_ARGS, "--distribute", "mirrored",
+                              "--run-dir", str(tmp_path / "starved")],
+                             env=dict(env, NPROC="3"), capture_output=True, text=True, timeout=300)
+    assert starved.returncode == 2 and "NPROC=4" in starved.stderr, starved.stderr[-2000:]
+    assert "Traceback" not in starved.stderr
+    assert not (tmp_path / "starved" / "checkpoints").exists()
+
+    runs, output = _train_each_mode(command, dict(env, NPROC="4"), tmp_path,
                                     extra=["--resample-on", "device"])
     assert "DataParallel over 2 devices" in output
     assert "resampled on the device" in output
