@@ -238,7 +238,10 @@ class RunConfig:
                                  "(decay * w added to the gradient of every kernel)",
                                  parse=non_negative_float)
     lr_patience: int = option(2, "optimisation", "epochs without validation improvement before "
-                              "the learning rate is divided by 10", parse=positive(int))
+                              "the learning rate is divided by 10; on small data (epochs of "
+                              "about 100 steps) SGD needs more: 6 let D train from scratch on "
+                              "the embedded data where 2 froze it (bench/RESULTS.md)",
+                              parse=positive(int))
     lr_drops: int = option(3, "optimisation", "how many times the learning rate may be divided "
                            "by 10", parse=int)
     # run
