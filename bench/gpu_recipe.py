@@ -89,8 +89,10 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int, help="epochs a variant (default 60; smoke 2)")
     parser.add_argument("--batch", type=int, default=256, help="the paper's batch")
     parser.add_argument("--width", type=float, default=1.0, help="the paper's width")
-    parser.add_argument("--patience", type=int, default=5,
-                        help="epochs without a better validation accuracy before lr / 10")
+    parser.add_argument("--patience", type=int, default=6,
+                        help="epochs without a better validation accuracy before lr / 10 (6: "
+                             "what let D train on the CPU with about as many images an "
+                             "epoch, where 2 froze it; bench/RESULTS.md)")
     parser.add_argument("--no-hold", action="store_true",
                         help="divide the rate on a plateau at chance too (the paper's rule "
                              "as written; train_cls.py holds it below twice chance)")
