@@ -486,20 +486,23 @@ def _check_encoded(image_bytes, max_pixels):
 
     count = tf.shape(image_bytes)[0]
     not_empty = tf.debugging.Assert(count > 0, [EMPTY_BATCH])
-    sizes = tf.map_fn(header_size, image_bytes,
-                      fn_output_signature=tf.TensorSpec([3], tf.int64))
-    unknown = sizes[:, 2] < 0
-    # The first offender is named (index 0 when there is none: the message is then unused).
-    first_unknown = tf.argmax(tf.cast(unknown, tf.int32), output_type=tf.int32)
-    known_format = tf.debugging.Assert(tf.logical_not(tf.reduce_any(unknown)), [
-        tf.strings.format(f"image {{}} of the batch is not a {FORMAT_NAMES} file: cannot "
-                          "decode it", [first_unknown])])
-    too_big = sizes[:, 2] > max_pixels
-    first = tf.argmax(tf.cast(too_big, tf.int32), output_type=tf.int32)
-    small_enough = tf.debugging.Assert(tf.logical_not(tf.reduce_any(too_big)), [
-        tf.strings.format(_too_big_message("image {} of the batch is {} x {} ({} pixels to "
-                                           "decode)", max_pixels),
-                          [first, sizes[first, 0], sizes[first, 1], sizes[first, 2]])])
+    # The checks below index the batch (argmax, gather), which fails on an empty one with
+    # TensorFlow's own message if it runs first: they wait for this one.
+    with tf.control_dependencies([not_empty]):
+        sizes = tf.map_fn(header_size, image_bytes,
+                          fn_output_signature=tf.TensorSpec([3], tf.int64))
+        unknown = sizes[:, 2] < 0
+        # The first offender is named (index 0 when there is none: the message is then unused).
+        first_unknown = tf.argmax(tf.cast(unknown, tf.int32), output_type=tf.int32)
+        known_format = tf.debugging.Assert(tf.logical_not(tf.reduce_any(unknown)), [
+            tf.strings.format(f"image {{}} of the batch is not a {FORMAT_NAMES} file: cannot "
+                              "decode it", [first_unknown])])
+        too_big = sizes[:, 2] > max_pixels
+        first = tf.argmax(tf.cast(too_big, tf.int32), output_type=tf.int32)
+        small_enough = tf.debugging.Assert(tf.logical_not(tf.reduce_any(too_big)), [
+            tf.strings.format(_too_big_message("image {} of the batch is {} x {} ({} pixels to "
+                                               "decode)", max_pixels),
+                              [first, sizes[first, 0], sizes[first, 1], sizes[first, 2]])])
     return [not_empty, known_format, small_enough]
 
 
