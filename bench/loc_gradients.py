@@ -11,9 +11,13 @@ moves layers whose relative steps differ by orders of magnitude; Adam moves them
 
     python bench/loc_gradients.py --classifier runs/t3-hard/cls-d-s/model.keras \\
         --data vgg_shapes/hard --scale 112 --inits glorot paper
+
+``--trained RUN_DIR ...`` adds, for localizers trained from that classifier, how far each
+layer's kernel moved over the whole run: ``|W_end - W_start| / |W_start|``.
 """
 
 import argparse
+import os
 
 import keras
 import numpy as np
@@ -54,6 +58,8 @@ def main():
     parser.add_argument("--adam-lr", type=float, default=3e-4)
     parser.add_argument("--batches", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--trained", nargs="+", default=[], metavar="RUN_DIR",
+                        help="train_loc.py run directories started from --classifier")
     args = parser.parse_args()
 
     classifier = load_vgg(args.classifier, kind="classifier")
@@ -78,6 +84,24 @@ def main():
                   f"{args.adam_lr / kernel:.1e} |")
         relative = [gradient / kernel for _, kernel, gradient in rows]
         print(f"\nlargest / smallest relative SGD step: {max(relative) / min(relative):.0f}")
+    if args.trained:
+        print_moved(classifier, args.trained)
+
+
+def print_moved(classifier, run_dirs):
+    """Each shared layer's ``|W_end - W_start| / |W_start|`` in the localizers of ``run_dirs``."""
+    localizers = [load_vgg(os.path.join(run_dir, "model.keras")) for run_dir in run_dirs]
+    print("\nHow far each kernel moved in training, |W_end - W_start| / |W_start|:\n")
+    print("| layer | " + " | ".join(os.path.basename(d.rstrip("/")) for d in run_dirs) + " |")
+    print("|---|" + "---:|" * len(run_dirs))
+    for layer in classifier.layers:
+        if not isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)) \
+                or layer.name == "fc8":   # the localizer replaces fc8
+            continue
+        start = layer.weights[0].numpy()
+        moved = [np.linalg.norm(loc.get_layer(layer.name).weights[0].numpy() - start)
+                 / np.linalg.norm(start) for loc in localizers]
+        print(f"| {layer.name} | " + " | ".join(f"{m:.3f}" for m in moved) + " |")
 
 
 if __name__ == "__main__":
