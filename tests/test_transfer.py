@@ -1,5 +1,9 @@
 """Appendix B descriptors: dense FC7, averaged over scales and flips, L2-normalised."""
 
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -104,3 +108,43 @@ def test_feature_extraction_shows_progress_per_scale(model, capfd):
         assert "features" not in capfd.readouterr().err
     finally:
         progress.set_quiet(False)
+
+
+JAX_FEATURES_CHECK = """
+import numpy as np, keras, vgg_keras
+from vgg_keras.transforms import rescaled_size
+keras.utils.set_random_seed(0)
+model = vgg_keras.build_vgg("A", 6, input_shape=(64, 64, 3), width=0.125, init="glorot")
+extractor = vgg_keras.transfer.feature_extractor(model)
+rng = np.random.default_rng(0)
+photos = [rng.uniform(0, 255, (h, w, 3)).astype("float32") for h, w in [(50, 60), (50, 70),
+                                                                         (60, 50)]]
+
+def by_hand(photo):   # each image at its own rescaled size, unpadded
+    size = tuple(int(v) for v in rescaled_size(np.array(photo.shape[:2], float), 64))
+    image = keras.ops.image.resize(photo[None], size)
+    plain = np.asarray(extractor(image)).mean(axis=(1, 2))
+    mirror = np.asarray(extractor(keras.ops.flip(image, axis=2))).mean(axis=(1, 2))
+    row = 0.5 * (plain + mirror)[0]
+    return row / np.linalg.norm(row)
+
+expected = np.stack([by_hand(photo) for photo in photos])
+shapes = set()
+layer = extractor.get_layer("block1_conv1")
+call = layer.call
+layer.call = lambda x, *a, **k: (shapes.add(tuple(x.shape)), call(x, *a, **k))[1]
+np.testing.assert_allclose(vgg_keras.features(extractor, photos, scales=64), expected,
+                           rtol=1e-4, atol=1e-5)
+print(sorted(shapes))
+"""
+
+
+def test_jax_features_compile_one_shape_per_bucket():
+    """On JAX, which compiles for every input shape, three image sizes (rescaled to 64 x 77,
+    64 x 90 and 77 x 64) run at two padded shapes, with the descriptors of their own sizes."""
+    pytest.importorskip("jax")
+    env = dict(os.environ, KERAS_BACKEND="jax", CUDA_VISIBLE_DEVICES="")
+    result = subprocess.run([sys.executable, "-c", JAX_FEATURES_CHECK], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "[(1, 64, 96, 3), (1, 96, 64, 3)]"

@@ -26,7 +26,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from .evaluate import compiles_per_shape, forward
+from .evaluate import compiles_per_shape, dense_forward
 from .models import to_dense
 from .progress import progress
 from .transforms import rescaled_size
@@ -56,9 +56,9 @@ def feature_extractor(model: keras.Model, layer: str = "fc7") -> keras.Model:
 
 def _pooled(extractor, images, flip):
     images = ops.convert_to_numpy(images)
-    pooled = forward(extractor, images).mean(axis=(1, 2))
+    pooled = dense_forward(extractor, images).mean(axis=(1, 2))
     if flip:
-        pooled = 0.5 * (pooled + forward(extractor, images[:, :, ::-1]).mean(axis=(1, 2)))
+        pooled = 0.5 * (pooled + dense_forward(extractor, images[:, :, ::-1]).mean(axis=(1, 2)))
     return pooled
 
 
@@ -84,8 +84,9 @@ def features(model: keras.Model, images: np.ndarray | Sequence[np.ndarray] | Ten
             extractor from :func:`feature_extractor` (reuse one across calls to avoid
             rebuilding the dense net).
         images: RGB in [0, 255]: an array ``(N, H, W, 3)``, or a list of ``(H, W, 3)`` arrays of
-            different sizes (those of one size share forward passes, except on JAX, which
-            compiles for each shape).
+            different sizes (those of one size share forward passes; on JAX, which compiles
+            for each shape, each image goes alone, padded to the next multiple of 32 pixels
+            as dense evaluation pads it, so that the sizes of a bucket share one compile).
         scales: test scales Q; each must be at least the model's crop size.
         layer: ``"fc7"`` (default), ``"fc6"``, or any layer of the dense net.
         flip: average with the horizontally flipped image.
