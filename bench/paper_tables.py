@@ -44,6 +44,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # importing vgg_keras imports TensorFlow
+
+from vgg_keras.boxes import DEFAULT_MERGE, MERGES  # noqa: E402  (after the path: runs as a file)
+from vgg_keras.config import multi_test_scales  # noqa: E402
 
 # The paper's numbers (ILSVRC-2012 validation, top-1 / top-5 error %), ../shared/paper/VGG.md.
 # B-5x5: Section 4.1 gives only "top-1 error 7% higher than B's (on a center crop)".
@@ -125,12 +130,12 @@ class Bench:
         return self._evaluation("train_cls.py", ["--evaluate", *models, "--scale", scale,
                                                  "--eval-methods", *methods], output)
 
-    def evaluate_localizers(self, localizers, classifiers, scales, output):
+    def evaluate_localizers(self, localizers, classifiers, scales, output, merge=DEFAULT_MERGE):
         """Protocol 2 of the union of ``localizers``' boxes rated by ``classifiers``, at each
-        of ``scales`` and over all of them (the last row)."""
+        of ``scales`` and over all of them (the last row), merging by ``merge``."""
         return self._evaluation("train_loc.py", ["--evaluate", *localizers, "--classifier",
-                                                 *classifiers, "--eval-scales", *scales],
-                                output)
+                                                 *classifiers, "--eval-scales", *scales,
+                                                 "--merge", merge], output)
 
     def classifier(self, arch, scale_key):
         """Train (or find) ``arch`` at ``scale_key`` by the paper's chain of initialisations.
@@ -217,11 +222,15 @@ def main():
                         help="initialisation of the localizer's new fc8_box (its other layers "
                              "come from D): the paper's N(0, 0.01) by default, whatever --init "
                              "the classifiers used (Glorot's start there put the first boxes "
-                             "1.8 crop sizes from their targets, against 0.6, and cost 15 "
+                             "1.8 crop sizes from their targets, against 0.6, and cost 15-29 "
                              "points of protocol-1 error)")
     parser.add_argument("--loc-tag", default="",
                         help="suffix of the localisation run directories (loc-pcr-all-s-TAG), "
                              "to keep recipes apart")
+    parser.add_argument("--loc-merges", nargs="+", default=list(MERGES), choices=list(MERGES),
+                        help="protocol 2's merging criteria, a Table 9 column each (the "
+                             f"localizers' own runs report {DEFAULT_MERGE}; the others cost "
+                             "one more evaluation of each row)")
     parser.add_argument("--tables", nargs="+", default=["3", "4", "5", "6", "8", "9"])
     parser.add_argument("--out", default="runs/paper-tables")
     parser.add_argument("--smoke", action="store_true",
@@ -310,28 +319,41 @@ def main():
                          f"{summary['protocol1_error']:.1f} | {paper} |")
         lines.append("")
     if "9" in args.tables:
-        lines += ["Table 9 (protocol 2, PCR, all layers, top-5 localisation error %):", "",
-                  "| train S | test Q | ours | paper |", "|---|---|---|---|"]
+        merges = args.loc_merges
+        lines += ["Table 9 (protocol 2, PCR, all layers, top-5 localisation error %, by "
+                  "merging criterion):", "",
+                  f"| train S | test Q | {' | '.join(merges)} | paper |",
+                  f"|---|---|{'---|' * len(merges)}---|"]
         nets = {}
         for key in ("S", "S2"):
             summary, localizer = bench.localizer("pcr", "all", key)
             nets[key] = (localizer, bench.classifier("D", key)[1])
             rows[f"t9/{key}"] = summary
-            lines.append(f"| {bench.scales[key]} | {bench.scales[key]} | "
-                         f"{summary.get('protocol2_top5_error', float('nan')):.1f} | "
-                         f"{PAPER_T9[key]} |")
-        # The paper's multi-scale row (Q = S - 32 and S, as its {352, 384}) and its fusion of
-        # the two nets (here over both nets' training scales).
+        # The paper's rows: each net at its training scale; the S2 net at Q = S2 - 32 and S2
+        # (as its {352, 384}; not below the crop); the two nets fused (here over both nets'
+        # training scales).
         small, large = int(bench.scales["S"]), int(bench.scales["S2"])
-        for key, members, scales in (("S2 multi", ["S2"], [large - 32, large]),
+        below = [q for q in multi_test_scales(large, args.crop) if q <= large]
+        for key, members, scales in (("S", ["S"], [small]), ("S2", ["S2"], [large]),
+                                     ("S2 multi", ["S2"], below),
                                      ("fusion", ["S", "S2"], [small, large])):
-            result = bench.evaluate_localizers(
-                [nets[m][0] for m in members], [nets[m][1] for m in members], scales,
-                bench.out / f"t9-{key.replace(' ', '-').lower()}{bench.loc_tag()}.json")
-            rows[f"t9/{key}"] = result
+            errors = []
+            for merge in merges:
+                if len(members) == 1 and len(scales) == 1 and merge == DEFAULT_MERGE:
+                    # The localizer's own run rated it so at its training scale.
+                    errors.append(rows[f"t9/{key}"].get("protocol2_top5_error", float("nan")))
+                    continue
+                suffix = "" if merge == DEFAULT_MERGE else f"-{merge}"
+                result = bench.evaluate_localizers(
+                    [nets[m][0] for m in members], [nets[m][1] for m in members], scales,
+                    bench.out / f"t9-{key.replace(' ', '-').lower()}{bench.loc_tag()}"
+                                f"{suffix}.json", merge)
+                rows[f"t9/{key}{suffix}"] = result
+                errors.append(result["protocol2"][-1]["top5_loc"])
             train = " + ".join(bench.scales[m] for m in members)
-            lines.append(f"| {train} | {{{', '.join(map(str, scales))}}} | "
-                         f"{result['protocol2'][-1]['top5_loc']:.1f} | {PAPER_T9[key]} |")
+            test = str(scales[0]) if len(scales) == 1 else f"{{{', '.join(map(str, scales))}}}"
+            lines.append(f"| {train} | {test} | {' | '.join(f'{e:.1f}' for e in errors)} | "
+                         f"{PAPER_T9[key]} |")
         lines.append("")
     lines.append(f"Seconds per run: {json.dumps(bench.seconds)}; total "
                  f"{time.time() - started:.0f} s.")
