@@ -25,11 +25,15 @@ chance within such a budget; see the RESULTS section on plain VGG from scratch):
     # D and E for Tables 5 and 6 (each net alone and fused, 150 crops an image: 740 s)
     python bench/paper_tables.py $F --rows E/S2 E/J --tables 3
     python bench/paper_tables.py $F --tables 5 6
-    # Table 9 adds D(S2)'s localizer at Q = S2 - 32 and S2, and the S and S2 localizers fused
+    # Table 9 adds D(S2)'s localizer at Q = S2 - 32 and S2, and the S and S2 localizers fused,
+    # each row merged by OverFeat's criterion and by IoU > 0.5 (--loc-merges)
     python bench/paper_tables.py $F --tables 8 9 --loc-epochs 2 --loc-lr 3e-4 \
         --loc-tag adam-paperinit
-    python bench/paper_tables.py $F --tables 8 --loc-epochs 2 --loc-optimizer sgd --loc-lr 1e-3 \
-        --loc-weight-decay 5e-4 --loc-tag sgd-paperinit
+    # the same localizers resumed to 8 epochs: their run directories copied to the new tag
+    python bench/paper_tables.py $F --tables 8 9 --loc-epochs 8 --loc-lr 3e-4 \
+        --loc-tag adam-paperinit-e8
+    python bench/paper_tables.py $F --tables 8 9 --loc-epochs 2 --loc-optimizer sgd \
+        --loc-lr 1e-3 --loc-weight-decay 5e-4 --loc-tag sgd-paperinit --loc-merges overfeat
 
 Writes ``OUT/tables.md`` and ``OUT/rows.json``; reruns skip finished runs (each run directory
 resumes).
