@@ -9,6 +9,8 @@ is rated on the images its threshold was picked on. A check reruns one row end t
 ``run_protocol2(..., merge=...)`` and requires the same errors.
 
     python bench/merging.py          # trains the quick models below when missing
+    python bench/merging.py --data vgg_shapes/hard --classifier runs/t3-hard/cls-d-s \
+        --localizers runs/t3-hard/loc-pcr-all-s-adam-paperinit-e8 --scales 112
 
 Models (trained here with the commands printed when their run directory has no model): the
 README's quick-start classifier (A, width 0.25, crop 64, S 72:96, 20 epochs, Adam 3e-4) and
@@ -120,6 +122,8 @@ def paired(first, second):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--data", default="vgg_shapes",
+                        help="dataset the models were trained on (vgg_keras.data.load name)")
     parser.add_argument("--classifier", default="runs/cls-a-s72-96")
     parser.add_argument("--localizers", nargs="+",
                         default=["runs/loc-scr-a-s72-96", "runs/loc-pcr-a-s72-96"],
@@ -138,10 +142,12 @@ def main(argv=None):
 
     log = ROOT / "runs" / "merging_train.log"
     log.parent.mkdir(exist_ok=True)
-    trained = {args.classifier: train(["train_cls.py", *CLASSIFIER], args.classifier, log)}
+    data = ["--data", args.data]
+    trained = {args.classifier: train(["train_cls.py", *CLASSIFIER, *data], args.classifier,
+                                      log)}
     for run_dir in args.localizers:
         regression = "pcr" if "pcr" in Path(run_dir).name else "scr"
-        trained[run_dir] = train(["train_loc.py", *LOCALIZER, "--regression", regression,
+        trained[run_dir] = train(["train_loc.py", *LOCALIZER, *data, "--regression", regression,
                                   "--init-from", f"{args.classifier}/model.keras"], run_dir, log)
 
     import keras
@@ -154,7 +160,7 @@ def main(argv=None):
     localizers = [load_vgg(str(ROOT / d / "model.keras"), kind="localizer")
                   for d in args.localizers]
     scale_sets = [[int(q) for q in s.split(",")] for s in args.scales]
-    splits = {name: load("vgg_shapes", name) for name in (args.tune, args.split)}
+    splits = {name: load(args.data, name) for name in (args.tune, args.split)}
 
     # The nets once per (split, localizer, scale set); every criterion merges their outputs.
     cached, net_seconds = {}, {}
