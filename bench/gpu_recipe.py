@@ -3,8 +3,8 @@
     bash bench/gpu.sh --recipe                         # on the GPU host (JAX, no TensorFlow)
     KERAS_BACKEND=jax python bench/gpu_recipe.py --smoke   # anywhere, a minute: tiny nets, CPU
 
-Issue #13 asks why D with Glorot's initialisation never left chance here, when the paper says
-Glorot's procedure trains its deep nets without pre-initialisation. The CPU runs
+Why did D with Glorot's initialisation never leave chance on the CPU, when the paper says
+Glorot's procedure trains its deep nets without pre-initialisation? The CPU runs
 (``bench/recipe.py``) could only afford a quarter of the channels and batches of 32. This
 script runs the paper's recipe as written, at the paper's width (1.0) and batch (256): SGD,
 momentum 0.9, weight decay 5e-4 on the kernels (Caffe's, ``vgg_keras.train.apply_weight_decay``),

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Tables 8 and 9 on the embedded data, end to end (issue #6).
+"""Tables 8 and 9 on the embedded data, end to end.
 
 From one trained classifier (trained here first with the README's quick-start recipe when
 ``--classifier`` does not exist yet), train the four localizers of Table 8, SCR and PCR, each

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Protocol 2's merging criteria side by side (issue #13): OverFeat's match score against IoU.
+"""Protocol 2's merging criteria side by side: OverFeat's match score against IoU.
 
 The same localizers, classifier and images for both: the nets run once per image and scale
 set (``protocol2_predictions``), and every criterion and threshold merges those same outputs

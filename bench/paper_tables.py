@@ -54,25 +54,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # importing vgg_keras impor
 from vgg_keras.boxes import DEFAULT_MERGE, MERGES  # noqa: E402  (after the path: runs as a file)
 from vgg_keras.config import multi_test_scales  # noqa: E402
 
-# The paper's numbers (ILSVRC-2012 validation, top-1 / top-5 error %), ../shared/paper/VGG.md.
-# B-5x5: Section 4.1 gives only "top-1 error 7% higher than B's (on a center crop)".
-PAPER_T3 = {("A", "S"): (29.6, 10.4), ("A-LRN", "S"): (29.7, 10.5), ("B", "S"): (28.7, 9.9),
-            ("B-5x5", "S"): ("B + 7", "-"), ("A+", "S"): ("-", "-"),
-            ("C", "S"): (28.1, 9.4), ("C", "S2"): (28.1, 9.3), ("C", "J"): (27.3, 8.8),
-            ("D", "S"): (27.0, 8.8), ("D", "S2"): (26.8, 8.7), ("D", "J"): (25.6, 8.1),
-            ("E", "S"): (27.3, 9.0), ("E", "S2"): (26.9, 8.7), ("E", "J"): (25.5, 8.0)}
-PAPER_T4 = {("B", "S"): (28.2, 9.6), ("C", "S"): (27.7, 9.2), ("C", "S2"): (27.8, 9.2),
-            ("C", "J"): (26.3, 8.2), ("D", "S"): (26.6, 8.6), ("D", "S2"): (26.5, 8.6),
-            ("D", "J"): (24.8, 7.5), ("E", "S"): (26.9, 8.7), ("E", "S2"): (26.7, 8.6),
-            ("E", "J"): (24.8, 7.5)}
-PAPER_T5 = {("D", "dense"): (24.8, 7.5), ("D", "multicrop"): (24.6, 7.5),
-            ("D", "dense+multicrop"): (24.4, 7.2), ("E", "dense"): (24.8, 7.5),
-            ("E", "multicrop"): (24.6, 7.4), ("E", "dense+multicrop"): (24.4, 7.1)}
-# Table 6 gives the fusion of D and E for dense + multi-crop only.
-PAPER_T6 = {"dense+multicrop": (23.7, 6.8)}
-PAPER_T8 = {("scr", "fc"): 36.4, ("pcr", "fc"): 34.3, ("pcr", "all"): 33.1}
-# Table 9's rows: S = Q = 256; S = Q = 384; S = 384, Q = {352, 384}; the 256 and 384 nets fused.
-PAPER_T9 = {"S": 29.5, "S2": 28.2, "S2 multi": 27.5, "fusion": 26.9}
+# The paper's numbers (ILSVRC-2012 validation, top-1 / top-5 error %).
+from vgg_keras.paper import (  # noqa: E402
+    PAPER_T3, PAPER_T4, PAPER_T5, PAPER_T6, PAPER_T8, PAPER_T9,
+)
 
 TABLE3 = [("A", "S"), ("A+", "S"), ("A-LRN", "S"), ("B", "S"), ("B-5x5", "S"), ("C", "S"),
           ("C", "S2"), ("C", "J"), ("D", "S"), ("D", "S2"), ("D", "J"), ("E", "S"), ("E", "S2"),

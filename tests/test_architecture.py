@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "vgg_keras"
 
@@ -106,6 +108,7 @@ def _import_alone(name):
     return name, process.returncode, process.stderr[-2000:], set(process.stdout.split())
 
 
+@pytest.mark.slow
 def test_every_module_imports_on_its_own_in_a_fresh_interpreter():
     """Each module, imported first in a fresh interpreter, imports. Importing a module runs its
     packages' ``__init__`` first, so the modules a package brings in when imported alone are

@@ -54,6 +54,7 @@ def test_a_service_needs_a_source_its_workers_can_read_one_example_of(tfds_dir):
                             batch_size=4, seed=0, service="localhost:1")
 
 
+@pytest.mark.slow
 def test_train_cls_fed_by_a_dispatcher_and_two_workers_it_did_not_start(tmp_path):
     tree = user_trees.class_folders(tmp_path / "pets", per_class=10, salt=False)
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1",
@@ -86,3 +87,52 @@ def test_train_cls_fed_by_a_dispatcher_and_two_workers_it_did_not_start(tmp_path
     assert summary["epochs"] == 2 and 0 <= summary["top1_error"] <= 100
     assert json.loads((run_dir / "config.json").read_text())["data_service"] == \
         f"localhost:{port}"
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_no_dispatcher_and_no_workers_end_with_a_message_not_a_wait(tmp_path):
+    """Nothing listening at --data-service: refused at once. A dispatcher without a worker
+    (or whose workers all died): no batch ever comes, and the run ends after
+    --data-service-timeout with what to do, exit status 3."""
+    tree = user_trees.class_folders(tmp_path / "pets", per_class=6, salt=False)
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1",
+               VGG_KERAS_CACHE=str(tmp_path / "cache"), TF_CPP_MIN_LOG_LEVEL="3")
+    port = free_port()
+    args = [*TINY, "--data", tree["root"], "--batch-size", 4, "--epochs", 1,
+            "--data-service", f"localhost:{port}", "--data-service-timeout", 20]
+
+    def train(run_dir, timeout):
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, str(ROOT / "train_cls.py"), *map(str, args),
+                               "--run-dir", run_dir], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=timeout)
+        return done, time.monotonic() - started
+
+    done, seconds = train(tmp_path / "none", 120)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert f"No tf.data service dispatcher answers at localhost:{port}" in done.stderr
+    assert "Traceback" not in done.stderr
+    dispatcher = subprocess.Popen([sys.executable, "-m", "vgg_keras.data.service", "dispatcher",
+                                   "--port", str(port)], cwd=ROOT, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120   # TensorFlow's import first: slow on a busy machine
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("localhost", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        done, seconds = train(tmp_path / "idle", 240)
+    finally:
+        dispatcher.kill()
+        dispatcher.wait()
+    assert done.returncode == 3, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"The tf.data service at localhost:{port} sent no batch" in done.stderr
+    assert "no training step finished for 20 s" in done.stderr

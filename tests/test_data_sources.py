@@ -73,6 +73,8 @@ def messy_folder(tmp_path):
         "n01/garbage.JPEG": ("corrupt image", lambda p: open(p, "wb").write(RNG.bytes(3000))),
         "n02/empty.jpg": ("corrupt image", lambda p: open(p, "wb").write(b"")),
         "n02/tiff.jpg": ("unsupported format", lambda p: save(p, picture(seed=11), "TIFF")),
+        # 52.5 megapixels, over the 50 a run reads (and the SavedModel decodes).
+        "n02/huge.png": ("image too large", lambda p: Image.new("1", (7500, 7000)).save(p)),
     }
     for relative, make in good.items():
         path = str(root / relative)
@@ -238,6 +240,19 @@ def test_voc_boxes_clipped_dropped_and_counted(tmp_path, caplog):
     batches = data.train_pipeline(dataset, scale=64, crop=48, batch_size=4, boxes=True, seed=0)
     images, targets, weights = next(iter(batches))
     assert targets["box"].shape == (4, 4) and weights["box"].shape == (4,)
+
+
+def test_an_object_without_a_class_name_is_skipped_not_a_class(tmp_path, caplog):
+    root = tmp_path / "voc"
+    for i in range(3):
+        save(str(root / "JPEGImages" / f"img{i}.jpg"), picture(seed=i))
+    (root / "Annotations").mkdir()
+    for i, name in enumerate(["cat", "dog", ""]):
+        (root / "Annotations" / f"img{i}.xml").write_text(voc_xml([(name, (1, 1, 40, 30))]))
+    with caplog.at_level(logging.WARNING, logger="vgg_keras.data"):
+        meta = data.info(data.load(str(root), "train"))
+    assert meta.class_names == ("cat", "dog") and meta.num_examples == 2
+    assert meta.box_problems["object without a class name"] == 1 and "img2.xml" in caplog.text
 
 
 def test_xml_beside_images_and_class_names_from_all_files(tmp_path):

@@ -268,6 +268,7 @@ print(sorted(shapes))
 """
 
 
+@pytest.mark.slow
 def test_jax_dense_evaluation_compiles_one_shape_per_bucket(tmp_path):
     """On JAX, which compiles for every input shape, five image sizes run at two padded
     shapes, with the maps of their own unpadded passes."""

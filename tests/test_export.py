@@ -334,6 +334,9 @@ def test_empty_batches_and_undecodable_files_are_clear_errors(served_small):
             signatures[SERVE_BYTES](image_bytes=tf.constant([], tf.string))
     with pytest.raises(tf.errors.InvalidArgumentError, match="empty batch: send at least one"):
         signatures[SERVE_UINT8](images=tf.zeros([0, 50, 50, 3], tf.uint8))
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="the images are 0 x 0: each needs at least one pixel"):
+        signatures[SERVE_UINT8](images=tf.zeros([2, 0, 0, 3], tf.uint8))
     good = pil_file(noise(50, 50), "PNG")
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match="image 1 of the batch is not a JPEG, PNG, GIF or BMP file"):
@@ -354,6 +357,7 @@ def onnx_session(path):
     return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
+@pytest.mark.slow
 def test_onnx_classifier_matches_keras(classifier, tmp_path):
     path = export(classifier, tmp_path / "model.onnx", format="onnx")
     session = onnx_session(path)
@@ -370,6 +374,7 @@ def test_onnx_classifier_matches_keras(classifier, tmp_path):
         np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_onnx_localizer_outputs_boxes(classifier, tmp_path):
     localizer = tiny_localizer(classifier, "pcr")
     session = onnx_session(export(localizer, tmp_path / "loc.onnx", format="onnx"))

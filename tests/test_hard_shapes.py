@@ -1,4 +1,4 @@
-"""The embedded dataset's hard configuration, ``vgg_shapes/hard`` (issue #13):
+"""The embedded dataset's hard configuration, ``vgg_shapes/hard``:
 deterministic images, at least 50 balanced classes defined by structure, boxes that hold the
 object's parts and nothing of the clutter, colour that says nothing of the class, and loading
 through the registry at a small size."""

@@ -12,6 +12,8 @@ import pytest
 
 import user_trees
 
+pytestmark = pytest.mark.slow   # subprocesses and training: python -m pytest -m 'not slow' skips them
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

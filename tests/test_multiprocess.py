@@ -17,6 +17,8 @@ import pytest
 import user_trees
 from test_user_data import LOC, TINY, weights
 
+pytestmark = pytest.mark.slow   # subprocesses and training: python -m pytest -m 'not slow' skips them
+
 ROOT = Path(__file__).resolve().parents[1]
 
 pytest.importorskip("jax")
@@ -134,3 +136,30 @@ def test_several_processes_on_tensorflow_are_refused_with_the_jax_command(tmp_pa
     assert "KERAS_BACKEND=jax python train_cls.py --coordinator localhost:1 --num-processes 2 " \
            "--process-id 0" in out
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_two_processes_given_one_id_end_with_messages_not_a_wait(tmp_path, env):
+    """Both started as process 0: the second is refused at once (the coordinator's port is
+    taken), the first ends when --peer-timeout passes without process 1 joining, each with
+    the package's message, not JAX's abort and stack dump."""
+    tree = user_trees.class_folders(tmp_path / "pets", per_class=4, salt=False)
+    port = free_port()
+    jobs = {"KERAS_DISTRIBUTION_JOB_ADDRESSES": f"localhost:{port}",
+            "KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "KERAS_DISTRIBUTION_PROCESS_ID": "0"}
+    args = [*TINY, "--data", tree["root"], "--epochs", 1, "--peer-timeout", 20]
+    started = time.monotonic()
+    first = subprocess.Popen([sys.executable, str(ROOT / "train_cls.py"), *map(str, args),
+                              "--run-dir", tmp_path / "a"], cwd=ROOT, env={**env, **jobs},
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(8)   # the first holds the coordinator's port
+    second = subprocess.run([sys.executable, str(ROOT / "train_cls.py"), *map(str, args),
+                             "--run-dir", tmp_path / "b"], cwd=ROOT, env={**env, **jobs},
+                            capture_output=True, text=True, timeout=200)
+    out = first.communicate(timeout=200)[0]
+    assert second.returncode == 2, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "another process was started as process 0" in second.stderr
+    assert first.returncode == 3, out[-3000:]
+    assert "the job did not start within 20 s: not every process joined" in out
+    assert "Check failure stack trace" not in out + second.stderr
+    assert time.monotonic() - started < 120

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+pytestmark = pytest.mark.slow   # subprocesses and training: python -m pytest -m 'not slow' skips them
+
 ROOT = Path(__file__).resolve().parents[1]
 CLASSIFIER_SECTIONS = ["Configuration", "Learning curves", "Evaluation",
                        "Augmented training crops", "Predictions", "Heat maps", "Confusion"]
@@ -186,13 +188,24 @@ def test_report_of_an_unfinished_run(runs, tmp_path):
     assert page.classes.count("note") == 4   # evaluation, predictions, heat maps, confusion
     assert len(page.images) == 2             # the curves and the augmented crops
 
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    page = Page(write_report(empty).read_text())
-    assert page.headings == CLASSIFIER_SECTIONS and not page.images
-    assert "error" not in page.classes
     with pytest.raises(FileNotFoundError):
         write_report(tmp_path / "missing")
+
+
+def test_folders_that_are_not_runs_are_refused(tmp_path, capsys):
+    """An empty folder or a dataset folder gets no report.html; a config.json that is not
+    JSON is named; each is exit status 2 from the command."""
+    from vgg_keras.report import main
+
+    empty, garbage = tmp_path / "empty", tmp_path / "garbage"
+    empty.mkdir()
+    garbage.mkdir()
+    (garbage / "config.json").write_text("{not json")
+    assert main([str(empty)]) == 2 and not (empty / "report.html").exists()
+    assert main([str(garbage)]) == 2 and not (garbage / "report.html").exists()
+    err = capsys.readouterr().err
+    assert f"{empty} is not a run directory: it has no config.json" in err
+    assert f"{garbage / 'config.json'} is not valid JSON" in err
 
 
 def test_report_in_a_browser(runs, tmp_path):

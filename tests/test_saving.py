@@ -80,6 +80,7 @@ def _backend_available(name):
     return importlib.util.find_spec(module) is not None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_model_saved_here_runs_identically_on_other_backends(tmp_path, backend):
     if not _backend_available(backend):

@@ -20,6 +20,7 @@ TINY = ["--arch", "A", "--width", "0.125", "--crop", "32", "--scale", "36", "--b
         "0"]
 
 
+@pytest.mark.slow
 def test_a_run_uses_and_saves_its_training_datas_statistics(tfds_dir, tmp_path):
     run_dir = tmp_path / "run"
     assert train_cls.main([*TINY, "--run-dir", str(run_dir)]) == 0
@@ -46,6 +47,7 @@ def test_a_run_uses_and_saves_its_training_datas_statistics(tfds_dir, tmp_path):
     np.testing.assert_allclose(shift.eigvec, saved.eigvec)
 
 
+@pytest.mark.slow
 def test_imagenet_or_a_files_statistics_on_request(tfds_dir, tmp_path):
     assert train_cls.main([*TINY, "--statistics", "imagenet", "--run-dir",
                            str(tmp_path / "imagenet")]) == 0

@@ -49,6 +49,7 @@ def test_scale_smaller_than_crop_fails_before_training(tfds_dir, tmp_path):
         train_classifier(scale=200, crop=224, run_dir=str(tmp_path))
 
 
+@pytest.mark.slow
 def test_unit_scale_start_from_the_command_line(tfds_dir, tmp_path):
     run_dir = tmp_path / "unit"
     args = [*TINY, "--arch", "B", "--init", "unit-scale", "--epochs", "1", "--steps-per-epoch",
@@ -75,6 +76,7 @@ def read_weights(path):
     return values
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_weights(tfds_dir, tmp_path):
     env = dict(os.environ, TFDS_DATA_DIR=str(tfds_dir), TF_DETERMINISTIC_OPS="1",
                CUDA_VISIBLE_DEVICES="")
@@ -177,6 +179,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path):
     assert np.all(np.isfinite(kernel)) and np.abs(kernel).max() > 0
 
 
+@pytest.mark.slow
 def test_diverging_run_from_the_command_line_saves_nothing(tfds_dir, tmp_path):
     env = dict(os.environ, TFDS_DATA_DIR=str(tfds_dir))
     run_dir = tmp_path / "nan"
@@ -228,6 +231,7 @@ def _assert_same_kernels(runs, count):
                                    err_msg=name)
 
 
+@pytest.mark.slow
 def test_two_replicas_train_like_one_device(tfds_dir, tmp_path):
     """Synchronous data parallelism gives the same result as one device (the paper's claim)."""
     env = dict(os.environ, TFDS_DATA_DIR=str(tfds_dir), TF_DETERMINISTIC_OPS="1")
@@ -246,6 +250,7 @@ def test_two_replicas_train_like_one_device(tfds_dir, tmp_path):
     assert not (tmp_path / "multiworker" / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_jax_data_parallel_trains_like_one_device(tfds_dir, tmp_path):
     """keras.distribution.DataParallel over two (forced host) JAX devices == one device, with
     the crops resampled in the training step from the windows the host hands over."""
@@ -289,3 +294,19 @@ def test_schedule_divides_by_ten_on_plateau_at_most_three_times_and_holds_at_cha
     assert rates[-1] == pytest.approx(1e-5)  # three drops at most
     state = json.loads((tmp_path / "checkpoints" / "state.json").read_text())
     assert state["drops"] == 3 and state["best"] == 0.5 and state["best_epoch"] == 5
+
+
+def test_a_data_folder_with_or_without_its_trailing_slash_is_one_run(tmp_path):
+    from vgg_keras.config import ClassificationConfig
+    from vgg_keras.rundir import RunDirectory
+
+    with_slash = ClassificationConfig(data=f"{tmp_path}/pets/", epochs=1)
+    without = ClassificationConfig(data=f"{tmp_path}/pets", epochs=2)
+    assert with_slash.data == without.data == f"{tmp_path}/pets"
+    run_dir = tmp_path / "run"
+    with RunDirectory(run_dir, with_slash.to_dict(), resumable=type(with_slash).resumable()) as d:
+        d.write_config()
+    (run_dir / "checkpoints").mkdir()
+    (run_dir / "checkpoints" / "state.json").write_text("{}")
+    with RunDirectory(run_dir, without.to_dict(), resumable=type(without).resumable()):
+        pass   # resumes: only --epochs differs

@@ -139,6 +139,7 @@ print(sorted(shapes))
 """
 
 
+@pytest.mark.slow
 def test_jax_features_compile_one_shape_per_bucket():
     """On JAX, which compiles for every input shape, three image sizes (rescaled to 64 x 77,
     64 x 90 and 77 x 64) run at two padded shapes, with the descriptors of their own sizes."""

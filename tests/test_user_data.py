@@ -3,7 +3,7 @@ kind of directory ``load`` reads (class folders, VOC, the two ImageNet layouts),
 files real datasets have; killed with ``kill -9`` and run again; evaluated; and bad input.
 
 A class-folder tree once crashed in the first epoch because every training test used the
-embedded dataset (issue #11).
+embedded dataset.
 """
 
 import json
@@ -21,6 +21,8 @@ import pytest
 import train_cls
 import user_trees
 from vgg_keras.train import checkpoint_weights
+
+pytestmark = pytest.mark.slow   # subprocesses and training: python -m pytest -m 'not slow' skips them
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--arch", "A", "--width", "0.125", "--crop", "32", "--scale", "32:40", "--init",

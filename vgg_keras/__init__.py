@@ -12,7 +12,7 @@
 (2, 512)
 >>> vgg_keras.export(model, "served/vgg_d")          # SavedModel taking JPEG/PNG bytes
 'served/vgg_d'
->>> vgg16 = vgg_keras.vgg16(weights="vgg16-397923af.pth")   # doctest: +SKIP
+>>> vgg16 = vgg_keras.vgg16(weights="imagenet")   # fetched once, then cached  # doctest: +SKIP
 
 Model code uses only ``keras``; ``vgg_keras.data`` (tf.data, TFDS) imports TensorFlow.
 """

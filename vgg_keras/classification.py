@@ -17,8 +17,11 @@ from . import data as vdata
 from . import evaluate as protocols
 from .config import UNIT_SCALE, ClassificationConfig, multi_test_scales, test_scale
 from .models import (
-    build_vgg, input_normalization, load_vgg, preinitialize, scale_to_unit_output,
+    build_vgg, freeze_for_finetune, initialize_from, input_normalization, load_vgg,
+    scale_to_unit_output,
 )
+from .paper import published_figures
+from .released import find_release, is_release_name
 from .run import Run, Task
 from .train import resample_where
 
@@ -35,7 +38,9 @@ class ClassificationTask(Task):
     monitor = ("val_accuracy", "max")
 
     def prepare(self, config):
-        self.source = load_vgg(config.init_from, kind="classifier") if config.init_from else None
+        config.check_finetune()
+        self.source = (load_vgg(config.init_from, kind="classifier", arch=config.arch)
+                       if config.init_from else None)
 
     def build(self, config, info, statistics):
         preprocessing = {"mean": statistics.mean}
@@ -51,6 +56,11 @@ class ClassificationTask(Task):
         self.copied = ()
         if self.source is not None:
             self.copied = initialize_from(model, self.source, config.init_from)
+            freeze_for_finetune(model, config.finetune)
+            if config.finetune != "all":
+                log.info("Training %s only; the other layers are frozen (--finetune %s).",
+                         ", ".join(l.name for l in model.layers if l.trainable and l.weights),
+                         config.finetune)
         else:
             log.info("Training %s from random initialisation (%s).", model.name, config.init)
         augmentation = self.augmentation(config, statistics, flip=config.flip)
@@ -125,18 +135,6 @@ class ClassificationTask(Task):
         }
 
 
-def initialize_from(model, source, path):
-    """Fine-tune from a model of the same shapes, or pre-initialise from a shallower one."""
-    same = [tuple(w.shape) for w in source.weights] == [tuple(w.shape) for w in model.weights]
-    if same:
-        model.set_weights(source.get_weights())
-        log.info("Initialised every layer from %s (fine-tuning).", path)
-        return "all"
-    copied = preinitialize(model, source)
-    log.info("Pre-initialised %s from %s; the other layers are random.", ", ".join(copied), path)
-    return copied
-
-
 def train_classifier(**options):
     """Train a classifier by the paper's recipe and evaluate it; returns ``summary.json``'s dict.
 
@@ -148,13 +146,14 @@ def train_classifier(**options):
 
 def evaluate_saved(paths, *, data=None, data_dir=None, scales=None, scale=256,
                    methods=("dense", "center"), crop=None, flip=True, batch_size=32, split=None,
-                   val_fraction=0.05, output=None):
+                   val_fraction=0.05, output=None, arch="D"):
     """Evaluate saved classifiers (several: fusion) by the paper's protocols: ``.keras`` models
     or the weights ``build_vgg(weights=...)`` reads (torchvision ``.pth``, keras.applications
-    ``.h5``, keras-hub presets), at test ``scales`` (default: the paper's multi-scale set for
-    the training scale ``scale``) on ``split`` (default: the report examples of
-    :func:`vgg_keras.data.run_splits`)."""
-    models = [load_vgg(p, kind="classifier") for p in paths]
+    ``.h5``, keras-hub presets, or ``"imagenet"``: ``arch``'s released weights, printed with
+    their documented figures and the paper's), at test ``scales`` (default: the paper's
+    multi-scale set for the training scale ``scale``) on ``split`` (default: the report
+    examples of :func:`vgg_keras.data.run_splits`)."""
+    models = [load_vgg(p, kind="classifier", arch=arch) for p in paths]
     crop = crop or models[0].input_shape[1]
     scales = scales or multi_test_scales(scale, crop=crop)
     examples = vdata.evaluation_examples(data, split=split, val_fraction=val_fraction,
@@ -169,6 +168,9 @@ def evaluate_saved(paths, *, data=None, data_dir=None, scales=None, scale=256,
             examples, method, q, crop=crop, batch_size=batch_size),
         scales=scales, methods=methods, flip=flip, batch_size=batch_size)
     print(protocols.format_table(rows))
+    for path in paths:
+        if is_release_name(path):
+            print(published_figures(find_release(path, arch)))
     if output:
         protocols.write_json(rows, output)
     return rows

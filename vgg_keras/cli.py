@@ -69,7 +69,7 @@ def train_cls(argv=None, prog=None):
             config.evaluate, data=config.data, data_dir=config.data_dir,
             scales=config.eval_scales, scale=config.scale, methods=config.eval_methods, flip=not config.no_eval_flip,
             batch_size=config.eval_batch_size, split=config.eval_split,
-            val_fraction=config.val_fraction, output=config.eval_output)
+            val_fraction=config.val_fraction, output=config.eval_output, arch=config.arch)
 
     return run_command(parser.prog, config.quiet, work)
 
@@ -91,6 +91,6 @@ def train_loc(argv=None, prog=None):
             scales=config.eval_scales or [test_scale(config.scale)],
             batch_size=config.eval_batch_size, val_fraction=config.val_fraction,
             split=config.eval_split, output=config.eval_output, merge=config.merge,
-            merge_threshold=config.merge_threshold)
+            merge_threshold=config.merge_threshold, arch=config.arch)
 
     return run_command(parser.prog, config.quiet, work)

@@ -31,6 +31,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -40,6 +41,10 @@ log = logging.getLogger(__name__)
 ADDRESS_ENV = "KERAS_DISTRIBUTION_JOB_ADDRESSES"
 COUNT_ENV = "KERAS_DISTRIBUTION_NUM_PROCESSES"
 INDEX_ENV = "KERAS_DISTRIBUTION_PROCESS_ID"
+
+START_TIMEOUT = 240.0
+"""Seconds a process waits for the others to join before it ends with a message (under JAX's
+own 300, after which it aborts with a C++ stack dump)."""
 
 
 class ClusterError(ValueError):
@@ -99,14 +104,17 @@ def _setting(value, variable, parse):
 
 
 def start(coordinator: str | None = None, num_processes: int | None = None,
-          process_id: int | None = None, *, command: str = "train_cls.py") -> Processes:
+          process_id: int | None = None, *, command: str = "train_cls.py",
+          start_timeout: float = START_TIMEOUT) -> Processes:
     """Join the job: with more than one process, start JAX's distributed runtime through
     :func:`keras.distribution.initialize` (once per interpreter) and return this process's
     place. Unset arguments come from ``KERAS_DISTRIBUTION_JOB_ADDRESSES``,
     ``KERAS_DISTRIBUTION_NUM_PROCESSES`` and ``KERAS_DISTRIBUTION_PROCESS_ID``.
 
     Must run before any JAX computation. Other backends refuse several processes with the
-    command that works (``command`` names the script in that message).
+    command that works (``command`` names the script in that message). A process whose peers
+    have not all joined within ``start_timeout`` seconds ends with a message (exit status 3);
+    a second process 0 on the coordinator's machine is refused at once.
     """
     global _started
     coordinator = _setting(coordinator, ADDRESS_ENV, str)
@@ -135,14 +143,53 @@ def start(coordinator: str | None = None, num_processes: int | None = None,
         return _started
     import jax
 
+    if index == 0:
+        _check_coordinator_port(coordinator, count)
     # CPU processes need a collectives implementation to talk to each other; GPUs use NCCL
     # whatever this says.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    joined = threading.Event()
+    threading.Thread(target=_bound_start, args=(joined, wanted, coordinator, start_timeout),
+                     name="vgg_keras-start-watchdog", daemon=True).start()
     keras.distribution.initialize(coordinator, count, index)
+    joined.set()
     _started = Processes(jax.process_index(), jax.process_count())
     log.info("Process %d of %d; coordinator %s; %d devices in all.", _started.index,
              _started.count, coordinator, len(keras.distribution.list_devices()))
     return _started
+
+
+def _check_coordinator_port(coordinator, count):
+    """Process 0 serves the coordinator: a port already taken on this machine is a second
+    process 0 (or another job), which JAX would answer by aborting both."""
+    import socket
+
+    host, _, port = coordinator.rpartition(":")
+    try:
+        local = socket.gethostbyname(host or "localhost")
+        with socket.socket() as probe:
+            probe.bind((local, int(port)))
+    except OSError as error:
+        if getattr(error, "errno", None) == 98:   # EADDRINUSE
+            raise ClusterError(
+                f"Process 0 serves the coordinator at {coordinator}, but that port is taken on "
+                "this machine: another process was started as process 0 (each of the "
+                f"{count} processes needs its own --process-id, 0 to {count - 1}), or another "
+                "job uses the port (choose another with --coordinator).") from None
+    except ValueError:
+        raise ClusterError(f"--coordinator {coordinator!r} is not HOST:PORT.") from None
+
+
+def _bound_start(joined, wanted, coordinator, timeout):
+    if joined.wait(timeout):
+        return
+    print(f"Process {wanted.index} of {wanted.count}: the job did not start within "
+          f"{timeout:g} s: not every process joined at {coordinator}. Start all "
+          f"{wanted.count} processes with the same --coordinator and --num-processes, each "
+          f"with its own --process-id (0 to {wanted.count - 1}), then run the same commands "
+          "again.", file=sys.stderr, flush=True)
+    logging.shutdown()
+    os._exit(3)
 
 
 def multi_process() -> bool:
@@ -191,21 +238,23 @@ def barrier(name: str, processes: Processes) -> None:
         multihost_utils.sync_global_devices(name)
 
 
-class PeerWatchdog(keras.callbacks.Callback):
-    """Ends this process, with a message that says what happened and what to do, when no
-    training or validation step has finished for ``timeout`` seconds: a process of the job has
-    stopped (killed, crashed, its machine lost), and the collectives would wait for it forever.
+class StallWatchdog(keras.callbacks.Callback):
+    """Ends this process with a message (exit status 3) when no training or validation step
+    has finished for ``timeout`` seconds: something the steps wait on outside the process
+    (another process of the job, a tf.data service) has stopped, and would be waited for
+    forever. ``message(epoch, cause)`` says what happened and what to do.
 
-    Armed at the first finished step (compiling does not count); :meth:`stop` disarms it once
-    the processes have passed their last collective (saving the model), before each evaluates
-    on its own. A thread watches the time, so that it runs while the main thread waits in a
-    collective.
+    Armed at the first finished step (compiling does not count), or at the start of training
+    with ``from_start`` (when the first step itself waits on the outside). :meth:`stop`
+    disarms it. A thread watches the time, so that it runs while the main thread waits.
     """
 
-    def __init__(self, processes: Processes, timeout: float) -> None:
+    def __init__(self, timeout: float, message: Callable[[int, str], str], *,
+                 from_start: bool = False) -> None:
         super().__init__()
-        self.processes = processes
         self.timeout = float(timeout)
+        self.message = message
+        self.from_start = from_start
         self.last_step = None
         self.epoch = 0
         self.done = threading.Event()
@@ -220,7 +269,9 @@ class PeerWatchdog(keras.callbacks.Callback):
         self._progress()
 
     def on_train_begin(self, logs=None):
-        threading.Thread(target=self._watch, name="vgg_keras-peer-watchdog", daemon=True).start()
+        if self.from_start:
+            self._progress()
+        threading.Thread(target=self._watch, name="vgg_keras-watchdog", daemon=True).start()
 
     def stop(self) -> None:
         self.done.set()
@@ -229,7 +280,11 @@ class PeerWatchdog(keras.callbacks.Callback):
         while not self.done.wait(min(5.0, self.timeout / 4)):
             if self.last_step is not None and time.monotonic() - self.last_step > self.timeout:
                 cause = f"no training step finished for {self.timeout:g} s"
-                print(lost_peer_message(self.processes, self.epoch, cause), file=sys.stderr,
-                      flush=True)
+                print(self.message(self.epoch, cause), file=sys.stderr, flush=True)
                 logging.shutdown()
                 os._exit(3)
+
+
+def PeerWatchdog(processes: Processes, timeout: float) -> StallWatchdog:  # noqa: N802
+    """The :class:`StallWatchdog` of a multi-process job: a process of it has stopped."""
+    return StallWatchdog(timeout, lambda epoch, cause: lost_peer_message(processes, epoch, cause))

@@ -18,7 +18,7 @@ import argparse
 import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from .boxes import DEFAULT_MERGE, MERGE_THRESHOLDS
 from .configs import ARCHITECTURES, CONFIGS, INITIALIZERS, VARIANTS, canonical_arch
@@ -160,6 +160,16 @@ def option(default: Any, group: str, help: str, *, parse: Callable[[str], Any] |
     return dataclasses.field(default=default, metadata=metadata)
 
 
+PAPER_BATCH = 256
+"""The batch the paper's learning rates belong to."""
+ADAM_LR = 3e-4
+"""Adam's rate when --lr is not given, whatever the batch."""
+LR_HELP = ("initial learning rate, used as given for the global batch. Default: the paper's "
+           "{paper} for its batch of 256, scaled linearly to the global batch (--batch-size x "
+           "--accumulate; Goyal et al. 2017), e.g. {paper} x 32 / 256 at --batch-size 32; with "
+           "--optimizer adam, " + f"{ADAM_LR:g}" + " whatever the batch. The rate that ran is "
+           "logged and kept in config.json")
+
 UNIT_SCALE = "unit-scale"
 INIT_HELP = ("random initialisation: N(0, 0.01) as in the paper, or Glorot uniform, which the "
              "authors later found trains without pre-init; xavier is that procedure as Caffe's "
@@ -178,9 +188,18 @@ class RunConfig:
                           "0.25 for quick CPU experiments)", parse=positive(float))
     dropout: float = option(0.5, "model", "dropout rate after fc6 and fc7", parse=dropout_rate)
     init: str = option("paper", "model", INIT_HELP, choices=INITIALIZERS)
-    init_from: str = option(None, "model", "a model to start from: a trained A for the paper's "
-                            "pre-initialisation of a deeper net, or a model of the same "
-                            "configuration to fine-tune", metavar="PATH")
+    init_from: str = option(None, "model", "a model to start from: imagenet (the "
+                            "configuration's released ImageNet weights, fetched once into "
+                            "Keras's cache; imagenet-keras or imagenet-torchvision to choose), a "
+                            ".keras run, or a .pth/.h5 file or keras-hub preset. A classifier of "
+                            "the same configuration is fine-tuned: every layer is copied but "
+                            "fc8 when its classes differ (and fc6 when its input size does), "
+                            "which start fresh. A trained A pre-initialises a deeper net as in "
+                            "the paper", metavar="PATH|imagenet")
+    finetune: str = option("all", "model", "with --init-from, the layers that train: all; fc "
+                           "(fc6, fc7 and the new last layer); or fc8 (the last layer alone, a "
+                           "linear classifier on the source's features)",
+                           choices=("all", "fc", "fc8"))
     # data
     data: str = option(None, "data", "the embedded dataset (default), a TFDS name such as "
                        "imagenet2012, or a directory of images (class folders, VOC XML, or "
@@ -230,9 +249,10 @@ class RunConfig:
                              "each update, so that --batch-size 32 --accumulate 8 trains with "
                              "the paper's batch of 256", parse=positive(int))
     optimizer: str = option("sgd", "optimisation", "sgd is the paper's (with --momentum); adam "
-                            "leaves chance sooner in short CPU experiments (then --lr 3e-4 "
-                            "works well)", choices=("sgd", "adam"))
-    lr: float = option(1e-2, "optimisation", "initial learning rate", parse=positive(float))
+                            "leaves chance sooner in short CPU experiments and on small data "
+                            "(its default rate, 3e-4, works well there)", choices=("sgd", "adam"))
+    lr: float = option(None, "optimisation", LR_HELP.format(paper="1e-2"),
+                       parse=positive(float))
     momentum: float = option(0.9, "optimisation", "SGD momentum", parse=non_negative_float)
     weight_decay: float = option(5e-4, "optimisation", "L2 weight decay with Caffe's semantics "
                                  "(decay * w added to the gradient of every kernel)",
@@ -256,11 +276,18 @@ class RunConfig:
     peer_timeout: float = option(600.0, "run", "with several processes: seconds without a "
                                  "finished step after which a process takes the job for broken "
                                  "(another process died) and ends with a message, instead of "
-                                 "waiting for ever", parse=positive(float), resumable=True)
+                                 "waiting for ever; at the start, how long it waits for every "
+                                 "process to join (at most 240)", parse=positive(float), resumable=True)
     data_service: str = option(None, "run", "a tf.data service dispatcher (HOST:PORT) whose "
                                "workers read, decode and augment the training images (start "
                                "them with python -m vgg_keras.data.service); image "
                                "directories only", metavar="HOST:PORT", resumable=True)
+    data_service_timeout: float = option(300.0, "run", "with --data-service: seconds without "
+                                         "a finished step (the first one included) after "
+                                         "which the run takes the service for stopped "
+                                         "(dispatcher or every worker gone) and ends with a "
+                                         "message, exit status 3", parse=positive(float),
+                                         resumable=True)
     coordinator: str = option(None, "run", "several training processes (JAX backend): process "
                               "0's HOST:PORT, which every process dials (default: "
                               "$KERAS_DISTRIBUTION_JOB_ADDRESSES)", metavar="HOST:PORT",
@@ -278,7 +305,8 @@ class RunConfig:
                           "(default: runs/<task>-<arch>-s<scale>)", resumable=True)
     eval_batch_size: int = option(32, "run", "batch size for center-crop evaluation",
                                   parse=positive(int), resumable=True)
-    verbose: str = option("auto", "run", "Keras progress output",
+    verbose: str = option("auto", "run", "Keras progress output: auto is a progress bar on a "
+                          "terminal and one line per epoch otherwise (a log file, --quiet)",
                           choices=("auto", "0", "1", "2"), resumable=True)
     quiet: bool = option(False, "run", "no progress bars (file checks, statistics, evaluation, "
                          "features) and one line per epoch; log messages still go to the "
@@ -289,9 +317,51 @@ class RunConfig:
     export: bool = option(True, "run", "write the serving SavedModel into the run directory "
                           "(TensorFlow backend)", resumable=True, flag=False)
     evaluate: list = option(None, "run", "evaluate saved models instead of training (several: "
-                            "fusion): .keras files, or weight files build_vgg reads "
-                            "(torchvision .pth, keras.applications .h5)", nargs="+",
+                            "fusion): .keras files, weight files build_vgg reads "
+                            "(torchvision .pth, keras.applications .h5, keras-hub presets), or "
+                            "imagenet for --arch's released weights, printed beside their "
+                            "documented figures and the paper's", nargs="+",
                             metavar="MODEL", run=False)
+
+    paper_lr: ClassVar[float] = 1e-2
+
+    def __post_init__(self) -> None:
+        # "/data/x/" and "/data/x" are one folder: a run made with either resumes with both.
+        if isinstance(self.data, str) and len(self.data) > 1 and self.data.endswith(os.sep):
+            self.data = self.data.rstrip(os.sep) or os.sep
+
+    def learning_rate(self) -> float:
+        """The rate that runs: ``lr`` when given, else the paper's rate scaled linearly from
+        its batch of 256 to the global batch (SGD), or :data:`ADAM_LR` (Adam).
+
+        >>> ClassificationConfig(batch_size=32).learning_rate()
+        0.00125
+        >>> LocalizationConfig(batch_size=64, accumulate=2).learning_rate()
+        0.0005
+        """
+        if self.lr is not None:
+            return self.lr
+        if self.optimizer == "adam":
+            return ADAM_LR
+        return self.paper_lr * self.batch_size * self.accumulate / PAPER_BATCH
+
+    def check_finetune(self) -> None:
+        """``--finetune`` other than all freezes layers that only ``--init-from`` fills."""
+        if self.finetune != "all" and not self.init_from:
+            raise ValueError(f"--finetune {self.finetune} trains some layers and freezes the "
+                             "others, which start from --init-from; give --init-from (for "
+                             "example imagenet), or --finetune all to train from scratch.")
+
+    def describe_learning_rate(self) -> str:
+        """Where the rate that runs comes from, for the log."""
+        rate = self.learning_rate()
+        if self.lr is not None:
+            return f"learning rate {rate:g} (--lr)"
+        if self.optimizer == "adam":
+            return f"learning rate {rate:g} (Adam's default; --lr to change)"
+        return (f"learning rate {rate:g}: the paper's {self.paper_lr:g} for a batch of "
+                f"{PAPER_BATCH}, scaled to the global batch of "
+                f"{self.batch_size * self.accumulate} (--lr to set it)")
 
     # -- serialisation --------------------------------------------------------------------------
     @classmethod
@@ -355,7 +425,9 @@ class LocalizationConfig(RunConfig):
     """train_loc.py's options: train_cls.py's, a learning rate of 1e-3 (the paper's for
     fine-tuning the localizer), and the localisation ones."""
 
-    lr: float = option(1e-3, "optimisation", "initial learning rate", parse=positive(float))
+    paper_lr: ClassVar[float] = 1e-3
+    lr: float = option(None, "optimisation", LR_HELP.format(paper="1e-3"),
+                       parse=positive(float))
     init: str = option("paper", "model", INIT_HELP + "; from a classifier (--init-from) only the "
                        "new fc8_box is initialised, and there N(0, 0.01) starts the boxes 0.6 "
                        "crop sizes (RMS) from their targets and Glorot's 1.8: protocol-1 error "
@@ -363,8 +435,6 @@ class LocalizationConfig(RunConfig):
                        choices=INITIALIZERS)
     regression: str = option("pcr", "localisation", "single-class (4 outputs) or per-class "
                              "(4 x C outputs) box regression", choices=("scr", "pcr"))
-    finetune: str = option("all", "localisation", "fine-tune every layer, or only fc6, fc7 and "
-                           "the new fc8_box", choices=("all", "fc"))
     classifier: list = option(None, "localisation", "classification model(s) whose class "
                               "scores rate protocol 2's boxes (training takes one; default "
                               "when training: --init-from, if it is a classifier)",
@@ -385,7 +455,8 @@ class LocalizationConfig(RunConfig):
     eval_output: str = option(None, "localisation", "write Tables 8/9 as JSON (--evaluate)",
                               run=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
+        super().__post_init__()
         self.regression = str(self.regression).lower()
 
 

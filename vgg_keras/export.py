@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING
 import keras
 
 from . import boxes as B
+from .configs import MAX_IMAGE_PIXELS
 from .heads import is_localizer, regression_of
 from .models import _load_if_path
 
@@ -78,15 +79,10 @@ SERVE_UINT8 = "serve_uint8"
 """The signature taking decoded ``(B, H, W, 3)`` uint8 images."""
 PAPER_SCALE_RATIO = 256 / 224
 """The paper's usual test scale for a 224 crop is Q = 256 (the model trained at S = 256)."""
-DEFAULT_MAX_PIXELS = 50_000_000
+DEFAULT_MAX_PIXELS = MAX_IMAGE_PIXELS
 """The largest image (height x width; for an animated GIF, every frame's pixels) the SavedModel
-decodes unless ``export(..., max_pixels=...)`` says otherwise. 50 megapixels takes the largest
-photographs people commonly send (48-megapixel phone cameras, 45-megapixel full-frame cameras;
-a 24-megapixel 6000 x 4000 photo has room to spare) while capping what one image costs:
-decoding takes ~4.5 bytes a pixel at its peak (measured: +0.22 GB for a 48-megapixel PNG, a
-JPEG far less since only the crop's window is decoded), so ~0.25 GB per image being decoded,
-where a 1.2 MB PNG of 20000 x 20000 pixels took +1.9 GB with no limit. Bigger images gain
-nothing here: the network sees them rescaled to Q (256 by default)."""
+decodes unless ``export(..., max_pixels=...)`` says otherwise: the limit the training data's
+file check applies too (:data:`vgg_keras.configs.MAX_IMAGE_PIXELS`)."""
 ONNX_PACKAGES = ("torch", "onnx")
 ONNX_INSTALL = 'pip install "vgg_keras[onnx]"'
 
@@ -513,10 +509,13 @@ def _check_decoded(images, max_pixels):
 
     shape = tf.cast(tf.shape(images), tf.int64)
     not_empty = tf.debugging.Assert(shape[0] > 0, [EMPTY_BATCH])
+    has_pixels = tf.debugging.Assert(tf.logical_and(shape[1] > 0, shape[2] > 0), [
+        tf.strings.format("the images are {} x {}: each needs at least one pixel",
+                          [shape[1], shape[2]])])
     small_enough = tf.debugging.Assert(shape[1] * shape[2] <= max_pixels, [
         tf.strings.format(_too_big_message("the images are {} x {}", max_pixels),
                           [shape[1], shape[2]])])
-    return [not_empty, small_enough]
+    return [not_empty, has_pixels, small_enough]
 
 
 def _boxes_in_image(boxes, rescaled, offsets, crop):

@@ -40,7 +40,7 @@ PRIOR_BOX = boxes.PRIOR
 
 With a zero bias a new head would predict a box of no size at the crop's corner: IoU 0 with every
 object, and the box then moves only as fast as the bias learns, for PCR from a tenth of each batch
-per class (an FC-only PCR run ended at mean IoU 0.0003 that way, issue #6)."""
+per class (an FC-only PCR run ended at mean IoU 0.0003 that way)."""
 
 
 def check_regression(regression: str) -> str:

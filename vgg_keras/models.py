@@ -26,15 +26,16 @@ from .heads import (
     is_localizer, regression_of,
 )
 from .layers import InputNormalization, LocalResponseNormalization, MinimumSpatialSize
+from .released import is_release_name, resolve
 from .weights import read_pretrained
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "BOX_LAYER", "INITIALIZERS", "KINDS", "PREINIT_CONV_LAYERS", "PREPROCESSING", "PRIOR_BOX",
-    "REGRESSIONS", "BoxRegression", "arch_of", "box_head", "build_localizer", "build_vgg",
-    "input_normalization", "is_localizer", "load_vgg", "preinitialize", "regression_of",
-    "scale_to_unit_output", "scaled", "to_dense",
+    "REGRESSIONS", "BoxRegression", "FINETUNE", "arch_of", "box_head", "build_localizer",
+    "build_vgg", "freeze_for_finetune", "initialize_from", "input_normalization", "is_localizer",
+    "load_vgg", "preinitialize", "regression_of", "scale_to_unit_output", "scaled", "to_dense",
     "vgg_backbone", "vgg_fc", "vgg_head", "vgg_layer_names",
 ]
 
@@ -187,7 +188,7 @@ def build_vgg(arch: str, num_classes: int = 1000, *,
     ``keras.layers.Softmax()``.
 
     Args:
-        arch: "A", "A-LRN", "B", "C", "D" or "E" (case-insensitive).
+        arch: "A", "A-LRN", "B", "C", "D", "E" or "B-5x5" (case-insensitive).
         num_classes: outputs of fc8.
         input_shape: (height, width, 3); at least 32x32. With the top, fc6 reads the whole pool5
             map (7x7 at 224), so smaller crops keep the same architecture.
@@ -200,32 +201,37 @@ def build_vgg(arch: str, num_classes: int = 1000, *,
         preprocessing: "imagenet" (subtract ImageNet's mean RGB), a dict of
             ``InputNormalization`` arguments (``mean``, ``std``, ``channel_order``), or None.
             With ``weights`` it must stay at its default: the file's convention replaces it.
-        weights: None, or the path of pretrained weights you already have (nothing is
-            downloaded): a torchvision ``vgg11``/``vgg13``/``vgg16``/``vgg19`` state dict
+        weights: None; ``"imagenet"`` for the configuration's released ImageNet weights
+            (A, B, D, E; fetched once into Keras's cache, see :mod:`vgg_keras.released`;
+            ``"imagenet-keras"``/``"imagenet-torchvision"`` choose the publisher); or the path
+            of a weight file: a torchvision ``vgg11``/``vgg13``/``vgg16``/``vgg19`` state dict
             (``.pth``, configurations A, B, D, E; needs ``pip install 'vgg_keras[torch]'``), a
             keras.applications VGG16/VGG19 ``.h5`` file (D, E; ``_notop`` files need
             ``include_top=False``) or a keras-hub VGG preset directory (A, B, D, E; a
-            backbone-only preset needs ``include_top=False``). The model's first layer then normalises as those weights
-            were trained (torchvision: RGB mean/std; Keras: Caffe's BGR mean), so it still takes
-            RGB in [0, 255]. ``num_classes`` must match the file's fc8, ``width`` its channel
-            counts, and with the top the input must give a 7x7 pool5 (224 to 255 pixels); a
-            mismatch is a ValueError naming the file and the layer. With ``include_top=False``
-            only the conv layers are loaded, at any input size.
+            backbone-only preset needs ``include_top=False``). The model's first layer then
+            normalises as those weights were trained (torchvision: RGB mean/std; Keras:
+            Caffe's BGR mean), so it still takes RGB in [0, 255]. A ``num_classes`` other than
+            the file's gives a new, randomly initialised fc8 (fine-tuning on your classes);
+            ``width`` must match the file's channel counts, and with the top the input must
+            give a 7x7 pool5 (224 to 255 pixels); a mismatch is a ValueError naming the file
+            and the layer. With ``include_top=False`` only the conv layers are loaded, at any
+            input size.
         name: model name (default ``vgg_<arch>``).
 
     >>> model = build_vgg("D", num_classes=10, input_shape=(64, 64, 3), width=0.25)
     >>> tuple(model(keras.ops.zeros((2, 64, 64, 3))).shape)
     (2, 10)
-    >>> vgg16 = build_vgg("D", weights="vgg16-397923af.pth")     # doctest: +SKIP
+    >>> vgg16 = build_vgg("D", weights="imagenet")                     # doctest: +SKIP
+    >>> tuned = build_vgg("D", num_classes=5, weights="imagenet")      # new fc8  # doctest: +SKIP
     """
     key = canonical_arch(arch)
     _check_build_args(width=width, dropout=dropout, init=init, input_shape=input_shape,
                       include_top=include_top, num_classes=num_classes if include_top else None)
     pretrained = None
     if weights is not None:
-        pretrained = read_pretrained(weights)
-        preprocessing = pretrained.check_build_args(
-            key, include_top=include_top, num_classes=num_classes, preprocessing=preprocessing)
+        pretrained = read_pretrained(resolve(weights, key, include_top=include_top))
+        preprocessing = pretrained.check_build_args(key, include_top=include_top,
+                                                    preprocessing=preprocessing)
 
     def top(x):
         return vgg_head(x, int(num_classes), width=width, dropout=dropout, init=init)
@@ -234,7 +240,8 @@ def build_vgg(arch: str, num_classes: int = 1000, *,
     model = _vgg_model(key, tuple(input_shape), top if include_top else None, width=width,
                        init=init, preprocessing=preprocessing, name=name or default_name)
     if pretrained is not None:
-        pretrained.load_into(model)
+        new_head = include_top and int(num_classes) != pretrained.num_classes
+        pretrained.load_into(model, fresh=("fc8",) if new_head else ())
     return model
 
 
@@ -337,11 +344,13 @@ def _load_if_path(model_or_path):
 KINDS = ("classifier", "localizer")
 
 
-def load_vgg(path: str | os.PathLike, *, kind: str | None = None) -> keras.Model:
+def load_vgg(path: str | os.PathLike, *, kind: str | None = None,
+             arch: str | None = None) -> keras.Model:
     """A saved network: a ``.keras`` model, or pretrained weights that ``build_vgg`` reads
     (torchvision ``.pth``, keras.applications ``.h5``, a keras-hub ``VGGImageClassifier`` preset
-    directory), built as the file's configuration and width with its classifier at the input
-    size its fc6 was trained for (224 x 224 for published weights).
+    directory, or ``"imagenet"`` with ``arch`` for the released weights), built as the file's
+    configuration and width with its classifier at the input size its fc6 was trained for
+    (224 x 224 for published weights).
 
     ``kind="classifier"`` or ``"localizer"`` refuses the other kind. Errors name the file and
     what is wrong with it: missing, not a model file at all, or a model file that cannot be read.
@@ -354,9 +363,14 @@ def load_vgg(path: str | os.PathLike, *, kind: str | None = None) -> keras.Model
     >>> vgg16 = load_vgg("vgg16-397923af.pth")                 # doctest: +SKIP
     >>> vgg16 = load_vgg("~/.cache/kagglehub/models/keras/vgg/keras/vgg_16_imagenet/3")  # doctest: +SKIP
     """
-    path = os.path.expanduser(os.fspath(path))
     if kind not in (None, *KINDS):
         raise ValueError(f"kind must be None or one of {KINDS}, got {kind!r}.")
+    if is_release_name(path):
+        if arch is None:
+            raise ValueError(f"{path!r} names released weights; say which configuration "
+                             "(load_vgg(..., arch='D'), --arch D).")
+        path = resolve(path, arch)
+    path = os.path.expanduser(os.fspath(path))
     if not os.path.exists(path):
         raise FileNotFoundError(errno.ENOENT, "No such model file", path)
     if not os.path.isdir(path) and _is_keras_archive(path):
@@ -435,7 +449,7 @@ def vgg_layer_names(arch: str) -> list[str]:
 
 def preinitialize(model: keras.Model, source: keras.Model | str | os.PathLike, *,
                   conv_layers: int = PREINIT_CONV_LAYERS,
-                  fc_layers: Sequence[str] = ("fc6", "fc7", "fc8")) -> None:
+                  fc_layers: Sequence[str] = ("fc6", "fc7", "fc8")) -> list[str]:
     """Copy the paper's pre-initialisation from a trained (shallower) net into ``model``.
 
     The first ``conv_layers`` conv layers of ``source`` (for A: block1_conv1, block2_conv1,
@@ -468,6 +482,77 @@ def preinitialize(model: keras.Model, source: keras.Model | str | os.PathLike, *
         copied.append(name)
     log.info("preinitialize: copied %s from %s into %s", ", ".join(copied), source.name, model.name)
     return copied
+
+
+FINETUNE = ("all", "fc", "fc8")
+"""Which layers train: every one; fc6, fc7 and the output layer (the paper's "first two FC
+layers" for localisation); or the output layer alone (``fc8``, or ``fc8_box``)."""
+
+
+def freeze_for_finetune(model: keras.Model, finetune: str) -> keras.Model:
+    """Set which layers of ``model`` train (:data:`FINETUNE`); returns ``model``.
+
+    >>> model = freeze_for_finetune(build_vgg("A", 3, input_shape=(32, 32, 3), width=0.125), "fc")
+    >>> [layer.name for layer in model.layers if layer.trainable and layer.weights]
+    ['fc6', 'fc7', 'fc8']
+    """
+    if finetune not in FINETUNE:
+        raise ValueError(f"finetune must be one of {FINETUNE}, got {finetune!r}.")
+    output = [layer.name for layer in model.layers if layer.weights][-1]
+    trained = {"all": None, "fc": ("fc6", "fc7", output), "fc8": (output,)}[finetune]
+    for layer in model.layers:
+        layer.trainable = trained is None or layer.name in trained or not layer.weights
+    return model
+
+
+def initialize_from(model: keras.Model, source: keras.Model,
+                    path: str | os.PathLike | None = None) -> str | list[str]:
+    """Start ``model`` from the trained classifier ``source``, as fine-tuning or as the paper's
+    pre-initialisation; returns ``"all"`` when every layer was copied, else the names copied.
+
+    Of the same configuration and width, every conv layer is copied, and every FC layer whose
+    shape matches: fc8 starts fresh when the classes differ (fine-tuning on other classes), fc6
+    when the input size does (it reads the whole pool5 map). Of another configuration (a
+    trained A for a deeper net), :func:`preinitialize` copies the paper's layers. The log says
+    what was copied and what is new.
+
+    >>> source = build_vgg("A", 20, input_shape=(32, 32, 3), width=0.125)
+    >>> model = build_vgg("A", 10, input_shape=(32, 32, 3), width=0.125)
+    >>> initialize_from(model, source)[-2:]
+    ['fc6', 'fc7']
+    """
+    path = path or source.name
+    fresh = {}
+    for name in ("fc6", "fc8"):
+        if _has_layer(model, name) and _has_layer(source, name):
+            ours, theirs = model.get_layer(name).kernel.shape, source.get_layer(name).kernel.shape
+            if tuple(ours) != tuple(theirs):
+                fresh[name] = (f"{theirs[1]} classes in the source, {ours[1]} here" if name == "fc8"
+                               else f"the source's inputs are {source.input_shape[1:3]}, these "
+                                    f"{model.input_shape[1:3]}")
+    if arch_of(source) != arch_of(model):
+        fc = [name for name in ("fc6", "fc7", "fc8") if name not in fresh]
+        copied = preinitialize(model, source, fc_layers=fc)
+        log.info("Pre-initialised %s from %s; the other layers are random%s.", ", ".join(copied),
+                 path, "".join(f"; {name} is new ({why})" for name, why in fresh.items()))
+        return copied
+    names = [layer.name for layer in model.layers
+             if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))
+             and layer.name not in fresh]
+    for name in names:
+        ours = [tuple(w.shape) for w in model.get_layer(name).weights]
+        theirs = [tuple(w.shape) for w in source.get_layer(name).weights]
+        if ours != theirs:
+            raise ValueError(f"{path}: layer {name!r} has weight shapes {theirs} there but {ours} "
+                             "here; fine-tuning needs the source's width (--width).")
+    for name in names:
+        model.get_layer(name).set_weights(source.get_layer(name).get_weights())
+    if not fresh:
+        log.info("Initialised every layer from %s (fine-tuning).", path)
+        return "all"
+    log.info("Fine-tuning from %s: copied %s; new, randomly initialised: %s.", path,
+             ", ".join(names), "; ".join(f"{name} ({why})" for name, why in fresh.items()))
+    return names
 
 
 def _has_layer(model, name):
@@ -539,7 +624,7 @@ def build_localizer(source: str | keras.Model | os.PathLike = "D", num_classes: 
             and fc6/fc7 weights are copied (fine-tuning, as in the paper), or a configuration
             name ("A" ... "E") to build from random initialisation.
         num_classes: classes C (PCR needs it); from a classifier it defaults to its fc8 width
-            and must match it when given.
+            (another count: the data's classes, when the classifier was trained on others).
         regression: "scr" or "pcr".
         input_shape, width, dropout, init, preprocessing: as :func:`build_vgg`, used when
             ``source`` is a configuration name (a classifier brings its own); ``init`` also
@@ -583,10 +668,7 @@ def _localizer_from_classifier(classifier, num_classes, regression, *, init, nam
         raise ValueError(
             f"build_localizer: {classifier.name!r} has no 'fc8' layer to replace; pass a "
             f"classification model from build_vgg / train_cls.py, or a configuration name.")
-    classes = classifier.get_layer("fc8").units
-    if num_classes is not None and int(num_classes) != classes:
-        raise ValueError(f"num_classes={num_classes} but the classifier's fc8 has {classes} "
-                         "outputs; the localizer must use the classifier's classes.")
+    classes = int(num_classes or classifier.get_layer("fc8").units)
     # A structural copy, so that training the localizer leaves the classifier untouched.
     copy = keras.models.clone_model(classifier)
     copy.set_weights(classifier.get_weights())

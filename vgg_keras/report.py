@@ -76,7 +76,13 @@ DPI = 90
 def read_json(path):
     """A JSON file's content, or None when it is missing."""
     path = Path(path)
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); it is not a file the run "
+                         "wrote whole.") from error
 
 
 def read_history(path):
@@ -988,6 +994,9 @@ def write_report(run_dir, *, images=16, validation_images=1000, output=None):
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir} is not a run directory")
+    if not (run_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run directory: it has no config.json, "
+                                "which train_cls.py and train_loc.py write first")
     started = time.time()
     config = read_json(run_dir / "config.json")
     summary = read_json(run_dir / "summary.json")
@@ -1052,7 +1061,7 @@ def main(argv=None):
         try:
             print(write_report(run_dir, images=args.images,
                                validation_images=args.validation_images), flush=True)
-        except FileNotFoundError as error:
+        except (OSError, ValueError) as error:   # missing, not a run, unreadable, read-only
             print(f"error: {error}", file=sys.stderr)
             status = 2
     return status

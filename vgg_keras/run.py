@@ -29,6 +29,7 @@ import contextlib
 import json
 import logging
 import secrets
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +38,7 @@ import keras
 
 from . import cluster
 from . import data as vdata
+from .data import service as data_service
 from .augment import training_augmentation
 from .config import test_scale
 from .data.stats import SAMPLE_IMAGES, SAMPLE_SIDE, Statistics
@@ -163,7 +165,8 @@ def make_optimizer(name, lr, momentum, accumulate):
 def fit_verbosity(config):
     """Keras's ``verbose`` for ``fit``: one line per epoch with ``--quiet``."""
     if config.verbose == "auto":
-        return 2 if config.quiet else "auto"
+        # A progress bar redrawn into a log file is a line of escape codes every step.
+        return 2 if config.quiet or not sys.stdout.isatty() else "auto"
     return int(config.verbose)
 
 
@@ -178,16 +181,21 @@ class Run:
                             default_run_dir(task.run_name(config), config.arch, config.scale))
 
     def execute(self):
-        c = self.config
+        # The rate that runs, in config.json too: a resumed run without --lr gets the same one.
+        rate = self.config.describe_learning_rate()
+        c = self.config = self.config.replace(lr=self.config.learning_rate())
         smallest = c.scale[0] if isinstance(c.scale, tuple) else c.scale
         if smallest < c.crop:
             raise ValueError(f"The training scale S={smallest} is smaller than the crop "
                              f"{c.crop}; S must be at least the crop (the paper: S >= 224).")
         # First of all: JAX's distributed runtime must start before any computation (before
         # the task reads the model it starts from).
-        self.processes = processes = cluster.start(c.coordinator, c.num_processes, c.process_id,
-                                                   command=self.task.script)
+        self.processes = processes = cluster.start(
+            c.coordinator, c.num_processes, c.process_id, command=self.task.script,
+            start_timeout=min(c.peer_timeout, cluster.START_TIMEOUT))
         self.task.prepare(c)
+        if c.data_service:
+            data_service.check_reachable(c.data_service)
         if c.batch_size % processes.count:
             raise ValueError(f"--batch-size {c.batch_size} cannot be split evenly between "
                              f"{processes.count} processes; choose a multiple of "
@@ -197,6 +205,7 @@ class Run:
                      if processes.is_chief else contextlib.nullcontext())
         with directory:
             set_quiet(c.quiet)
+            log.info("%s %s", c.optimizer.upper() if c.optimizer == "sgd" else "Adam", rate)
             set_precision(c.precision)
             scope, replicas = distribution_scope(c.distribute, processes, self.task.script)
             splits = vdata.run_splits(c.data, val_fraction=c.val_fraction,
@@ -287,6 +296,13 @@ class Run:
         else:
             self.watchdog = cluster.PeerWatchdog(self.processes, c.peer_timeout)
             callbacks = [self.watchdog]
+        service_watchdog = None
+        if c.data_service:
+            # The steps wait on the service's workers, from the very first one.
+            service_watchdog = cluster.StallWatchdog(
+                c.data_service_timeout, lambda epoch, cause: data_service.stalled_message(
+                    c.data_service, epoch, cause), from_start=True)
+            callbacks.append(service_watchdog)
         try:
             state = fit_resumable(
                 trainer, lambda start: self.task.train_batches(c, train, start, steps, **feed),
@@ -303,6 +319,9 @@ class Run:
                     self.processes, self.watchdog.epoch,
                     f"a collective failed ({str(error).splitlines()[0][:200]})")) from error
             raise
+        finally:
+            if service_watchdog is not None:
+                service_watchdog.stop()
         return state, time.time() - started
 
     def _pictures(self, model, train, val, steps):
@@ -353,7 +372,9 @@ class Run:
         summary = {
             "model": str(self.run_dir / "model.keras"), "arch": arch_of(model),
             "scale": c.scale, "test_scale": test_scale(c.scale), "epochs": state["epoch"],
-            "best_epoch": best, "seconds": round(seconds, 1),
+            # Every epoch's training, whichever invocation ran it; this invocation's in full.
+            "best_epoch": best, "seconds": round(state.get("seconds", seconds), 1),
+            "seconds_this_invocation": round(seconds, 1),
             "train_images": info.num_examples, "classes": info.num_classes,
             # Which examples gave which number: the schedule and the kept weights were chosen
             # on "selection"; every error below is measured on "report".

@@ -27,6 +27,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import socket
 import sys
 import time
@@ -50,6 +51,24 @@ RESUMABLE = frozenset({
 })
 """Options that may change when a run resumes: how long it goes on, how it reports, where the
 data and devices are. Every other option shapes the weights, so the run directory keeps it."""
+
+
+OWN_FILES = frozenset({LOCK_FILE, LOG_FILE})
+"""What a run writes before ``config.json``: a folder holding only these is a run that stopped
+early, and may be taken again."""
+
+CHECKPOINT_WEIGHTS = re.compile(r"(last|best)-e\d{4,}(\.tmp)?\.weights\.h5")
+"""The weight files the checkpoint writes, and the only ones it ever deletes."""
+
+
+def checkpoint_files(run_dir: PathLike, which: str | None = None) -> list[Path]:
+    """The checkpoint's weight files in ``run_dir/checkpoints`` (only ``"last"`` or ``"best"``
+    ones when ``which`` says), by name: the newest epoch last."""
+    folder = Path(run_dir) / STATE_PATH.parent
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if CHECKPOINT_WEIGHTS.fullmatch(p.name)
+                  and (which is None or p.name.startswith(which + "-")))
 
 
 class RunDirectoryError(RuntimeError):
@@ -96,6 +115,7 @@ class RunDirectory(contextlib.AbstractContextManager):
         self._handler = None
 
     def __enter__(self) -> RunDirectory:
+        self._check_ownership()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             self._lock = open(self.path / LOCK_FILE, "a+")
@@ -106,6 +126,7 @@ class RunDirectory(contextlib.AbstractContextManager):
         self._acquire()
         try:
             self._check_config()
+            self._check_checkpoint()
             self._handler = _attach_log_file(self.path / LOG_FILE)
         except BaseException:
             self._release()
@@ -121,8 +142,9 @@ class RunDirectory(contextlib.AbstractContextManager):
 
     @property
     def started(self) -> bool:
-        """Whether an epoch of this directory's run has finished (there is a checkpoint)."""
-        return (self.path / STATE_PATH).exists()
+        """Whether an epoch of this directory's run has finished: there is a checkpoint, or
+        weights of one whose state file is lost."""
+        return (self.path / STATE_PATH).exists() or bool(checkpoint_files(self.path, "last"))
 
     def write_config(self, extra: Mapping[str, Any] | None = None) -> None:
         """Write ``config.json``: the options, plus ``extra`` (e.g. the class names)."""
@@ -139,6 +161,22 @@ class RunDirectory(contextlib.AbstractContextManager):
         os.replace(tmp, self.path / CONFIG_FILE)
 
     # -- internals ----------------------------------------------------------------------------
+    def _check_ownership(self):
+        """A folder with content but no ``config.json`` is not a run of ours: refused, so that
+        nothing in it is overwritten or deleted."""
+        if not self.path.is_dir() or (self.path / CONFIG_FILE).exists():
+            return
+        try:
+            foreign = sorted(p.name for p in self.path.iterdir() if p.name not in OWN_FILES)
+        except OSError:
+            return   # unreadable: the lock below reports it
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+            raise RunDirectoryError(
+                f"{self.path} holds files no run wrote ({shown}) and no {CONFIG_FILE}: it is "
+                "not a run directory, and a run there could overwrite or delete them. Give "
+                "--run-dir a new or empty folder, or the directory of a run to resume.")
+
     def _acquire(self):
         try:
             fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -184,6 +222,17 @@ class RunDirectory(contextlib.AbstractContextManager):
             raise RunDirectoryError(self._refusal(fixed))
         for option, before, now in changes:
             log.info("Resuming with %s %s (was %s)", flag(option), now, before)
+
+    def _check_checkpoint(self):
+        """Weights of a whole checkpoint whose state file is lost: refused before anything is
+        written, never trained over from scratch."""
+        orphans = checkpoint_files(self.path, "last")
+        if orphans and not (self.path / STATE_PATH).exists():
+            raise RunDirectoryError(
+                f"{self.path / STATE_PATH}: the checkpoint of {self.path} is damaged (missing, "
+                f"but {orphans[-1].name} is there), so the run cannot resume. Nothing was "
+                f"changed. Restore the file, or move {self.path} away (its model.keras, if "
+                "any, is the finished run's) and start afresh.")
 
     def _refusal(self, changes):
         lines = "; ".join(f"{flag(option)} {now} (the run has {before})"

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import json
 import logging
 import math
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -37,17 +39,14 @@ import numpy as np
 
 from .augment import takes_windows, window_inputs
 from .cluster import Processes, barrier, broadcast
-from .rundir import TrainingDiverged
+from .rundir import STATE_PATH, RunDirectoryError, TrainingDiverged, checkpoint_files
 
 if TYPE_CHECKING:
     from ._typing import PathLike
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "state.json"
-LAST_WEIGHTS = "last.weights.h5"
-BEST_WEIGHTS = "best.weights.h5"
-"""Names of the weight files before checkpoints named their epoch; still read when resuming."""
+STATE_FILE = STATE_PATH.name
 
 
 def checkpoint_weights(run_dir: PathLike, which: str = "last") -> Path | None:
@@ -63,10 +62,9 @@ def checkpoint_weights(run_dir: PathLike, which: str = "last") -> Path | None:
     state_path = checkpoints / STATE_FILE
     if not state_path.exists():
         return None
-    state = json.loads(state_path.read_text())
-    name = state.get(f"{which}_weights", LAST_WEIGHTS if which == "last" else BEST_WEIGHTS)
-    path = checkpoints / name
-    return path if path.exists() else None
+    name = json.loads(state_path.read_text()).get(f"{which}_weights")
+    path = checkpoints / name if name else None
+    return path if path and path.exists() else None
 
 
 def apply_weight_decay(model: keras.Model, weight_decay: float) -> None:
@@ -187,13 +185,33 @@ def resample_where(choice: str) -> str:
     return "device" if has_accelerator() else "host"
 
 
+@contextlib.contextmanager
+def _writing(path, tmp):
+    """Write ``tmp``, then ``os.replace`` it to ``path``; a failed write (a full disk) removes
+    ``tmp``, leaves ``path`` as it was and says so, naming the file."""
+    try:
+        yield
+        os.replace(tmp, path)
+    except OSError as error:
+        # h5py's message is a page of C details; the errno says it in three words.
+        number = error.errno
+        reason = os.strerror(number) if number else str(error)
+        if error.args[1:] and number == errno.ENOSPC and not str(error.args[1]).startswith(
+                "Can't"):
+            reason += f" ({error.args[1]})"
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise OSError(number, f"Cannot write {path}: {reason}. The checkpoint before it is "
+                              "intact: make room and run the same command to resume from "
+                              "it") from None
+
+
 def _atomic_write_text(path, text):
     tmp = f"{path}.tmp"
-    with open(tmp, "w") as handle:
+    with _writing(path, tmp), open(tmp, "w") as handle:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def _atomic_save_weights(model, path, writer=True):
@@ -205,8 +223,23 @@ def _atomic_save_weights(model, path, writer=True):
             model.save_weights(os.path.join(scratch, "discarded.weights.h5"))
         return
     tmp = str(path).replace(".weights.h5", ".tmp.weights.h5")
-    model.save_weights(tmp)
-    os.replace(tmp, path)
+    with _writing(path, tmp):
+        _check_room(model, tmp)
+        model.save_weights(tmp)
+
+
+def _check_room(model, path):
+    """Refuse, as a full disk would, a save that cannot fit: h5py failing mid-write leaves
+    objects whose cleanup crashes the interpreter at exit (a segmentation fault)."""
+    variables = list(model.variables)
+    if getattr(model, "optimizer", None) is not None and model.optimizer.built:
+        variables += list(model.optimizer.variables)
+    needed = sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in variables)
+    needed = int(needed * 1.05) + (1 << 20)   # HDF5's own structures
+    free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+    if free < needed:
+        raise OSError(errno.ENOSPC, f"{free / 1e6:.1f} MB free, the weights need about "
+                                    f"{needed / 1e6:.1f} MB")
 
 
 def seed_generators(model: keras.layers.Layer) -> list[keras.random.SeedGenerator]:
@@ -282,8 +315,7 @@ class ResumableTraining(keras.callbacks.Callback):
 
         With several ``processes``, each reads the checkpoint (the run directory must be on a
         filesystem they share), after checking that they all find the same epoch."""
-        state_path = self.checkpoint_dir / STATE_FILE
-        state = json.loads(state_path.read_text()) if state_path.exists() else None
+        state = self._read_state()
         found = state["epoch"] if state else 0
         chief_found = int(broadcast(found, processes))
         if chief_found != found:
@@ -294,18 +326,49 @@ class ResumableTraining(keras.callbacks.Callback):
         if state is None:
             return 0
         self.state = state
-        for which, old_name in (("last", LAST_WEIGHTS), ("best", BEST_WEIGHTS)):
-            if (self.checkpoint_dir / old_name).exists():  # a run directory from before
-                self.state.setdefault(f"{which}_weights", old_name)
         if training_model.optimizer is not None and not training_model.optimizer.built:
             training_model.optimizer.build(training_model.trainable_variables)
-        training_model.load_weights(checkpoint_weights(self.run_dir, "last"))
+        weights = self.checkpoint_dir / self.state["last_weights"]
+        try:
+            training_model.load_weights(weights)
+        except Exception as error:  # h5py and Keras raise many kinds for a damaged file
+            raise self._damaged(weights, f"{type(error).__name__}: {error}") from error
         for generator, value in zip(seed_generators(training_model), self.state["seed_states"]):
             generator.state.assign(np.asarray(value, dtype=generator.state.dtype))
         log.info("Resuming %s after epoch %d (learning rate %.3g).", self.run_dir,
                  self.state["epoch"],
                  float(keras.ops.convert_to_numpy(training_model.optimizer.learning_rate)))
         return self.state["epoch"]
+
+    def _read_state(self):
+        """The checkpoint's state, None when no epoch has finished; a damaged or incomplete
+        checkpoint is a :class:`RunDirectoryError` naming the file."""
+        state_path = self.checkpoint_dir / STATE_FILE
+        if not state_path.exists():
+            # Weights of a whole checkpoint whose state is lost: never trained over. (Files of
+            # a first epoch that failed to save are no checkpoint; the cleanup replaces them.)
+            orphans = checkpoint_files(self.run_dir, "last")
+            if orphans:
+                raise self._damaged(state_path, f"missing, but {orphans[-1].name} is there")
+            return None
+        try:
+            state = json.loads(state_path.read_text())
+        except (OSError, ValueError) as error:
+            raise self._damaged(state_path, str(error)) from error
+        missing = [k for k in ("epoch", "history", "seed_states", "last_weights")
+                   if not isinstance(state, dict) or k not in state]
+        if missing:
+            raise self._damaged(state_path, f"it lacks {', '.join(missing)}")
+        if not (self.checkpoint_dir / state["last_weights"]).is_file():
+            raise self._damaged(self.checkpoint_dir / state["last_weights"],
+                                f"missing, though {STATE_FILE} names it")
+        return state
+
+    def _damaged(self, path, reason):
+        return RunDirectoryError(
+            f"{path}: the checkpoint of {self.run_dir} is damaged ({reason}), so the run cannot "
+            f"resume. Nothing was changed. Restore the file, or move {self.run_dir} away (its "
+            "model.keras, if any, is the finished run's) and start afresh.")
 
     def _improved(self, value):
         best = self.state["best"]
@@ -314,6 +377,9 @@ class ResumableTraining(keras.callbacks.Callback):
         return value > best if self.mode == "max" else value < best
 
     # -- callback hooks -----------------------------------------------------------------------
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_started = time.time()
+
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
@@ -350,6 +416,9 @@ class ResumableTraining(keras.callbacks.Callback):
                          "(drop %d of %d).", epoch + 1, self.monitor, 1 / self.factor, new_lr,
                          self.state["drops"], self.max_drops)
         self.state["epoch"] = epoch + 1
+        # Training time of every epoch so far, across the invocations of a resumed run.
+        self.state["seconds"] = self.state.get("seconds", 0.0) + time.time() - getattr(
+            self, "_epoch_started", time.time())
         self.state["seed_states"] = [
             [int(v) for v in keras.ops.convert_to_numpy(generator.state.value)]
             for generator in seed_generators(self.model)
@@ -362,17 +431,19 @@ class ResumableTraining(keras.callbacks.Callback):
             _atomic_save_weights(self.model, self.checkpoint_dir / "unused", writer=False)
             barrier(f"epoch {epoch + 1} checkpointed", self.processes)
             return
-        self._write_history()
         # New files under new names, then the state that names them: the checkpoint changes in
-        # one atomic step, so weights and state always belong to the same epoch.
+        # one atomic step, so weights and state always belong to the same epoch. The history
+        # follows the checkpoint, never runs ahead of it.
         _atomic_save_weights(self.model, self.checkpoint_dir / self.state["last_weights"])
         _atomic_write_text(self.checkpoint_dir / STATE_FILE, json.dumps(self.state, indent=1))
+        self._write_history()
         self._remove_unreferenced_weights()
         barrier(f"epoch {epoch + 1} checkpointed", self.processes)
 
     def _remove_unreferenced_weights(self):
+        # Only the checkpoint's own files, by name: anything else in the folder is not ours.
         keep = {self.state.get("last_weights"), self.state.get("best_weights")}
-        for path in self.checkpoint_dir.glob("*.weights.h5"):
+        for path in checkpoint_files(self.run_dir):
             if path.name not in keep:
                 path.unlink(missing_ok=True)
 

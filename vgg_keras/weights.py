@@ -1,4 +1,5 @@
-"""Pretrained weights from files the user already has, for ``build_vgg(arch, weights=path)``.
+"""Pretrained weight files, for ``build_vgg(arch, weights=path)`` (:mod:`vgg_keras.released`
+fetches the published ones by name).
 
 Three sources, all converted to ``build_vgg``'s layer names and Keras layouts:
 
@@ -13,8 +14,8 @@ Three sources, all converted to ``build_vgg``'s layer names and Keras layouts:
   configurations A, B, D and E at any width.
 
 Each source also fixes how input pixels must be normalised; that goes into the model's
-``normalization`` layer, so the loaded model still takes RGB images in [0, 255]. Nothing is
-downloaded here, ever. The format is read from the file's first bytes, not its extension.
+``normalization`` layer, so the loaded model still takes RGB images in [0, 255]. This module
+reads local files only. The format is read from the file's first bytes, not its extension.
 
 >>> from vgg_keras import build_vgg
 >>> model = build_vgg("D", weights="vgg16-397923af.pth")       # doctest: +SKIP
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .configs import CONFIGS, parse_layer
+from .released import NAMES
 
 if TYPE_CHECKING:
     import keras
@@ -130,7 +132,7 @@ class PretrainedWeights:
     def num_classes(self) -> int | None:
         return self.layers["fc8"][1].shape[0] if self.has_top else None
 
-    def check_build_args(self, arch: str, *, include_top: bool, num_classes: int | None,
+    def check_build_args(self, arch: str, *, include_top: bool,
                          preprocessing: str | dict | None) -> dict:
         """Refuse ``build_vgg`` arguments the file cannot fill; return the preprocessing to use.
 
@@ -150,12 +152,6 @@ class PretrainedWeights:
                 f"{self.path}: this {self.description} has no classifier (fc6-fc8), only the conv "
                 f"layers; build with include_top=False."
             )
-        if include_top and num_classes != self.num_classes:
-            raise ValueError(
-                f"{self.path}: the file's fc8 has {self.num_classes} outputs but "
-                f"num_classes={num_classes}; pass num_classes={self.num_classes}, or "
-                f"include_top=False to load only the conv layers and add your own head."
-            )
         # Only the default is accepted: anything else asks for an input convention other than
         # the one the weights were trained with, which would silently give wrong predictions.
         if not (isinstance(preprocessing, str) and preprocessing == "imagenet"):
@@ -167,14 +163,17 @@ class PretrainedWeights:
             )
         return dict(self.preprocessing)
 
-    def load_into(self, model: keras.Model) -> None:
-        """Set every conv (and, if the model has them, FC) layer of ``model`` from the file.
+    def load_into(self, model: keras.Model, *, fresh: tuple[str, ...] = ()) -> None:
+        """Set every conv (and, if the model has them, FC) layer of ``model`` from the file,
+        but the layers named in ``fresh``, which keep their initialisation (a new fc8 for
+        other classes).
 
         All shapes are checked before anything is assigned, so a mismatch leaves the model
         untouched. A model without the top takes only the conv layers.
         """
         has_top = any(layer.name == "fc8" for layer in model.layers)
-        names = [name for name in self.layers if has_top or name not in HEAD]
+        names = [name for name in self.layers
+                 if (has_top or name not in HEAD) and name not in fresh]
         for name in names:
             try:
                 layer = model.get_layer(name)
@@ -187,15 +186,19 @@ class PretrainedWeights:
                     f"{self.path}: layer {name!r} has weight shapes {found} in the file but "
                     f"{expected} in the model; {self._mismatch_hint(model, name, found, expected)}"
                 )
-        filled = set(names) | {"normalization"}
+        filled = set(names) | set(fresh) | {"normalization"}
         empty = [layer.name for layer in model.layers if layer.weights and layer.name not in filled]
         if empty:
             raise ValueError(f"{self.path}: the file has no weights for layers {empty}.")
         for name in names:
             model.get_layer(name).set_weights(self.layers[name])
-        skipped = [name for name in self.layers if name not in names]
+        skipped = [name for name in self.layers if name not in names and name not in fresh]
         if skipped:
             log.info("%s: include_top=False, so %s were not loaded", self.path, ", ".join(skipped))
+        if fresh:
+            log.info("%s: %s not loaded, randomly initialised (the file's has %s outputs, the "
+                     "model's %s)", self.path, ", ".join(fresh), self.num_classes,
+                     model.get_layer("fc8").units if has_top else "none")
         log.info("Loaded %s %s into %s", self.description, self.path, model.name)
 
     def _mismatch_hint(self, model, name, found, expected):
@@ -238,8 +241,8 @@ def read_pretrained(path: str | os.PathLike) -> PretrainedWeights:
     """
     path = os.path.expanduser(os.fspath(path))
     if not os.path.exists(path):
-        hint = ("build_vgg never downloads weights; pass the path of a .pth or .h5 file or a "
-                "keras-hub preset directory you have")
+        hint = ("pass the path of a .pth or .h5 file or a keras-hub preset directory, or a "
+                "released name: " + ", ".join(NAMES))
         raise FileNotFoundError(errno.ENOENT, f"No such weights file ({hint})", path)
     if os.path.isdir(path):
         return _read_keras_hub(path)

@@ -45,7 +45,8 @@ log = logging.getLogger("vgg_keras.data")
 ENV_VAR = "VGG_KERAS_CACHE"
 """Environment variable naming the folder of the listing caches."""
 
-FORMAT = 1
+FORMAT = 2
+"""Bumped when what a probe accepts changes (2: the pixel limit), so older results are redone."""
 
 
 def cache_dir() -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
 import sys
 
 import tensorflow as tf
@@ -34,6 +35,41 @@ def _address(address: str) -> tuple[str, str]:
     ``grpc://host:port``."""
     protocol, _, rest = address.rpartition("://")
     return protocol or "grpc", rest
+
+
+CONNECT_TIMEOUT = 10.0
+"""Seconds :func:`check_reachable` waits for the dispatcher to answer."""
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """A ``ConnectionError`` naming ``address`` when no server accepts a connection there
+    within ``timeout`` seconds (tf.data would wait for one without a word).
+
+    >>> check_reachable("localhost:1")
+    Traceback (most recent call last):
+    ...
+    ConnectionError: No tf.data service dispatcher answers at localhost:1 ...
+    """
+    target = _address(address)[1]
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host or "localhost", int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+        raise ConnectionError(
+            f"No tf.data service dispatcher answers at {target} ({reason}, within {timeout:g} "
+            f"s). Start one there (python -m vgg_keras.data.service dispatcher --port "
+            f"{port or 'PORT'}) and its workers, or check --data-service.") from None
+
+
+def stalled_message(address: str, epoch: int, cause: str) -> str:
+    """What a run says when the service at ``address`` stopped sending batches."""
+    return (f"The tf.data service at {_address(address)[1]} sent no batch: {cause}. Its "
+            "dispatcher has stopped, or every worker has (or none was started). Start them "
+            "again (a dispatcher started with --work-dir resumes its jobs), then run the same "
+            "command to resume from the last checkpoint (the last finished epoch was "
+            f"{epoch}); --data-service-timeout sets how long a run waits.")
 
 
 def distribute(examples: tf.data.Dataset, address: str, *, job_name: str) -> tf.data.Dataset:

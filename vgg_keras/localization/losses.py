@@ -132,7 +132,7 @@ MONITOR = ("val_box_l2", "min")
 
 Not ``val_box_accuracy``: that is a step function, exactly 0 until the first box passes IoU 0.5,
 and on such a plateau the schedule divided the rate by 10 every ``lr_patience`` epochs and kept
-the first epoch as "best" however far the boxes had moved since (issue #6: an FC-only PCR run
+the first epoch as "best" however far the boxes had moved since (an FC-only PCR run
 ended with the weights of its epoch 1, mean IoU 0.0003)."""
 
 

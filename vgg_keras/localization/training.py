@@ -16,7 +16,7 @@ from pathlib import Path
 from .. import data as vdata
 from ..config import LocalizationConfig, test_scale
 from ..heads import BOX_LAYER, REGRESSIONS, is_localizer, regression_of
-from ..models import build_localizer, load_vgg
+from ..models import FINETUNE, build_localizer, freeze_for_finetune, load_vgg
 from ..run import Run, Task
 from ..train import resample_where
 from .losses import MONITOR, BoxAccuracy, BoxL2, BoxRegressionLoss, _eval_batches, _train_batches
@@ -25,20 +25,6 @@ from .protocols import (
 )
 
 log = logging.getLogger(__name__)
-
-FINETUNE = ("all", "fc")
-FC_LAYERS = ("fc6", "fc7", BOX_LAYER)
-"""Layers trained with ``finetune="fc"`` (the paper's "first two FC layers", plus the new one)."""
-
-
-def freeze_for_finetune(localizer, finetune):
-    """``finetune="fc"``: only fc6, fc7 and ``fc8_box`` stay trainable; ``"all"``: every layer."""
-    if finetune not in FINETUNE:
-        raise ValueError(f"finetune must be one of {FINETUNE}, got {finetune!r}.")
-    for layer in localizer.layers:
-        layer.trainable = finetune == "all" or layer.name in FC_LAYERS or not layer.weights
-    return localizer
-
 
 def box_objective(model):
     """``loss`` and ``metrics`` for ``model``'s head (SCR or PCR), for ``compile``."""
@@ -70,7 +56,8 @@ class LocalizationTask(Task):
                              f"{config.regression!r}.")
         if config.finetune not in FINETUNE:
             raise ValueError(f"finetune must be one of {FINETUNE}, got {config.finetune!r}.")
-        self.source = load_vgg(config.init_from) if config.init_from else None
+        config.check_finetune()
+        self.source = load_vgg(config.init_from, arch=config.arch) if config.init_from else None
         self.classifier = self._rating_classifier(config)
 
     def _rating_classifier(self, config):
@@ -83,7 +70,7 @@ class LocalizationTask(Task):
                                  "with --evaluate")
             if paths[0] == config.init_from and self.source is not None:
                 return self.source
-            return load_vgg(paths[0], kind="classifier")
+            return load_vgg(paths[0], kind="classifier", arch=config.arch)
         if self.source is not None and not is_localizer(self.source):
             return self.source
         return None
@@ -101,8 +88,9 @@ class LocalizationTask(Task):
             raise ValueError(f"The data has {info.num_classes} classes but the localizer's head "
                              f"predicts boxes for {classes}.")
         freeze_for_finetune(model, config.finetune)
-        if config.finetune == "fc":
-            log.info("Fine-tuning %s only; the conv layers are frozen.", ", ".join(FC_LAYERS))
+        if config.finetune != "all":
+            log.info("Fine-tuning %s only; the other layers are frozen.",
+                     ", ".join(l.name for l in model.layers if l.trainable and l.weights))
         # Flips happen on the host, in the pipeline, because the box must follow them.
         augmentation = self.augmentation(config, statistics, flip=False)
         self.classes = classes
@@ -133,11 +121,16 @@ class LocalizationTask(Task):
             raise ValueError(f"The classifier {config.init_from} takes "
                              f"{source.input_shape[1:3]} crops but --crop is {config.crop}.")
         classes = source.get_layer("fc8").units
-        if info.num_classes > classes:
-            raise ValueError(
-                f"The data has {info.num_classes} classes but the classifier's head has "
-                f"{classes}: class ids beyond the head cannot be localised per class.")
-        model = build_localizer(source, regression=config.regression, init=config.init)
+        if classes != info.num_classes:
+            # Another classifier's classes (ImageNet's, say): the box head takes the data's,
+            # and that classifier cannot rate protocol 2's boxes by the data's classes.
+            log.info("The classifier %s has %d classes, the data %d: %s is made for the data's; "
+                     "protocol 2 needs a classifier of them (--classifier).", config.init_from,
+                     classes, info.num_classes, BOX_LAYER)
+            if self.classifier is source:
+                self.classifier = None
+            classes = info.num_classes
+        model = build_localizer(source, classes, regression=config.regression, init=config.init)
         log.info("Localizer %s: conv and FC layers from %s, %s (%d outputs, %s) random, starting "
                  "at the whole-crop box.", model.name, config.init_from, BOX_LAYER,
                  model.output_shape[-1], config.regression.upper())
@@ -215,7 +208,7 @@ def train_localizer(**options):
 
     Options are the fields of :class:`vgg_keras.config.LocalizationConfig` (train_loc.py's
     flags): the classification ones with ``lr`` 1e-3, plus ``regression`` ("scr"/"pcr"),
-    ``finetune`` ("all"/"fc"), ``classifier`` (a classifier whose class scores rate protocol
+    ``finetune`` ("all"/"fc"/"fc8"), ``classifier`` (a classifier whose class scores rate protocol
     2's boxes; default ``init_from`` when that is a classifier), ``eval_scales``,
     ``eval_split``, ``merge`` and ``merge_threshold`` (protocol 2's merging). ``init_from``
     is a classifier (conv and fc6/fc7 copied; fc8_box new, its kernel random and its bias the
@@ -226,12 +219,14 @@ def train_localizer(**options):
 
 
 def evaluate_saved(paths, *, classifiers=(), data=None, data_dir=None, scales=None,
-                   split=None, val_fraction=0.05, batch_size=32, output=None, **merging):
+                   split=None, val_fraction=0.05, batch_size=32, output=None, arch="D",
+                   **merging):
     """Protocol 1 for each saved localizer, protocol 2 (union of all of them) when classifier
-    paths are given, merging by ``merging`` (``merge``, ``merge_threshold``, as
-    :func:`protocol2_rows`); prints Tables 8 and 9 and optionally writes them as JSON."""
+    paths are given (``"imagenet"``: ``arch``'s released classifier), merging by ``merging``
+    (``merge``, ``merge_threshold``, as :func:`protocol2_rows`); prints Tables 8 and 9 and
+    optionally writes them as JSON."""
     localizers = [load_vgg(p, kind="localizer") for p in paths]
-    classifier_models = [load_vgg(p, kind="classifier") for p in classifiers]
+    classifier_models = [load_vgg(p, kind="classifier", arch=arch) for p in classifiers]
     examples = vdata.evaluation_examples(data, split=split, val_fraction=val_fraction,
                                    data_dir=data_dir)
     scales = list(scales or [localizers[0].input_shape[1]])

@@ -6,11 +6,14 @@ files?) and the class-folder source both start from it.
 """
 
 import dataclasses
+import logging
 import os
 import re
 import zlib
 
 from ..errors import SplitNotFoundError
+
+log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 """File endings (any case) taken as images in directory sources."""
@@ -39,14 +42,79 @@ def stem(path):
 
 
 def walk_files(root, keep, exclude=()):
-    """Sorted paths under ``root`` whose base name passes ``keep``, skipping ``exclude`` dirs."""
-    found = []
+    """Sorted paths under ``root`` whose base name passes ``keep``, skipping ``exclude`` dirs
+    and hidden ones.
+
+    Only regular files are listed (a FIFO, socket or device named like an image would block or
+    fail the reader); a directory link is followed once, so a link back up the tree lists
+    nothing twice; a name that is not valid UTF-8 (which TensorFlow cannot open) is skipped.
+    Each kind of skip is logged once, with its count and the first few paths.
+    """
+    found, seen = [], set()
+    skipped = {kind: [] for kind in _SKIPS}
     exclude = {os.path.normpath(path) for path in exclude}
-    for directory, subdirs, files in os.walk(root, followlinks=True):
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith(".")
-                            and os.path.normpath(os.path.join(directory, d)) not in exclude)
-        found.extend(os.path.join(directory, f) for f in sorted(files) if keep(f))
+    stack = [root]
+    while stack:
+        directory = stack.pop()
+        try:
+            info = os.stat(directory)
+            if (info.st_dev, info.st_ino) in seen:
+                skipped["loop"].append(directory)
+                continue
+            seen.add((info.st_dev, info.st_ino))
+            with os.scandir(directory) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)
+        except OSError as error:
+            if directory == root:
+                raise
+            skipped["unreadable"].append(f"{directory} ({error.strerror or error})")
+            continue
+        subdirs = []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                path = os.path.normpath(entry.path)
+                if not entry.name.startswith(".") and path not in exclude:
+                    subdirs.append(entry.path)
+            elif keep(entry.name):
+                if not _is_utf8(entry.name):
+                    skipped["name"].append(repr(os.fsencode(entry.path)))
+                elif not _is_regular(entry):
+                    skipped["special"].append(entry.path)
+                else:
+                    found.append(entry.path)
+        stack.extend(reversed(subdirs))   # depth first, in name order, as os.walk goes
+    for kind, paths in skipped.items():
+        if paths:
+            shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+            log.warning("%s: skipped %d %s: %s", root, len(paths), _SKIPS[kind], shown)
     return found
+
+
+_SKIPS = {
+    "special": "file(s) that are not regular files (FIFO, socket, device or dangling link)",
+    "name": "file(s) whose name is not valid UTF-8 (rename them to read them)",
+    "loop": "directory link(s) back to a folder already listed (a loop)",
+    "unreadable": "folder(s) that cannot be read",
+}
+
+
+def _is_utf8(name):
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:   # os.fsdecode turned undecodable bytes into surrogates
+        return False
+    return True
+
+
+def _is_regular(entry):
+    try:
+        return entry.is_file()   # follows a link; False for FIFOs, sockets, devices
+    except OSError:
+        return False
 
 
 def walk_images_and_xml(root, exclude=()):

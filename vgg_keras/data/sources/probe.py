@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
+from ...configs import MAX_IMAGE_PIXELS
 from ...progress import progress
 from .. import listing_cache
 from .base import DatasetInfo
@@ -80,6 +81,10 @@ def probe_image(path: PathLike, validate: str = "decode") -> tuple[str | None, A
             fmt, (width, height) = image.format, image.size
             if fmt not in TF_FORMATS:
                 return "unsupported format", f"{fmt}; convert it to JPEG or PNG"
+            if width * height > MAX_IMAGE_PIXELS:
+                return "image too large", (f"{width}x{height} is {width * height / 1e6:.0f} "
+                                           f"megapixels, over the {MAX_IMAGE_PIXELS / 1e6:.0f} "
+                                           "a run reads; shrink it")
             if validate == "decode":
                 if fmt in ("JPEG", "MPO"):
                     image.draft("RGB", (max(1, width // 8), max(1, height // 8)))

@@ -104,7 +104,8 @@ def _all_xml_names(root, xml_index):
                 text = handle.read()
         except OSError:
             continue
-        names.update(n.strip() for n in re.findall(r"<object>.*?<name>(.*?)</name>", text, re.S))
+        names.update(n.strip() for n in re.findall(r"<object>.*?<name>(.*?)</name>", text, re.S)
+                     if n.strip())
     return names
 
 
@@ -150,6 +151,9 @@ def parse_voc_xml(path: PathLike, mapping: Mapping[str, int] | None,
     for obj in root.iter("object"):
         name_node = obj.find("name")
         name = name_node.text.strip() if name_node is not None and name_node.text else ""
+        if not name:   # an empty or missing <name> is no class, not a class called ''
+            skips.box("object without a class name", path)
+            continue
         if mapping is not None and name not in mapping:
             skips.box("unknown class", path, repr(name))
             continue
