@@ -9,8 +9,17 @@ import pytest
 import tensorflow as tf
 
 from vgg_keras import train
-from vgg_keras.rundir import RunDirectory, RunDirectoryError
+from vgg_keras.config import ClassificationConfig
+from vgg_keras.rundir import RunDirectory as _RunDirectory, RunDirectoryError
 from vgg_keras.train import checkpoint_weights, fit_resumable
+
+RESUMABLE = ClassificationConfig.resumable()
+
+
+def RunDirectory(path, config):  # noqa: N802
+    """The run directory as the scripts take it: the configuration's resumable options."""
+    return _RunDirectory(path, config, resumable=RESUMABLE)
+
 
 CONFIG = {"arch": "A", "width": 0.25, "lr": 0.01, "epochs": 4, "data": "/data/cats"}
 

@@ -310,3 +310,23 @@ def test_a_data_folder_with_or_without_its_trailing_slash_is_one_run(tmp_path):
     (run_dir / "checkpoints" / "state.json").write_text("{}")
     with RunDirectory(run_dir, without.to_dict(), resumable=type(without).resumable()):
         pass   # resumes: only --epochs differs
+
+
+def test_help_marks_exactly_the_resumable_flags():
+    """One list of what may change on resume: the configuration's, shown by --help."""
+    from vgg_keras.config import ClassificationConfig, LocalizationConfig, build_parser
+
+    for config in (ClassificationConfig, LocalizationConfig):
+        parser = build_parser(config, "")
+        marked = {action.dest for action in parser._actions
+                  if action.help and action.help.endswith("(may change when a run resumes)")}
+        assert marked == config.resumable() & {a.dest for a in parser._actions}
+        assert {"epochs", "eval_methods" if config is ClassificationConfig else "merge"} <= marked
+        assert not marked & {"arch", "lr", "width", "data", "batch_size", "finetune"}
+
+
+def test_to_dense_takes_a_path(tmp_path):
+    from vgg_keras import build_vgg, to_dense
+
+    build_vgg("A", 3, input_shape=(32, 32, 3), width=0.125).save(tmp_path / "a.keras")
+    assert to_dense(tmp_path / "a.keras").output_shape == (None, None, None, 3)

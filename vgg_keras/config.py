@@ -476,7 +476,9 @@ def build_parser(config_class: type[RunConfig], description: str) -> argparse.Ar
             groups[meta["group"]] = parser.add_argument_group(meta["group"])
         default = field.default_factory() if field.default is dataclasses.MISSING \
             else field.default
-        kwargs = dict(default=default, help=meta["help"])
+        # The one list of what may change on resume: the fields' own declarations.
+        note = " (may change when a run resumes)" if meta["resumable"] else ""
+        kwargs = dict(default=default, help=meta["help"] + note)
         if meta["negatable"]:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif isinstance(default, bool):

@@ -1,6 +1,6 @@
 """Layers the paper needs that Keras does not have, written with ``keras.ops`` only.
 
-Both are serializable (``get_config``, registered under the ``vgg_keras`` package), so models
+All three are serializable (``get_config``, registered under the ``vgg_keras`` package), so models
 that contain them load with ``keras.saving.load_model(path, safe_mode=True)``.
 """
 

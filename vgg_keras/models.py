@@ -287,7 +287,8 @@ def _layer_chain(model):
 
 
 def to_dense(model: keras.Model | str | os.PathLike) -> keras.Model:
-    """The fully convolutional form of ``model`` for dense evaluation (paper Section 3.2).
+    """The fully convolutional form of ``model`` (or of the ``.keras`` file at that path) for
+    dense evaluation (paper Section 3.2).
 
     fc6 becomes a convolution whose kernel covers the pool5 map the model was built for (7x7 at
     224), every later Dense layer a 1x1 convolution, all with the same weight values reshaped.
@@ -298,6 +299,7 @@ def to_dense(model: keras.Model | str | os.PathLike) -> keras.Model:
     >>> tuple(dense(keras.ops.zeros((1, 96, 128, 3))).shape)
     (1, 2, 3, 10)
     """
+    model = _load_if_path(model)
     layers = _layer_chain(model)
     input_shape = model.input_shape
     height, width, channels = input_shape[1:]

@@ -45,14 +45,6 @@ LOG_FILE = "train.log"
 LOCK_FILE = "run.lock"
 STATE_PATH = Path("checkpoints") / "state.json"
 
-RESUMABLE = frozenset({
-    "epochs", "verbose", "quiet", "eval_batch_size", "export", "data_dir", "distribute",
-    "jit", "eval_methods", "eval_scales", "eval_split", "classifier", "run_dir",
-})
-"""Options that may change when a run resumes: how long it goes on, how it reports, where the
-data and devices are. Every other option shapes the weights, so the run directory keeps it."""
-
-
 OWN_FILES = frozenset({LOCK_FILE, LOG_FILE})
 """What a run writes before ``config.json``: a folder holding only these is a run that stopped
 early, and may be taken again."""
@@ -103,11 +95,13 @@ class RunDirectory(contextlib.AbstractContextManager):
 
     Raises :class:`RunDirectoryError` when the directory cannot be created or written, when
     another process holds it, or when it holds a started run (a finished epoch) whose
-    ``config.json`` differs from ``config`` in an option outside :data:`RESUMABLE`.
+    ``config.json`` differs from ``config`` in an option outside ``resumable``: the options
+    that may change when a run resumes, which the run's configuration declares
+    (:meth:`vgg_keras.config.RunConfig.resumable`); every other one shapes the weights.
     """
 
     def __init__(self, path: PathLike, config: Mapping[str, Any], *,
-                 resumable: Collection[str] = RESUMABLE) -> None:
+                 resumable: Collection[str] = frozenset()) -> None:
         self.path = Path(path)
         self.config = dict(config)
         self.resumable = resumable
