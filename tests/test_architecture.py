@@ -128,3 +128,24 @@ def test_every_module_imports_on_its_own_in_a_fresh_interpreter():
         results.update({r[0]: r for r in pool.map(_import_alone, alone)})
     assert {"vgg_keras.cli", "vgg_keras.run", "vgg_keras.localization.training"} <= set(alone)
     assert [(name, err) for name, code, err, _ in results.values() if code] == []
+
+
+def test_keras_internals_are_read_in_one_module_that_names_the_version_when_they_move(
+        monkeypatch):
+    """Private Keras attributes (``layer._x``) are read only in vgg_keras/_keras_compat.py, and
+    its check fails loudly, naming the Keras version, when one of them moves."""
+    import re
+
+    import keras
+
+    from vgg_keras import _keras_compat
+
+    private = re.compile(r"\.(_inbound_nodes|_seed_generators|_layers|_outbound_nodes)\b")
+    readers = sorted(str(path.relative_to(ROOT)) for path in (ROOT / "vgg_keras").rglob("*.py")
+                     if private.search(path.read_text()))
+    assert readers == ["vgg_keras/_keras_compat.py"]
+    _keras_compat.check()
+    monkeypatch.setattr(_keras_compat, "seed_generators", lambda layer: [])
+    with pytest.raises(RuntimeError, match=rf"Keras {re.escape(keras.__version__)} has moved "
+                                            r"Layer\._seed_generators"):
+        _keras_compat.check()

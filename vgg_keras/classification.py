@@ -59,7 +59,8 @@ class ClassificationTask(Task):
             freeze_for_finetune(model, config.finetune)
             if config.finetune != "all":
                 log.info("Training %s only; the other layers are frozen (--finetune %s).",
-                         ", ".join(l.name for l in model.layers if l.trainable and l.weights),
+                         ", ".join(layer.name for layer in model.layers
+                                   if layer.trainable and layer.weights),
                          config.finetune)
         else:
             log.info("Training %s from random initialisation (%s).", model.name, config.init)
@@ -85,7 +86,8 @@ class ClassificationTask(Task):
     def train_batches(self, config, examples, start_epoch, steps, **feed):
         return vdata.train_pipeline(
             examples, scale=config.scale, crop=config.crop, batch_size=config.batch_size,
-            seed=config.seed, augment_on="device", resample_on=resample_where(config.resample_on), repeat=True,
+            seed=config.seed, augment_on="device",
+            resample_on=resample_where(config.resample_on), repeat=True,
             initial_epoch=start_epoch, steps_per_epoch=steps, **feed)
 
     def val_batches(self, config, examples):

@@ -67,7 +67,8 @@ def train_cls(argv=None, prog=None):
             return classification.train_classifier(**config.to_dict())
         return classification.evaluate_saved(
             config.evaluate, data=config.data, data_dir=config.data_dir,
-            scales=config.eval_scales, scale=config.scale, methods=config.eval_methods, flip=not config.no_eval_flip,
+            scales=config.eval_scales, scale=config.scale, methods=config.eval_methods,
+            flip=not config.no_eval_flip,
             batch_size=config.eval_batch_size, split=config.eval_split,
             val_fraction=config.val_fraction, output=config.eval_output, arch=config.arch)
 

@@ -277,7 +277,8 @@ class RunConfig:
                                  "finished step after which a process takes the job for broken "
                                  "(another process died) and ends with a message, instead of "
                                  "waiting for ever; at the start, how long it waits for every "
-                                 "process to join (at most 240)", parse=positive(float), resumable=True)
+                                 "process to join (at most 240)", parse=positive(float),
+                                 resumable=True)
     data_service: str = option(None, "run", "a tf.data service dispatcher (HOST:PORT) whose "
                                "workers read, decode and augment the training images (start "
                                "them with python -m vgg_keras.data.service); image "

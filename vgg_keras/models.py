@@ -17,6 +17,7 @@ from typing import Any
 
 import keras
 
+from ._keras_compat import inbound_nodes
 from .configs import (
     ARCHITECTURES, FC_UNITS, IMAGENET_MEAN_RGB, INITIALIZERS, MIN_INPUT_SIZE, canonical_arch,
     parse_layer,
@@ -88,7 +89,7 @@ def input_normalization(model: keras.Model) -> dict | None:
     >>> input_normalization(build_vgg("A", 2, input_shape=(32, 32, 3), width=0.125))["mean"]
     (123.68, 116.779, 103.939)
     """
-    layer = next((l for l in model.layers if isinstance(l, InputNormalization)), None)
+    layer = next((item for item in model.layers if isinstance(item, InputNormalization)), None)
     if layer is None:
         return None
     # float32 weights, read back as the shortest decimals that round to them (116.779, not
@@ -276,9 +277,11 @@ def _layer_chain(model):
     """The model's layers in order, checking that each one feeds only the next."""
     layers = model.layers
     for layer in layers:
-        if len(layer._inbound_nodes) > 1:
-            raise ValueError(f"Layer {layer.name!r} is used more than once; to_dense needs a chain.")
-        node = layer._inbound_nodes[0] if layer._inbound_nodes else None
+        nodes = inbound_nodes(layer)
+        if len(nodes) > 1:
+            raise ValueError(f"Layer {layer.name!r} is used more than once; to_dense needs a "
+                             "chain.")
+        node = nodes[0] if nodes else None
         if node is not None and len(node.input_tensors) > 1:
             raise ValueError(
                 f"Layer {layer.name!r} has several inputs; to_dense needs a chain of layers."
@@ -363,7 +366,8 @@ def load_vgg(path: str | os.PathLike, *, kind: str | None = None,
     >>> load_vgg(path, kind="classifier").output_shape
     (None, 10)
     >>> vgg16 = load_vgg("vgg16-397923af.pth")                 # doctest: +SKIP
-    >>> vgg16 = load_vgg("~/.cache/kagglehub/models/keras/vgg/keras/vgg_16_imagenet/3")  # doctest: +SKIP
+    >>> preset = "~/.cache/kagglehub/models/keras/vgg/keras/vgg_16_imagenet/3"
+    >>> vgg16 = load_vgg(preset)                                # doctest: +SKIP
     """
     if kind not in (None, *KINDS):
         raise ValueError(f"kind must be None or one of {KINDS}, got {kind!r}.")
@@ -689,7 +693,8 @@ def _named(arch, name, known_as):
     build.__name__ = build.__qualname__ = name
     build.__doc__ = (f"Configuration {arch} of the paper's Table 1 ({known_as}): "
                      f"``build_vgg({arch!r}, num_classes, **kwargs)``.\n\n"
-                     f"    >>> model = {name}(num_classes=10, input_shape=(64, 64, 3), width=0.25)\n")
+                     f"    >>> model = {name}(num_classes=10, input_shape=(64, 64, 3), "
+                     "width=0.25)\n")
     return build
 
 

@@ -32,10 +32,6 @@ def set_quiet(quiet: bool = True) -> None:
     _quiet = bool(quiet)
 
 
-def is_quiet() -> bool:
-    return _quiet
-
-
 def progress(iterable: Iterable | None, label: str, total: int | None = None,
              unit: str = "it") -> tqdm:
     """``iterable``, showing ``label``, a count (out of ``total`` or ``len(iterable)``) and a

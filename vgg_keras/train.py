@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import keras
 import numpy as np
 
+from . import _keras_compat as compat
 from .augment import takes_windows, window_inputs
 from .cluster import Processes, barrier, broadcast
 from .rundir import STATE_PATH, RunDirectoryError, TrainingDiverged, checkpoint_files
@@ -107,7 +108,8 @@ def distribution_scope(
     if backend == "tensorflow":
         import tensorflow as tf
 
-        workers = len(json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {}).get("worker", []))
+        tf_cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+        workers = len(tf_cluster.get("worker", []))
         if mode == "multiworker" or (mode == "auto" and workers > 1):
             # Fail before any work: Keras 3's fit feeds PerReplica values it cannot convert
             # under this strategy (keras-team/keras#20585, open; seen with Keras 3.15.1 and
@@ -118,7 +120,8 @@ def distribution_scope(
                 "(keras-team/keras#20585). Use the JAX backend, Keras 3's multi-host route; on "
                 f"each of N hosts, with i its index:\n  KERAS_BACKEND=jax python {command} "
                 "--coordinator HOST0:PORT --num-processes N --process-id i ...")
-        elif mode == "mirrored" or (mode == "auto" and len(tf.config.list_logical_devices("GPU")) > 1):
+        elif mode == "mirrored" or (
+                mode == "auto" and len(tf.config.list_logical_devices("GPU")) > 1):
             devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
             strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
         else:
@@ -251,11 +254,11 @@ def seed_generators(model: keras.layers.Layer) -> list[keras.random.SeedGenerato
     found, seen = [], set()
 
     def visit(layer):
-        for generator in getattr(layer, "_seed_generators", []):
+        for generator in compat.seed_generators(layer):
             if id(generator) not in seen:
                 seen.add(id(generator))
                 found.append(generator)
-        for child in getattr(layer, "_layers", []):
+        for child in compat.sublayers(layer):
             visit(child)
 
     visit(model)

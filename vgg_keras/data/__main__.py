@@ -21,7 +21,8 @@ def main(argv=None):
         "\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="build the embedded dataset (no download)")
-    build.add_argument("--config", default="default", help="default, small, large, hard or hard_large")
+    build.add_argument("--config", default="default",
+                       help="default, small, large, hard or hard_large")
     for name in ("info", "stats"):
         command = commands.add_parser(name)
         command.add_argument("source", nargs="?", default=EMBEDDED_NAME)

@@ -135,7 +135,7 @@ def _regular(sides, start=-math.pi / 2):
 
 
 def _cross(half_width=0.3):
-    w, l = half_width, math.sqrt(1.0 - half_width ** 2)
+    w, l = half_width, math.sqrt(1.0 - half_width ** 2)  # noqa: E741 (the figure's names)
     return np.array([[-w, -l], [w, -l], [w, -w], [l, -w], [l, w], [w, w], [w, l], [-w, l],
                      [-w, w], [-l, w], [-l, -w], [-w, -w]], float)
 

@@ -90,7 +90,8 @@ class LocalizationTask(Task):
         freeze_for_finetune(model, config.finetune)
         if config.finetune != "all":
             log.info("Fine-tuning %s only; the other layers are frozen.",
-                     ", ".join(l.name for l in model.layers if l.trainable and l.weights))
+                     ", ".join(layer.name for layer in model.layers
+                               if layer.trainable and layer.weights))
         # Flips happen on the host, in the pipeline, because the box must follow them.
         augmentation = self.augmentation(config, statistics, flip=False)
         self.classes = classes
@@ -243,6 +244,3 @@ def evaluate_saved(paths, *, classifiers=(), data=None, data_dir=None, scales=No
         Path(output).write_text(json.dumps(report, indent=1))
     return report
 
-
-DEFAULTS = LocalizationConfig().to_dict()
-"""train_loc.py's options and their defaults."""
