@@ -57,11 +57,6 @@ class ClassificationTask(Task):
         if self.source is not None:
             self.copied = initialize_from(model, self.source, config.init_from)
             freeze_for_finetune(model, config.finetune)
-            if config.finetune != "all":
-                log.info("Training %s only; the other layers are frozen (--finetune %s).",
-                         ", ".join(layer.name for layer in model.layers
-                                   if layer.trainable and layer.weights),
-                         config.finetune)
         else:
             log.info("Training %s from random initialisation (%s).", model.name, config.init)
         augmentation = self.augmentation(config, statistics, flip=config.flip)

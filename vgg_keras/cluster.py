@@ -25,6 +25,7 @@ array([1., 2.])
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -170,7 +171,7 @@ def _check_coordinator_port(coordinator, count):
         with socket.socket() as probe:
             probe.bind((local, int(port)))
     except OSError as error:
-        if getattr(error, "errno", None) == 98:   # EADDRINUSE
+        if getattr(error, "errno", None) == errno.EADDRINUSE:
             raise ClusterError(
                 f"Process 0 serves the coordinator at {coordinator}, but that port is taken on "
                 "this machine: another process was started as process 0 (each of the "

@@ -355,12 +355,12 @@ class RunConfig:
 
     def describe_learning_rate(self) -> str:
         """Where the rate that runs comes from, for the log."""
-        rate = self.learning_rate()
+        rate, name = self.learning_rate(), {"sgd": "SGD", "adam": "Adam"}[self.optimizer]
         if self.lr is not None:
-            return f"learning rate {rate:g} (--lr)"
+            return f"{name} learning rate {rate:g} (--lr)"
         if self.optimizer == "adam":
-            return f"learning rate {rate:g} (Adam's default; --lr to change)"
-        return (f"learning rate {rate:g}: the paper's {self.paper_lr:g} for a batch of "
+            return f"Adam learning rate {rate:g} (its default; --lr to change)"
+        return (f"SGD learning rate {rate:g}: the paper's {self.paper_lr:g} for a batch of "
                 f"{PAPER_BATCH}, scaled to the global batch of "
                 f"{self.batch_size * self.accumulate} (--lr to set it)")
 

@@ -454,14 +454,15 @@ def vgg_layer_names(arch: str) -> list[str]:
 
 
 def preinitialize(model: keras.Model, source: keras.Model | str | os.PathLike, *,
-                  conv_layers: int = PREINIT_CONV_LAYERS,
+                  conv_layers: int | None = PREINIT_CONV_LAYERS,
                   fc_layers: Sequence[str] = ("fc6", "fc7", "fc8")) -> list[str]:
     """Copy the paper's pre-initialisation from a trained (shallower) net into ``model``.
 
     The first ``conv_layers`` conv layers of ``source`` (for A: block1_conv1, block2_conv1,
     block3_conv1, block3_conv2) and its FC layers go into the layers of the same names in
-    ``model``; everything else keeps its initialisation. ``source`` is a model or a ``.keras``
-    path. Returns the names copied, in order, and logs them.
+    ``model``; everything else keeps its initialisation (``conv_layers=None``: every conv
+    layer). ``source`` is a model or a ``.keras`` path. Returns the names copied, in order, and
+    logs them.
 
     >>> a = build_vgg("A", 10, input_shape=(64, 64, 3), width=0.25)
     >>> d = build_vgg("D", 10, input_shape=(64, 64, 3), width=0.25)
@@ -508,6 +509,9 @@ def freeze_for_finetune(model: keras.Model, finetune: str) -> keras.Model:
     trained = {"all": None, "fc": ("fc6", "fc7", output), "fc8": (output,)}[finetune]
     for layer in model.layers:
         layer.trainable = trained is None or layer.name in trained or not layer.weights
+    if trained is not None:
+        log.info("Training %s only; the other layers are frozen (--finetune %s).",
+                 ", ".join(trained), finetune)
     return model
 
 
@@ -536,29 +540,18 @@ def initialize_from(model: keras.Model, source: keras.Model,
                 fresh[name] = (f"{theirs[1]} classes in the source, {ours[1]} here" if name == "fc8"
                                else f"the source's inputs are {source.input_shape[1:3]}, these "
                                     f"{model.input_shape[1:3]}")
-    if arch_of(source) != arch_of(model):
-        fc = [name for name in ("fc6", "fc7", "fc8") if name not in fresh]
-        copied = preinitialize(model, source, fc_layers=fc)
-        log.info("Pre-initialised %s from %s; the other layers are random%s.", ", ".join(copied),
-                 path, "".join(f"; {name} is new ({why})" for name, why in fresh.items()))
-        return copied
-    names = [layer.name for layer in model.layers
-             if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))
-             and layer.name not in fresh]
-    for name in names:
-        ours = [tuple(w.shape) for w in model.get_layer(name).weights]
-        theirs = [tuple(w.shape) for w in source.get_layer(name).weights]
-        if ours != theirs:
-            raise ValueError(f"{path}: layer {name!r} has weight shapes {theirs} there but {ours} "
-                             "here; fine-tuning needs the source's width (--width).")
-    for name in names:
-        model.get_layer(name).set_weights(source.get_layer(name).get_weights())
-    if not fresh:
+    same = arch_of(source) == arch_of(model)
+    # The same net: every conv layer; a shallower one: the paper's first four.
+    copied = preinitialize(model, source, conv_layers=None if same else PREINIT_CONV_LAYERS,
+                           fc_layers=[name for name in ("fc6", "fc7", "fc8") if name not in fresh])
+    if same and not fresh:
         log.info("Initialised every layer from %s (fine-tuning).", path)
         return "all"
-    log.info("Fine-tuning from %s: copied %s; new, randomly initialised: %s.", path,
-             ", ".join(names), "; ".join(f"{name} ({why})" for name, why in fresh.items()))
-    return names
+    log.info("%s from %s: copied %s; new, randomly initialised: %s.",
+             "Fine-tuning" if same else "Pre-initialised", path, ", ".join(copied),
+             "; ".join([f"{name} ({why})" for name, why in fresh.items()]
+                       + ([] if same else ["the other layers"])))
+    return copied
 
 
 def _has_layer(model, name):

@@ -205,7 +205,7 @@ class Run:
                      if processes.is_chief else contextlib.nullcontext())
         with directory:
             set_quiet(c.quiet)
-            log.info("%s %s", c.optimizer.upper() if c.optimizer == "sgd" else "Adam", rate)
+            log.info("%s", rate)
             set_precision(c.precision)
             scope, replicas = distribution_scope(c.distribute, processes, self.task.script)
             splits = vdata.run_splits(c.data, val_fraction=c.val_fraction,

@@ -67,6 +67,24 @@ class RunDirectoryError(RuntimeError):
     """The run directory cannot be used: not writable, in use, or another configuration's."""
 
 
+def damaged_checkpoint(run_dir: PathLike, path: PathLike, reason: str) -> RunDirectoryError:
+    """The error for a checkpoint file of ``run_dir`` that cannot be resumed from."""
+    return RunDirectoryError(
+        f"{path}: the checkpoint of {run_dir} is damaged ({reason}), so the run cannot "
+        f"resume. Nothing was changed. Restore the file, or move {run_dir} away (its "
+        "model.keras, if any, is the finished run's) and start afresh.")
+
+
+def check_state_kept(run_dir: PathLike) -> None:
+    """Refuse a run directory holding the weights of a whole checkpoint whose state file is
+    lost: it is never trained over from scratch. (Weights of a first epoch that failed to save
+    are no checkpoint; the cleanup replaces them.)"""
+    orphans = checkpoint_files(run_dir, "last")
+    if orphans and not (Path(run_dir) / STATE_PATH).exists():
+        raise damaged_checkpoint(run_dir, Path(run_dir) / STATE_PATH,
+                                 f"missing, but {orphans[-1].name} is there")
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
@@ -120,7 +138,7 @@ class RunDirectory(contextlib.AbstractContextManager):
         self._acquire()
         try:
             self._check_config()
-            self._check_checkpoint()
+            check_state_kept(self.path)
             self._handler = _attach_log_file(self.path / LOG_FILE)
         except BaseException:
             self._release()
@@ -216,17 +234,6 @@ class RunDirectory(contextlib.AbstractContextManager):
             raise RunDirectoryError(self._refusal(fixed))
         for option, before, now in changes:
             log.info("Resuming with %s %s (was %s)", flag(option), now, before)
-
-    def _check_checkpoint(self):
-        """Weights of a whole checkpoint whose state file is lost: refused before anything is
-        written, never trained over from scratch."""
-        orphans = checkpoint_files(self.path, "last")
-        if orphans and not (self.path / STATE_PATH).exists():
-            raise RunDirectoryError(
-                f"{self.path / STATE_PATH}: the checkpoint of {self.path} is damaged (missing, "
-                f"but {orphans[-1].name} is there), so the run cannot resume. Nothing was "
-                f"changed. Restore the file, or move {self.path} away (its model.keras, if "
-                "any, is the finished run's) and start afresh.")
 
     def _refusal(self, changes):
         lines = "; ".join(f"{flag(option)} {now} (the run has {before})"

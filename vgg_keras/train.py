@@ -40,7 +40,9 @@ import numpy as np
 from . import _keras_compat as compat
 from .augment import takes_windows, window_inputs
 from .cluster import Processes, barrier, broadcast
-from .rundir import STATE_PATH, RunDirectoryError, TrainingDiverged, checkpoint_files
+from .rundir import (
+    STATE_PATH, TrainingDiverged, check_state_kept, checkpoint_files, damaged_checkpoint,
+)
 
 if TYPE_CHECKING:
     from ._typing import PathLike
@@ -199,9 +201,8 @@ def _writing(path, tmp):
         # h5py's message is a page of C details; the errno says it in three words.
         number = error.errno
         reason = os.strerror(number) if number else str(error)
-        if error.args[1:] and number == errno.ENOSPC and not str(error.args[1]).startswith(
-                "Can't"):
-            reason += f" ({error.args[1]})"
+        if isinstance(error, _NoRoom):
+            reason += f" ({error.strerror})"
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise OSError(number, f"Cannot write {path}: {reason}. The checkpoint before it is "
@@ -231,6 +232,10 @@ def _atomic_save_weights(model, path, writer=True):
         model.save_weights(tmp)
 
 
+class _NoRoom(OSError):
+    """The disk has too little room for a save (its ``strerror`` says how much)."""
+
+
 def _check_room(model, path):
     """Refuse, as a full disk would, a save that cannot fit: h5py failing mid-write leaves
     objects whose cleanup crashes the interpreter at exit (a segmentation fault)."""
@@ -241,7 +246,7 @@ def _check_room(model, path):
     needed = int(needed * 1.05) + (1 << 20)   # HDF5's own structures
     free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
     if free < needed:
-        raise OSError(errno.ENOSPC, f"{free / 1e6:.1f} MB free, the weights need about "
+        raise _NoRoom(errno.ENOSPC, f"{free / 1e6:.1f} MB free, the weights need about "
                                     f"{needed / 1e6:.1f} MB")
 
 
@@ -348,11 +353,7 @@ class ResumableTraining(keras.callbacks.Callback):
         checkpoint is a :class:`RunDirectoryError` naming the file."""
         state_path = self.checkpoint_dir / STATE_FILE
         if not state_path.exists():
-            # Weights of a whole checkpoint whose state is lost: never trained over. (Files of
-            # a first epoch that failed to save are no checkpoint; the cleanup replaces them.)
-            orphans = checkpoint_files(self.run_dir, "last")
-            if orphans:
-                raise self._damaged(state_path, f"missing, but {orphans[-1].name} is there")
+            check_state_kept(self.run_dir)
             return None
         try:
             state = json.loads(state_path.read_text())
@@ -368,10 +369,7 @@ class ResumableTraining(keras.callbacks.Callback):
         return state
 
     def _damaged(self, path, reason):
-        return RunDirectoryError(
-            f"{path}: the checkpoint of {self.run_dir} is damaged ({reason}), so the run cannot "
-            f"resume. Nothing was changed. Restore the file, or move {self.run_dir} away (its "
-            "model.keras, if any, is the finished run's) and start afresh.")
+        return damaged_checkpoint(self.run_dir, path, reason)
 
     def _improved(self, value):
         best = self.state["best"]

@@ -88,10 +88,6 @@ class LocalizationTask(Task):
             raise ValueError(f"The data has {info.num_classes} classes but the localizer's head "
                              f"predicts boxes for {classes}.")
         freeze_for_finetune(model, config.finetune)
-        if config.finetune != "all":
-            log.info("Fine-tuning %s only; the other layers are frozen.",
-                     ", ".join(layer.name for layer in model.layers
-                               if layer.trainable and layer.weights))
         # Flips happen on the host, in the pipeline, because the box must follow them.
         augmentation = self.augmentation(config, statistics, flip=False)
         self.classes = classes
