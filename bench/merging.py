@@ -20,7 +20,6 @@ of bench/localization.py). Results: ``--output`` (JSON) and markdown tables on s
 
 import argparse
 import json
-import math
 import os
 import platform
 import subprocess
@@ -31,6 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from noise import mcnemar  # noqa: E402
 
 DATA = ["--arch", "A", "--width", "0.25", "--crop", "64", "--scale", "72:96", "--batch-size",
         "32"]
@@ -108,16 +109,6 @@ def rate(items, merge, threshold):
             "top5_loc": 100 * top5 / n, "top5_cls": 100 * cls5 / n, "images": n,
             "boxes": boxes_in / n, "clusters": clusters / n, "merge_ms": 1000 * seconds / n,
             "top5_wrong": wrong}
-
-
-def paired(first, second):
-    """Images only ``first`` / only ``second`` gets right (top-5 localisation) and the exact
-    two-sided McNemar p-value of the difference."""
-    only_first = sum(b and not a for a, b in zip(first, second))
-    only_second = sum(a and not b for a, b in zip(first, second))
-    n = only_first + only_second
-    tail = sum(math.comb(n, k) for k in range(min(only_first, only_second) + 1)) / 2 ** n
-    return only_first, only_second, min(1.0, 2 * tail)
 
 
 def main(argv=None):
@@ -205,8 +196,9 @@ def main(argv=None):
             rows = {r["merge"]: r for r in table if r["models"] == [localizer.name]
                     and r["scales"] == scales and r["merge_threshold"] ==
                     B.MERGE_THRESHOLDS[r["merge"]]}
-            only_overfeat, only_iou, p = paired(rows["overfeat"]["top5_wrong"],
-                                                rows["iou"]["top5_wrong"])
+            only_overfeat, only_iou, p = mcnemar(
+                [not wrong for wrong in rows["overfeat"]["top5_wrong"]],
+                [not wrong for wrong in rows["iou"]["top5_wrong"]])
             pairs.append({"localizer": localizer.name, "scales": scales,
                           "only_overfeat_right": only_overfeat, "only_iou_right": only_iou,
                           "p": p})

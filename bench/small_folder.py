@@ -18,8 +18,6 @@ p-value (same images, same protocol).
 """
 
 import argparse
-import json
-import math
 import os
 import subprocess
 import sys
@@ -31,6 +29,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from noise import correct_images, mcnemar  # noqa: E402
 
 COMMON = ["--arch", "A", "--width", "0.25", "--crop", "64", "--scale", "64:96", "--init",
           "glorot", "--batch-size", "32", "--val-fraction", "0.1", "--quiet", "--no-report"]
@@ -82,33 +82,6 @@ def train(name, flags, args, folder):
     return run_dir
 
 
-def correct_images(run_dir, folder):
-    """Per report image, whether the run's model ranks the true class first (dense,
-    flip-averaged, over the run's test scales: the headline protocol)."""
-    from vgg_keras import evaluate as protocols
-    from vgg_keras.data import evaluation_examples
-    from vgg_keras.models import load_vgg
-
-    summary = json.loads((run_dir / "summary.json").read_text())
-    model = load_vgg(run_dir / "model.keras")
-    examples = evaluation_examples(str(folder))
-    posteriors = 0
-    for q in summary["headline"]["scales"]:
-        p, labels = protocols.collect_posteriors(
-            model, protocols.protocol_batches(examples, "dense", q, crop=64), "dense")
-        posteriors = posteriors + p
-    return np.argmax(posteriors, axis=1) == labels, summary
-
-
-def mcnemar(first, second):
-    """Images only ``first`` / only ``second`` gets right, and the exact two-sided p-value."""
-    only_first = int(np.sum(first & ~second))
-    only_second = int(np.sum(second & ~first))
-    n = only_first + only_second
-    tail = sum(math.comb(n, k) for k in range(min(only_first, only_second) + 1)) / 2 ** max(n, 1)
-    return only_first, only_second, min(1.0, 2 * tail)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--source", required=True, help="a classifier of other classes")
@@ -121,7 +94,7 @@ def main(argv=None):
     if not folder.exists():
         print(f"{make_folder(folder)} images written to {folder}")
     dirs = {name: train(name, RUNS[name], args, folder) for name in args.runs}
-    results = {name: correct_images(run_dir, folder) for name, run_dir in dirs.items()}
+    results = {name: correct_images(run_dir, str(folder)) for name, run_dir in dirs.items()}
     print(f"\n{args.epochs} epochs, seed {args.seed}; dense error on the {VAL_IMAGES} val/ images")
     print("| run | top-1 error % | best epoch | seconds |")
     print("|---|---|---|---|")
