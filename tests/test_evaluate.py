@@ -49,6 +49,17 @@ def test_flip_averaging_of_a_symmetric_image_changes_nothing():
                   - evaluate.dense_posteriors(dense, ordinary, False)).max() > 1e-4
 
 
+def test_to_dense_takes_a_saved_model_path_as_its_signature_says(tmp_path):
+    model = tiny()
+    model.save(tmp_path / "a.keras")
+    image = np.random.default_rng(4).uniform(0, 255, (1, 96, 128, 3)).astype("float32")
+    from_model = keras.ops.convert_to_numpy(vgg_keras.to_dense(model)(image))
+    for path in (tmp_path / "a.keras", str(tmp_path / "a.keras")):
+        from_file = keras.ops.convert_to_numpy(vgg_keras.to_dense(path)(image))
+        assert from_file.shape == (1, 2, 3, 6)
+        np.testing.assert_allclose(from_file, from_model, atol=1e-5)
+
+
 def test_dense_averages_the_score_map_before_the_softmax():
     model = tiny()
     image = np.random.default_rng(3).uniform(0, 255, (1, 96, 128, 3)).astype("float32")
