@@ -23,9 +23,10 @@ finished), ``--rounds`` times, the rows interleaved round by round, median repor
 * anchor: ``keras.applications.VGG16`` (weights=None, logits out: the library a user would
   take instead), compiled and fed as the synthetic row of the first precision; its FLOPs are
   counted from its own layers (at width 1 they are D's). ``--no-anchor`` leaves it out.
-* host pipeline, float32 crops: what ``vgg_keras.data.train_pipeline(augment_on="device")``
-  hands a GPU run, emulated without TensorFlow: a producer thread hands over a new host
-  (NumPy, pageable memory) float32 batch of crops in [0, 255] every step through a queue
+* host pipeline, float32 crops: what ``vgg_keras.data.train_pipeline`` with
+  ``placement=Placement(augment="device")`` hands a GPU run, emulated without TensorFlow: a producer
+  thread hands over a new host (NumPy, pageable memory) float32 batch of crops in [0, 255] every
+  step through a queue
   ``--prefetch`` deep, like tf.data's prefetch; each batch is a fresh copy of one of
   ``--pool`` batches drawn at start, so drawing random numbers (not part of any real pipeline)
   does not limit the rate. Keras's JAX trainer starts each batch's transfer to the GPU one step
@@ -36,9 +37,10 @@ finished), ``--rounds`` times, the rows interleaved round by round, median repor
 * host pipeline, uint8 crops: the same with uint8 batches (a quarter of the bytes), cast to
   float inside the compiled step on the GPU (Keras casts model inputs to the input layer's
   float32).
-* host pipeline, uint8 windows: what ``train_pipeline(resample_on="device")`` hands over (the
-  scripts' default on a GPU): for each image, the uint8 window its crop reads, padded to a
-  fixed ``vgg_keras.transforms.window_bucket(crop)`` square (340 for 224: 2.3 x the bytes of a
+* host pipeline, uint8 windows: what ``train_pipeline`` with
+  ``placement=Placement(resample="device")`` hands over (the scripts' default on a GPU): for each
+  image, the uint8 window its crop reads, padded to a fixed
+  ``vgg_keras.transforms.window_bucket(crop)`` square (340 for 224: 2.3 x the bytes of a
   uint8 crop, 0.58 x a float32 one), and a float32 ``(batch, 6)`` geometry
   (``vgg_keras.transforms.WINDOW_GEOMETRY``), handed over by the same producer. The model
   trained is the trainer a real run builds (``vgg_keras.train.with_training_augmentation``
@@ -295,7 +297,7 @@ def window_geometry(batch, crop, bucket, rng):
 
 def host_inputs(kind, args, rng):
     """One host batch's inputs of a ``HOST_KINDS`` kind: crops in [0, 255], or the windows'
-    dict that ``train_pipeline(resample_on="device")`` hands over."""
+    dict that ``train_pipeline(placement=Placement(resample="device"))`` hands over."""
     crops = (args.batch, args.crop, args.crop, 3)
     if kind == "float32":
         return rng.uniform(0, 255, crops).astype(np.float32)
@@ -396,8 +398,8 @@ def compiled_anchor(policy, args):
 
 def compiled_window_trainer(model, args):
     """``model`` behind ``WindowCrop`` and ``PCAColorShift``, as a training script builds it for
-    ``train_pipeline(resample_on="device")``: takes the windows' dict and shares ``model``'s
-    weights (its own optimizer state). No flip layer: the geometry holds the flips."""
+    ``train_pipeline(placement=Placement(resample="device"))``: takes the windows' dict and shares
+    ``model``'s weights (its own optimizer state). No flip layer: the geometry holds the flips."""
     augmentation = training_augmentation(windows=window_bucket(args.crop), crop=args.crop,
                                          flip=False, color_shift=True, seed=args.seed)
     return compile_for_training(with_training_augmentation(model, augmentation))

@@ -7,11 +7,11 @@ in a temporary directory and measures images per second of:
       every pixel pays;
   (b) ``vgg_keras.data.train_pipeline`` with S drawn from [256, 512] and 224 crops, flip and
       colour shift on (fused decode-and-crop: only the window the crop needs is decoded);
-  (b') the same with flip and colour shift left to the accelerator (augment_on="device"),
+  (b') the same with flip and colour shift left to the accelerator (Placement(augment="device")),
        which is how a GPU run uses it;
   (c) the straightforward pipeline: decode whole, resize to S, random 224 crop, flip;
   (d) for reference, the fused decode of (b) alone: what skipping the rest of the file saves;
-  (e) the host's part when the accelerator resamples (resample_on="device", the scripts'
+  (e) the host's part when the accelerator resamples (Placement(resample="device"), the scripts'
       default): the window each crop reads, decoded and handed over as uint8 in a fixed
       bucket, with its geometry.
 
@@ -175,14 +175,14 @@ def main():
             "(a) decode whole (tf.io.decode_jpeg)": decode_whole(paths),
             f"(b) vgg_keras train_pipeline, S in [{SCALE[0]}, {SCALE[1]}], crop {CROP}, "
             "flip + colour on the host": data.train_pipeline(source, **settings),
-            "(b') the same, flip + colour left to the accelerator (augment_on=\"device\")":
-                data.train_pipeline(source, augment_on="device", **settings),
+            "(b') the same, flip + colour left to the accelerator (augment=\"device\")":
+                data.train_pipeline(source, placement=data.Placement(augment="device"), **settings),
             "(c) decode whole + resize to S + random crop + flip": naive_pipeline(paths),
             "(d) for reference: decode only the window of (b), no resampling":
                 window_only(paths),
-            "(e) the host's part with resample_on=\"device\": the window as uint8 in a "
+            "(e) the host's part with resample=\"device\": the window as uint8 in a "
             f"{window_bucket(CROP)}x{window_bucket(CROP)} bucket, + geometry":
-                data.train_pipeline(source, augment_on="device", resample_on="device",
+                data.train_pipeline(source, placement=data.Placement(resample="device"),
                                     **settings),
         }
         for dataset in candidates.values():  # trace functions, fill the page cache
@@ -233,7 +233,7 @@ def crop_agreement(source, settings, count):
     windows."""
     options = dict(settings, color_shift=False, repeat=False)
     host = data.train_pipeline(source, **options)
-    device = data.train_pipeline(source, augment_on="device", resample_on="device", **options)
+    device = data.train_pipeline(source, placement=data.Placement(resample="device"), **options)
     crop = augment.WindowCrop(CROP)
     worst, worst_window, windows, seen = 0.0, 0.0, 0, 0
     for (expected, _), (handed, _) in zip(host.repeat(), device.repeat()):
@@ -256,7 +256,7 @@ def device_part(source, settings, batch, rounds=5):
     training mode) and of a VGG-D training step on the same batch. Each is timed on its own,
     its result fetched, so that no asynchronous work of the other falls into its time."""
     windows, labels = next(iter(data.train_pipeline(
-        source, augment_on="device", resample_on="device", **dict(settings, batch_size=batch))))
+        source, placement=data.Placement(resample="device"), **dict(settings, batch_size=batch))))
     windows = {name: value.numpy() for name, value in windows.items()}
     inputs = augment.window_inputs(window_bucket(CROP))
     shifted = augment.PCAColorShift(seed=0)(augment.WindowCrop(CROP)(inputs), training=True)

@@ -75,8 +75,8 @@ def training_table(args):
     write_jpegs(folder, args.images)
     examples = data.load(folder, "train", validate="header")
     batches = data.train_pipeline(examples, scale=tuple(args.scale), crop=args.crop,
-                                  batch_size=args.batch, seed=0, augment_on="device",
-                                  repeat=True)
+                                  batch_size=args.batch, seed=0, repeat=True,
+                                  placement=data.Placement(augment="device"))
     iterator = iter(batches)
 
     def compiled(model):

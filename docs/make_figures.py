@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Draw the README's figures (docs/figures/*.png) from the quick-start run and the localisation
-example, with the report's own drawing functions (vgg_keras.report).
+example, with the report's own gathering and drawing functions (vgg_keras.inspection and
+vgg_keras.figures).
 
     python docs/make_figures.py --train        # train both runs first (about 10 min on 2 cores)
     python docs/make_figures.py --cls-run runs/cls-a-s72-96 --loc-run runs/loc-scr-a-s72-96
@@ -23,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a clone without installing
 
-from vgg_keras import report  # noqa: E402
+from vgg_keras import figures, inspection, report  # noqa: E402
 
 CLS_RUN = "runs/cls-a-s72-96"
 LOC_RUN = "runs/loc-scr-a-s72-96"
@@ -89,31 +90,33 @@ def draw(cls_run, loc_run, out):
     crop = classifier.input_shape[1]
 
     history = report.read_history(cls_run / "history.csv")
-    save(report.figure_png(report.plot_curves(history, best_epoch=summary.get("best_epoch"),
-                                              width=10.5), width_px=WIDTH_PX),
+    save(figures.figure_png(figures.plot_curves(history, best_epoch=summary.get("best_epoch"),
+                                                width=10.5), width_px=WIDTH_PX),
          out / "curves.png")
 
-    images, labels, _ = report.training_crops(train_examples, config, count=16)
-    save(report.figure_png(report.plot_crops(images, labels, names), width_px=WIDTH_PX),
+    images, labels, _ = inspection.training_crops(
+        train_examples, scale=report.run_scale(config), crop=config["crop"],
+        seed=config.get("seed", 0), count=16)
+    save(figures.figure_png(figures.plot_crops(images, labels, names), width_px=WIDTH_PX),
          out / "crops.png")
 
-    seen = report.classify_validation(classifier, val, scale=q, crop=crop, keep=6, mistakes=2)
+    seen = inspection.classify_validation(classifier, val, scale=q, crop=crop, keep=6, mistakes=2)
     first, wrong = seen["first"], seen["mistakes"]
     pick = {k: list(first[k]) + list(wrong[k]) for k in first}
-    save(report.figure_png(report.plot_predictions(pick["images"], pick["labels"],
-                                                   pick["posteriors"], names),
-                           width_px=WIDTH_PX), out / "predictions.png")
+    save(figures.figure_png(figures.plot_predictions(pick["images"], pick["labels"],
+                                                     pick["posteriors"], names),
+                            width_px=WIDTH_PX), out / "predictions.png")
 
-    scene, classes, probabilities = report.heat_scene(classifier, val, scale=q)
-    save(report.figure_png(report.plot_scene(scene, classes, probabilities, names, crop=crop),
-                           width_px=WIDTH_PX), out / "heatmap.png")
+    scene, classes, probabilities = inspection.heat_scene(classifier, val, scale=q)
+    save(figures.figure_png(figures.plot_scene(scene, classes, probabilities, names, crop=crop),
+                            width_px=WIDTH_PX), out / "heatmap.png")
 
     loc_config = json.loads((loc_run / "config.json").read_text())
     localizer = load_vgg(loc_run / "model.keras", kind="localizer")
     loc_q = test_scale(report.run_scale(loc_config))
     _, loc_val = report.load_data(loc_config)
-    found = report.protocol1_boxes(localizer, loc_val, scale=loc_q, count=16)
-    save(report.figure_png(report.plot_boxes(found, names), width_px=WIDTH_PX),
+    found = inspection.protocol1_boxes(localizer, loc_val, scale=loc_q, count=16)
+    save(figures.figure_png(figures.plot_boxes(found, names), width_px=WIDTH_PX),
          out / "boxes.png")
 
 

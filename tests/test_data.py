@@ -294,10 +294,27 @@ def test_device_placement_leaves_photometric_work_to_the_attached_layers(shapes_
     host = data.train_pipeline(train, scale=64, crop=64, batch_size=8, seed=1, flip=False,
                                color_shift=False)
     device = data.train_pipeline(train, scale=64, crop=64, batch_size=8, seed=1,
-                                 augment_on="device")
+                                 placement=data.Placement(augment="device"))
     np.testing.assert_array_equal(next(iter(host))[0].numpy(), next(iter(device))[0].numpy())
     names = [layer.name for layer in device.augmentation.layers]
     assert names == ["flip", "color_shift"]
+
+
+def test_boxes_keep_the_flip_on_the_host_whatever_the_placement(shapes_dir):
+    """Each crop is flipped exactly once: with boxes the host flips (boxes follow), so the
+    device's layers must not flip again."""
+    train = load_shapes(shapes_dir)
+    settings = dict(scale=64, crop=64, batch_size=16, seed=1, boxes=True,
+                    placement=data.Placement(augment="device"))
+    flipped = next(iter(data.train_pipeline(train, **settings)))
+    unflipped = next(iter(data.train_pipeline(train, flip=False, **settings)))
+    mirrored = [not np.array_equal(a, b) for a, b in zip(flipped[0].numpy(),
+                                                        unflipped[0].numpy())]
+    assert 3 <= sum(mirrored) <= 13            # about half of 16, drawn on the host
+    np.testing.assert_array_equal(flipped[0].numpy()[~np.array(mirrored)],
+                                  unflipped[0].numpy()[~np.array(mirrored)])
+    names = [layer.name for layer in data.train_pipeline(train, **settings).augmentation.layers]
+    assert names == ["color_shift"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,6 +13,9 @@ from vgg_keras.localization import (
     localize_image, pack_targets, protocol1, protocol2, regression_of, run_protocol1,
     run_protocol2,
 )
+from vgg_keras.localization.protocols import (
+    protocol1_per_image, protocol2_per_image, protocol2_predictions,
+)
 from vgg_keras.localization.training import compile_localizer, freeze_for_finetune
 from vgg_keras.models import PRIOR_BOX, build_localizer, build_vgg
 from vgg_keras.train import ResumableTraining
@@ -188,6 +191,15 @@ def test_protocol1_hand_cases():
     result = protocol1(fixed_predictor(rows), [(np.eye(5, dtype="float32"), labels)])
     assert result["images"] == 3 and result["skipped"] == 2
     assert result["error"] == pytest.approx(100 / 3)
+    # Image by image: the same verdicts, with the boxes a picture of them needs.
+    per_image = list(protocol1_per_image(fixed_predictor(rows),
+                                         [(np.eye(5, dtype="float32"), labels)]))
+    assert [r.right for r in per_image] == [True, True, False, False, False]
+    assert [r.skipped for r in per_image] == [False, False, False, True, True]
+    np.testing.assert_allclose([r.iou for r in per_image[:3]], [1.0, 1.0, 0.5])
+    np.testing.assert_allclose(per_image[0].box, [0.2, 0.2, 0.6, 0.6])
+    np.testing.assert_allclose(per_image[1].ground_truth, labels["boxes"][1])
+    assert per_image[4].ground_truth.shape == (0, 4) and np.isnan(per_image[4].iou)
     labels["label"] = np.array([1, 0, 0, 1, 2])
     with pytest.raises(ValueError, match="Class id 2 is beyond the head's 2 classes"):
         protocol1(fixed_predictor(rows), [(np.eye(5, dtype="float32"), labels)])
@@ -272,6 +284,67 @@ def test_protocol2_skips_images_without_usable_boxes_and_rejects_foreign_classes
     with pytest.raises(ValueError, match="Class id 12 is beyond the head's 10 classes"):
         protocol2(loc, classifier, lambda q: [item(12, [[0.1, 0.1, 0.9, 0.9], pad], 1)],
                   scales=[32])
+
+
+def mixed_box_examples(count=10):
+    """Random images of classes 0 to 9 whose box alternates between the whole image (where an
+    untrained localizer's prior box, the whole crop, is right) and a small corner (where it is
+    wrong); the last has a degenerate box only."""
+    rng = np.random.default_rng(3)
+    images = [tf.io.encode_png(rng.integers(0, 256, (32 + 4 * (i % 3), 36, 3), dtype=np.uint8))
+              .numpy() for i in range(count)]
+    boxes = [[0.0, 0.0, 1.0, 1.0] if i % 2 else [0.0, 0.0, 0.3, 0.3] for i in range(count - 1)]
+    boxes.append([0.5, 0.2, 0.5, 0.8])
+    return tf.data.Dataset.from_tensor_slices(
+        (images, np.arange(count, dtype=np.int32) % 10, np.asarray(boxes, "float32")[:, None])
+    ).map(lambda image, label, box: {"image": image, "label": label, "boxes": box,
+                                     "filename": tf.constant("")})
+
+
+def test_per_image_results_add_up_to_the_protocols_errors(classifier):
+    """What the report draws is what the tables count: averaged, the per-image results are
+    protocol 1's and protocol 2's errors, and each verdict follows from its own boxes."""
+    from vgg_keras import boxes
+    from vgg_keras.evaluate import protocol_batches
+
+    examples = mixed_box_examples()
+    keras.utils.set_random_seed(0)
+    loc = build_localizer(classifier, regression="pcr")
+    per_image = list(protocol1_per_image(loc, protocol_batches(examples, "center", 36, 32, 4,
+                                                               boxes=True)))
+    rated = [r for r in per_image if not r.skipped]
+    assert len(per_image) == 10 and len(rated) == 9
+    table = protocol1(loc, protocol_batches(examples, "center", 36, 32, 4, boxes=True))
+    assert (table["images"], table["skipped"]) == (9, 1)
+    assert table["error"] == pytest.approx(100 * np.mean([not r.right for r in rated]))
+    assert table["mean_iou"] == pytest.approx(np.mean([r.iou for r in rated]))
+    assert 0 < table["error"] < 100       # right on some images, wrong on others
+    for r in rated:
+        assert r.right == (boxes.iou(r.box, r.ground_truth).max() > 0.5)
+
+    def make_batches(q):
+        return protocol_batches(examples, "dense", q, boxes=True).as_numpy_iterator()
+
+    per_image = list(protocol2_per_image(loc, classifier, make_batches, scales=[32, 40]))
+    rated = [r for r in per_image if not r.skipped]
+    assert len(rated) == 9 and per_image[-1].skipped and per_image[-1].guesses == []
+    table = protocol2(loc, classifier, make_batches, scales=[32, 40])
+    for key in ("top1_loc", "top5_loc", "top1_cls", "top5_cls"):
+        assert table[key] == pytest.approx(100 * np.mean([r.errors[key] for r in rated])), key
+    assert 0 < table["top5_loc"] < 100 and 0 < table["top5_cls"] < 100
+    outputs = [item for item in protocol2_predictions(loc, classifier, make_batches,
+                                                      scales=[32, 40]) if item[2] is not None]
+    for r, (label, gt, predictions, posterior) in zip(rated, outputs):
+        assert r.label == label and min(r.image.shape[:2]) == 32
+        np.testing.assert_allclose(r.posterior, posterior)
+        ranked = [c for c, _ in r.guesses]
+        assert ranked == list(np.argsort(-posterior, kind="stable")[:5])
+        for (c, box), (c2, box2) in zip(r.guesses, localize_image(predictions, posterior)):
+            assert c == c2
+            np.testing.assert_allclose(box, box2)
+        assert r.errors["top5_cls"] == float(label not in ranked)
+        assert r.right == (ranked[0] == label and boxes.localization_correct(
+            r.guesses[0][1], gt))
 
 
 def box_examples(count=6, seed=0):

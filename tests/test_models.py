@@ -74,6 +74,41 @@ def test_width_scales_every_channel_count_and_small_crops_keep_the_architecture(
     assert model.output_shape == (None, 3)
 
 
+def conv_kernels(model):
+    return [tuple(layer.kernel.shape) for layer in model.layers
+            if isinstance(layer, keras.layers.Conv2D)]
+
+
+@pytest.mark.parametrize("width", [0.125, 0.3])
+@pytest.mark.parametrize("arch", ["A", "A-LRN", "B", "B-5x5", "C", "D", "E"])
+def test_identify_vgg_names_the_configuration_and_width_of_a_conv_stack(arch, width):
+    kernels = conv_kernels(vgg_keras.build_vgg(arch, include_top=False, input_shape=(32, 32, 3),
+                                               width=width))
+    found, found_width = vgg_keras.models.identify_vgg(kernels, lrn=arch == "A-LRN")
+    assert found == arch
+    # 0.3 rounds 512 channels to 154, which 154 / 512 = 0.30078 builds as well.
+    assert found_width == pytest.approx(width, abs=0.001)
+    rebuilt = vgg_keras.build_vgg(found, include_top=False, input_shape=(32, 32, 3),
+                                  width=found_width)
+    assert conv_kernels(rebuilt) == kernels
+
+
+def test_identify_vgg_refuses_stacks_of_no_configuration():
+    with pytest.raises(ValueError, match=r"3 conv layers with kernels \['3x3', '3x3', '7x7'\] "
+                                         r"match no VGG configuration \(A, A-LRN, B, C, D, E"):
+        vgg_keras.models.identify_vgg([(3, 3, 3, 64), (3, 3, 64, 64), (7, 7, 64, 64)])
+    a_kernels = conv_kernels(tiny("A"))
+    with pytest.raises(ValueError, match="and an LRN layer match no VGG configuration"):
+        vgg_keras.models.identify_vgg(a_kernels[:-1], lrn=True)
+    # D's kernel sizes, but block5 narrower than block4: no single width builds that.
+    d_kernels = conv_kernels(tiny("D"))
+    narrow = d_kernels[:-3] + [(3, 3, 64, 64)] * 3
+    with pytest.raises(ValueError, match=r"configuration D's output channels \[16, 16, 32, 32, "
+                                         r"64, 64, 64, 128, 128, 128, 64, 64, 64\] are not the "
+                                         r"paper's"):
+        vgg_keras.models.identify_vgg(narrow)
+
+
 def test_include_top_false_returns_pool5_for_any_size():
     backbone = vgg_keras.build_vgg("B", include_top=False, input_shape=(None, None, 3), width=0.125)
     assert backbone.layers[-1].name == "block5_pool"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-pytestmark = pytest.mark.slow   # subprocesses and training: python -m pytest -m 'not slow' skips them
+pytestmark = pytest.mark.slow   # subprocesses and training: -m 'not slow' leaves them out
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSIFIER_SECTIONS = ["Configuration", "Learning curves", "Evaluation",
@@ -152,6 +152,9 @@ def test_classifier_report(runs):
                in zip(row[::2], row[1::2])}
     assert options["width"] == "0.125" and options["scale"] == "[32, 40]"
     assert set(options) == set(config) - {"classes"}
+    # train.py's history.png: the report's learning curves (12 x 3.1 inches), at 80 dpi.
+    with Image.open(cls_run / "history.png") as image:
+        assert image.format == "PNG" and image.size == (960, 248)
 
 
 def test_localizer_report(runs):

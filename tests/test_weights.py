@@ -323,5 +323,6 @@ def test_read_pretrained_reports_what_it_found(torch_files):
     assert pretrained.arch == "B" and pretrained.num_classes == CLASSES
     assert pretrained.description == "torchvision vgg13 state dict"
     assert pretrained.preprocessing == TORCHVISION_PREPROCESSING
-    assert pretrained.layers["block1_conv1"][0].shape == (3, 3, 3, 4)
-    assert pretrained.layers["fc6"][0].shape == (7 * 7 * 32, 256)
+    assert pretrained.width == WIDTH and len(pretrained.convs) == 10
+    assert pretrained.convs[0][0].shape == (3, 3, 3, 4)      # block1_conv1, (h, w, in, out)
+    assert pretrained.head[0][0].shape == (7 * 7 * 32, 256)  # fc6

@@ -1,4 +1,4 @@
-"""The host/device split of the training pipeline (``resample_on="device"``, the scripts'
+"""The host/device split of the training pipeline (``Placement(resample="device")``, the scripts'
 default): the host decodes only the window each crop reads and hands it over as uint8 in a fixed
 bucket; ``WindowCrop`` makes the crop in the training step. The crops, flips, boxes and labels
 must be the host path's, and a trainer must fit on them."""
@@ -42,8 +42,8 @@ def both_paths(dataset, batch_size, **options):
     settings = dict(scale=SCALE, crop=CROP, batch_size=batch_size, seed=3, color_shift=False,
                     **options)
     host = next(iter(data.train_pipeline(dataset, **settings)))
-    device = next(iter(data.train_pipeline(dataset, augment_on="device", resample_on="device",
-                                           **settings)))
+    device = next(iter(data.train_pipeline(
+        dataset, placement=data.Placement(resample="device"), **settings)))
     return host, device
 
 
@@ -99,7 +99,7 @@ def test_boxes_follow_the_same_crops_and_flips(tfds_dir):
 def test_a_trainer_fits_on_windows(photo_folder):
     dataset = data.load(str(photo_folder), "train")
     train = data.train_pipeline(dataset, scale=SCALE, crop=CROP, batch_size=10, seed=0,
-                                augment_on="device", resample_on="device")
+                                placement=data.Placement(resample="device"))
     augmentation = train.augmentation
     assert [layer.name for layer in augmentation.layers[2:]] == ["window_crop", "color_shift"]
     model = build_vgg("A", 2, input_shape=(CROP, CROP, 3), width=0.125)
@@ -136,13 +136,15 @@ def test_window_crop_serialises_and_loads_safely(tmp_path):
 
 def test_bad_arguments_are_refused(photo_folder):
     dataset = data.load(str(photo_folder), "train")
-    with pytest.raises(ValueError, match="augment_on='device'"):
-        data.train_pipeline(dataset, batch_size=4, scale=64, crop=64, resample_on="device")
+    with pytest.raises(ValueError, match="augment='device'"):
+        data.Placement(augment="host", resample="device")
     with pytest.raises(ValueError, match="must hold at least the crop"):
-        data.train_pipeline(dataset, batch_size=4, scale=64, crop=64, augment_on="device",
-                            resample_on="device", bucket=60)
-    with pytest.raises(ValueError, match="resample_on must be"):
-        data.train_pipeline(dataset, batch_size=4, scale=64, crop=64, resample_on="gpu")
+        data.train_pipeline(dataset, batch_size=4, scale=64, crop=64,
+                            placement=data.Placement(resample="device", bucket=60))
+    with pytest.raises(ValueError, match="resample must be"):
+        data.Placement(resample="gpu")
+    with pytest.raises(TypeError, match="vgg_keras.data.Placement"):
+        data.train_pipeline(dataset, batch_size=4, scale=64, crop=64, placement="device")
     with pytest.raises(ValueError, match="'center' mode"):
         data.eval_pipeline(dataset, scale=64, crop=64, mode="multicrop", resample_on="device")
     with pytest.raises(ValueError, match="neither scale nor flip"):

@@ -8,8 +8,9 @@ accelerator, on every backend (``keras`` and ``keras.ops`` only; no TensorFlow i
   (``keras.ops.image.affine_transform``) that draws S and the crop position exactly as the
   host pipeline (:mod:`vgg_keras.data`) does.
 * :class:`WindowCrop`: the crop from the uint8 window the host decoded
-  (``train_pipeline(resample_on="device")``, the scripts' default), the exact bilinear
-  resampling of the host path as gathers of rows and columns; the flip is in its geometry.
+  (``train_pipeline(placement=Placement(resample="device"))``, the scripts'
+  default), the exact bilinear resampling of the host path as gathers of rows and columns; the
+  flip is in its geometry.
 
 All are active only when called with ``training=True`` (``model.fit``); at inference the flip
 and colour shift are the identity and :class:`RandomScaleCrop` takes the central crop at the
@@ -20,7 +21,7 @@ precision policy, because images are in [0, 255]. The formulas they share with t
 :mod:`vgg_keras.transforms` and :mod:`vgg_keras.boxes`.
 
 How a training script composes them (the pipeline hands over geometry only, the model's first
-layers do the photometric work; ``augment_on="device"`` is what makes the pipeline leave it):
+layers do the photometric work; ``Placement(augment="device")`` makes the pipeline leave it):
 
 >>> import keras
 >>> import vgg_keras.data
@@ -28,7 +29,7 @@ layers do the photometric work; ``augment_on="device"`` is what makes the pipeli
 >>> model = build_vgg("A", 10, input_shape=(64, 64, 3), width=0.125)
 >>> ds = vgg_keras.data.load("vgg_shapes", "train")
 >>> train = vgg_keras.data.train_pipeline(ds, scale=(72, 96), crop=64, batch_size=32, seed=1,
-...                                       augment_on="device")
+...     placement=vgg_keras.data.Placement(augment="device"))
 >>> augmentation = training_augmentation(flip=True, color_shift=True, seed=1)
 >>> trainer = keras.Sequential([augmentation, model])      # compile and fit this; save `model`
 >>> images, labels = next(iter(train))                     # crops, not yet flipped or shifted
@@ -268,7 +269,7 @@ class RandomScaleCrop(keras.layers.Layer):
 class WindowCrop(keras.layers.Layer):
     """The crop from a decoded window, batched on the device: the accelerator's share of the
     training pipeline when the host hands over only the uint8 window each crop reads
-    (``vgg_keras.data.train_pipeline(resample_on="device")``).
+    (``vgg_keras.data.train_pipeline(placement=Placement(resample="device"))``).
 
     Takes ``{"windows": uint8 (B, P, P, 3), "geometry": (B, 6)}`` (the fields of
     :data:`vgg_keras.transforms.WINDOW_GEOMETRY`) and returns float32 ``(B, crop, crop, 3)``:
@@ -354,9 +355,9 @@ def training_augmentation(*, flip: bool = True, color_shift: bool = True,
 
     ``scale``/``crop`` add :class:`RandomScaleCrop` first (in-memory images of one size);
     leave them None when the input pipeline already crops. ``windows`` (the bucket side) with
-    ``crop`` adds :class:`WindowCrop` first instead, for a pipeline that hands over decoded
-    windows (``train_pipeline(resample_on="device")``): the result is then a Functional model
-    taking their dict (:func:`window_inputs`), and ``flip`` must be False, because the host
+    ``crop`` adds :class:`WindowCrop` first instead, for a pipeline that hands over decoded windows
+    (``train_pipeline(placement=Placement(resample="device"))``): the result is then a Functional
+    model taking their dict (:func:`window_inputs`), and ``flip`` must be False, because the host
     has flipped by its geometry already.
 
     >>> from vgg_keras import build_vgg
@@ -386,6 +387,7 @@ def training_augmentation(*, flip: bool = True, color_shift: bool = True,
                                     name="color_shift"))
     if windows is None:
         return keras.Sequential(layers, name=name)
+    assert crop is not None  # windows take a crop: checked above
     inputs = window_inputs(windows)
     images = WindowCrop(crop, name="window_crop")(inputs)
     for layer in layers:

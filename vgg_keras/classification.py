@@ -9,7 +9,11 @@ evaluation by the paper's protocols.
 ...                            run_dir="runs/quick")   # doctest: +SKIP
 """
 
+from __future__ import annotations
+
 import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import keras
 
@@ -23,7 +27,12 @@ from .models import (
 from .paper import published_figures
 from .released import find_release, is_release_name
 from .run import Run, Task
-from .train import resample_where
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from ._typing import PathLike, Scale
+    from .data import DatasetInfo, Statistics
 
 log = logging.getLogger(__name__)
 
@@ -31,18 +40,19 @@ UNIT_SCALE_IMAGES = 64
 """Training crops that ``--init unit-scale`` measures each layer's output on."""
 
 
-class ClassificationTask(Task):
+class ClassificationTask(Task[ClassificationConfig]):
     """The classifier's part of a run (see :class:`vgg_keras.run.Task`)."""
 
     name = "cls"
     monitor = ("val_accuracy", "max")
 
-    def prepare(self, config):
+    def prepare(self, config: ClassificationConfig) -> None:
         config.check_finetune()
         self.source = (load_vgg(config.init_from, kind="classifier", arch=config.arch)
                        if config.init_from else None)
 
-    def build(self, config, info, statistics):
+    def build(self, config: ClassificationConfig, info: DatasetInfo, statistics: Statistics,
+              ) -> tuple[keras.Model, keras.Model, dict[str, Any]]:
         preprocessing = {"mean": statistics.mean}
         if config.statistics == "auto" and self.source is not None:
             # Weights see their inputs as they were trained to: the source's normalisation.
@@ -53,19 +63,20 @@ class ClassificationTask(Task):
         model = build_vgg(config.arch, info.num_classes, input_shape=(config.crop, config.crop, 3),
                           width=config.width, dropout=config.dropout, init=random_init,
                           preprocessing=preprocessing)
-        self.copied = ()
+        self.copied: str | Sequence[str] = ()  # initialize_from's: "all", or layer names
         if self.source is not None:
             self.copied = initialize_from(model, self.source, config.init_from)
             freeze_for_finetune(model, config.finetune)
         else:
             log.info("Training %s from random initialisation (%s).", model.name, config.init)
-        augmentation = self.augmentation(config, statistics, flip=config.flip)
+        augmentation = self.augmentation(config, statistics)
         return model, augmentation, dict(
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
                      keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5")])
 
-    def initialize_on_data(self, config, model, examples):
+    def initialize_on_data(self, config: ClassificationConfig, model: keras.Model,
+                           examples: tf.data.Dataset) -> None:
         if config.init != UNIT_SCALE or self.copied == "all":
             return
         if (config.num_processes or 1) > 1:
@@ -78,26 +89,28 @@ class ClassificationTask(Task):
             batch_size=UNIT_SCALE_IMAGES, resample_on="host")))
         scale_to_unit_output(model, images, skip=self.copied)
 
-    def train_batches(self, config, examples, start_epoch, steps, **feed):
+    def train_batches(self, config: ClassificationConfig, examples: tf.data.Dataset,
+                      start_epoch: int, steps: int, **feed: Any) -> tf.data.Dataset:
         return vdata.train_pipeline(
             examples, scale=config.scale, crop=config.crop, batch_size=config.batch_size,
-            seed=config.seed, augment_on="device",
-            resample_on=resample_where(config.resample_on), repeat=True,
+            seed=config.seed, placement=self.placement(config), repeat=True,
             initial_epoch=start_epoch, steps_per_epoch=steps, **feed)
 
-    def val_batches(self, config, examples):
+    def val_batches(self, config: ClassificationConfig,
+                    examples: tf.data.Dataset) -> tf.data.Dataset:
         return vdata.eval_pipeline(examples, scale=test_scale(config.scale), mode="center",
                                    crop=config.crop, batch_size=config.eval_batch_size,
-                                   resample_on=resample_where(config.resample_on))
+                                   resample_on=self.placement(config).resample)
 
-    def hold_below(self, info):
+    def hold_below(self, info: DatasetInfo) -> float:
         # Plain VGG sits at chance for several epochs; the rate waits until it has left.
         return 2.0 / info.num_classes
 
-    def table(self, summary):
+    def table(self, summary: dict[str, Any]) -> str:
         return protocols.format_table(summary["evaluation"])
 
-    def evaluate(self, config, model, examples, info):
+    def evaluate(self, config: ClassificationConfig, model: keras.Model,
+                 examples: tf.data.Dataset, info: DatasetInfo) -> dict[str, Any]:
         # The paper's protocol is the headline: dense, flip-averaged, posteriors averaged over
         # the test scales for the training scale; each method at each scale is a row as well.
         scales = tuple(config.eval_scales or multi_test_scales(config.scale, crop=config.crop))
@@ -132,7 +145,7 @@ class ClassificationTask(Task):
         }
 
 
-def train_classifier(**options):
+def train_classifier(**options: Any) -> dict[str, Any]:
     """Train a classifier by the paper's recipe and evaluate it; returns ``summary.json``'s dict.
 
     Options are the fields of :class:`vgg_keras.config.ClassificationConfig` (train_cls.py's
@@ -141,9 +154,12 @@ def train_classifier(**options):
     return Run(ClassificationConfig.from_dict(options), ClassificationTask()).execute()
 
 
-def evaluate_saved(paths, *, data=None, data_dir=None, scales=None, scale=256,
-                   methods=("dense", "center"), crop=None, flip=True, batch_size=32, split=None,
-                   val_fraction=0.05, output=None, arch="D"):
+def evaluate_saved(paths: Sequence[PathLike], *, data: str | None = None,
+                   data_dir: str | None = None, scales: Sequence[int] | None = None,
+                   scale: Scale = 256, methods: Sequence[str] = ("dense", "center"),
+                   crop: int | None = None, flip: bool = True, batch_size: int = 32,
+                   split: str | None = None, val_fraction: float = 0.05,
+                   output: PathLike | None = None, arch: str = "D") -> list[dict[str, Any]]:
     """Evaluate saved classifiers (several: fusion) by the paper's protocols: ``.keras`` models
     or the weights ``build_vgg(weights=...)`` reads (torchvision ``.pth``, keras.applications
     ``.h5``, keras-hub presets, or ``"imagenet"``: ``arch``'s released weights, printed with

@@ -10,8 +10,12 @@ messages on the terminal and a clear error, not a traceback, for what a user can
 2
 """
 
+from __future__ import annotations
+
 import sys
 import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .config import (
     ClassificationConfig, LocalizationConfig, build_parser, from_args, test_scale,
@@ -25,7 +29,7 @@ LOC_DESCRIPTION = ("Train a VGG localisation net (paper Appendix A), or evaluate
                    "both protocols.")
 
 
-def run_command(prog, quiet, work):
+def run_command(prog: str, quiet: bool, work: Callable[[], Any]) -> int:
     """Run ``work()`` as a command does: the package's log messages on the terminal, progress
     as ``--quiet`` says, and an error message with a non-zero exit status (2 for bad input,
     1 for a diverged run, 3 for a multi-process job that lost a process) instead of a traceback
@@ -53,7 +57,7 @@ def run_command(prog, quiet, work):
     return code
 
 
-def train_cls(argv=None, prog=None):
+def train_cls(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """train_cls.py: train a classifier, or ``--evaluate`` saved ones (several: fusion)."""
     parser = build_parser(ClassificationConfig, CLS_DESCRIPTION)
     if prog:
@@ -75,7 +79,7 @@ def train_cls(argv=None, prog=None):
     return run_command(parser.prog, config.quiet, work)
 
 
-def train_loc(argv=None, prog=None):
+def train_loc(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """train_loc.py: train a localizer, or ``--evaluate`` saved ones by both protocols."""
     parser = build_parser(LocalizationConfig, LOC_DESCRIPTION)
     if prog:

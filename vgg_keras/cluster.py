@@ -33,9 +33,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +213,7 @@ def leave_after_error(code: int) -> None:
         os._exit(code)
 
 
-def broadcast(values, processes: Processes) -> np.ndarray:
+def broadcast(values: ArrayLike, processes: Processes) -> np.ndarray:
     """Process 0's ``values`` (an array of numbers), on every process."""
     values = np.asarray(values)
     if processes.count == 1:
@@ -219,7 +223,7 @@ def broadcast(values, processes: Processes) -> np.ndarray:
     return np.asarray(multihost_utils.broadcast_one_to_all(values))
 
 
-def share(value, processes: Processes):
+def share(value: Any, processes: Processes) -> Any:
     """Process 0's ``value`` (anything JSON can hold), the very same on every process."""
     if processes.count == 1:
         return value
@@ -265,11 +269,11 @@ class StallWatchdog(keras.callbacks.Callback):
 
     on_train_batch_end = on_test_batch_end = _progress
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.epoch = epoch + 1
         self._progress()
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         if self.from_start:
             self._progress()
         threading.Thread(target=self._watch, name="vgg_keras-watchdog", daemon=True).start()

@@ -18,11 +18,14 @@ import argparse
 import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from .boxes import DEFAULT_MERGE, MERGE_THRESHOLDS
 from .configs import ARCHITECTURES, CONFIGS, INITIALIZERS, VARIANTS, canonical_arch
 from .transforms import test_scale
+
+if TYPE_CHECKING:
+    from ._typing import Scale
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 PROTOCOLS = ("center", "dense", "multicrop")
@@ -45,18 +48,20 @@ def parse_scale(text: str) -> int | tuple[int, int]:
     if len(values) == 1:
         return values[0]
     if len(values) == 2 and values[0] <= values[1]:
-        return tuple(values)
+        return values[0], values[1]
     raise ValueError(f"scale must be S or SMIN:SMAX with SMIN <= SMAX, got {text!r}")
 
 
 def multi_test_scales(scale: int | tuple[int, int],
-                      crop: int | None = None) -> tuple[int, int, int]:
+                      crop: int | None = None) -> tuple[int, ...]:
     """The paper's multi-scale Q set: {S-32, S, S+32}, or {Smin, middle, Smax} when jittered;
-    with ``crop``, scales below it are raised to it (a crop cannot exceed the image).
+    with ``crop``, scales below it are raised to it (a crop cannot exceed the image), and a
+    scale raised onto another is given once.
 
     >>> multi_test_scales(256), multi_test_scales((256, 512)), multi_test_scales(36, crop=32)
     ((224, 256, 288), (256, 384, 512), (32, 36, 68))
     """
+    scales: tuple[int, ...]
     if isinstance(scale, tuple):
         scales = (scale[0], test_scale(scale), scale[1])
     else:
@@ -78,8 +83,13 @@ def _argument_type(parse):
     return check
 
 
-def positive(kind):
-    def parse(text):
+def positive(kind: type[Number]) -> Callable[[str], Number]:
+    """A parser of ``kind`` (int or float) that refuses zero and negative numbers.
+
+    >>> positive(int)("3")
+    3
+    """
+    def parse(text: str) -> Number:
         try:
             value = kind(text)
         except ValueError:
@@ -92,14 +102,14 @@ def positive(kind):
     return parse
 
 
-def non_negative_float(text):
+def non_negative_float(text: str) -> float:
     value = float(text)
     if value < 0:
         raise ValueError(f"must not be negative, got {text}")
     return value
 
 
-def fraction(text):
+def fraction(text: str) -> float:
     value = float(text)
     if not 0 < value < 1:
         raise ValueError(f"must be strictly between 0 and 1, got {text}")
@@ -109,7 +119,7 @@ def fraction(text):
 STATISTICS = ("auto", "imagenet", "data")
 
 
-def statistics_choice(text):
+def statistics_choice(text: str) -> str:
     """``--statistics``: auto, imagenet, data, or the path of a statistics JSON file."""
     text = str(text)
     if text in STATISTICS:
@@ -120,14 +130,14 @@ def statistics_choice(text):
     return text
 
 
-def dropout_rate(text):
+def dropout_rate(text: str) -> float:
     value = float(text)
     if not 0 <= value < 1:
         raise ValueError(f"must be in [0, 1), got {text}")
     return value
 
 
-def arch_name(text):
+def arch_name(text: str) -> str:
     try:
         return canonical_arch(text)
     except ValueError:
@@ -136,6 +146,7 @@ def arch_name(text):
 
 
 C = TypeVar("C", bound="RunConfig")
+Number = TypeVar("Number", int, float)
 
 
 # -- declaring an option --------------------------------------------------------------------------
@@ -207,8 +218,8 @@ class RunConfig:
     data_dir: str = option(None, "data", "where TFDS datasets are (or are built); for "
                            "imagenet2012 the manual download goes in DATA_DIR/downloads/manual",
                            resumable=True)
-    scale: object = option(256, "data", "training scale S: 256 or 384 (single-scale), or "
-                           "SMIN:SMAX for scale jittering, e.g. 256:512", parse=parse_scale)
+    scale: Scale = option(256, "data", "training scale S: 256 or 384 (single-scale), or "
+                          "SMIN:SMAX for scale jittering, e.g. 256:512", parse=parse_scale)
     crop: int = option(224, "data", "side of the square random crop fed to the network",
                        parse=positive(int))
     flip: bool = option(True, "data", "random horizontal flips of the training crops",
@@ -475,7 +486,7 @@ def build_parser(config_class: type[RunConfig], description: str) -> argparse.Ar
             continue
         if meta["group"] not in groups:
             groups[meta["group"]] = parser.add_argument_group(meta["group"])
-        default = field.default_factory() if field.default is dataclasses.MISSING \
+        default = field.default_factory() if field.default_factory is not dataclasses.MISSING \
             else field.default
         # The one list of what may change on resume: the fields' own declarations.
         note = " (may change when a run resumes)" if meta["resumable"] else ""

@@ -12,6 +12,8 @@ with a 2x2 max-pool, and every configuration shares the head FC-4096, FC-4096, F
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 CONFIGS: dict[str, tuple[tuple[str, ...], ...]] = {
     "A": (
         ("conv3-64",),
@@ -125,6 +127,41 @@ def parse_layer(spec: str) -> tuple[int, int] | None:
         return None
     kind, channels = spec.split("-")
     return int(kind[len("conv"):]), int(channels)
+
+
+def scaled(channels: int, width: float) -> int:
+    """Channel count after applying the width multiplier (never below one)."""
+    return max(1, int(round(channels * width)))
+
+
+def identify_vgg(kernel_shapes: Sequence[Sequence[int]], *,
+                 lrn: bool = False) -> tuple[str, float]:
+    """``(configuration, width)`` of the net whose conv layers have these Keras kernel shapes
+    ``(height, width, in, out)``, in order, and an LRN layer if ``lrn`` (A-LRN's has no weights):
+    kernel sizes name the configuration (C and D differ in three 1x1 kernels), and ``build_vgg``
+    builds exactly these output channels at that width. Other stacks are a ValueError.
+
+    >>> identify_vgg([(3, 3, 3, 8), (3, 3, 8, 16), (3, 3, 16, 32), (3, 3, 32, 32)]
+    ...              + [(3, 3, 32, 64)] + [(3, 3, 64, 64)] * 3)
+    ('A', 0.125)
+    """
+    shapes = [tuple(int(size) for size in shape) for shape in kernel_shapes]
+    sizes = [shape[:2] for shape in shapes]
+    for key, blocks in ARCHITECTURES.items():
+        paper = [conv for block in blocks for conv in map(parse_layer, block) if conv]
+        if [(size, size) for size, _ in paper] == sizes and any("LRN" in b for b in blocks) == lrn:
+            break
+    else:
+        raise ValueError(f"{len(shapes)} conv layers with kernels {[f'{h}x{w}' for h, w in sizes]}"
+                         f"{' and an LRN layer' if lrn else ''} match no VGG configuration "
+                         f"({', '.join(ARCHITECTURES)}).")
+    channels = [shape[-1] for shape in shapes]
+    # The widest layer fixes the width most precisely, so it is tried first.
+    for found, (_, units) in reversed(list(zip(channels, paper))):
+        if [scaled(other, found / units) for _, other in paper] == channels:
+            return key, found / units
+    raise ValueError(f"configuration {key}'s output channels {channels} are not the paper's "
+                     f"{[units for _, units in paper]} scaled by one width.")
 
 
 MAX_IMAGE_PIXELS = 50_000_000

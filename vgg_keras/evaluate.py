@@ -129,7 +129,8 @@ def forward(model: keras.Model, images: Any) -> np.ndarray:
     if compiled is None:
         # The backend is TensorFlow, so it is imported already.
         tf = sys.modules["tensorflow"]
-        held = weakref.ref(model)   # the cache must not keep the model alive
+        # The cache must not keep the model alive (nor can it outlive it: its key is the model).
+        held: Callable[[], keras.Model] = weakref.ref(model)
         compiled = tf.function(lambda x: held()(x, training=False), reduce_retracing=True)
         _COMPILED[model] = compiled
     return _float32(_to_numpy(compiled(images)))
@@ -487,6 +488,7 @@ def collect_posteriors(model: keras.Model, batches: Batches, method: str, *, fli
     chosen = protocol(method)
     all_posteriors, all_labels, all_positions = [], [], []
     batches = track(batches, label or method, total)
+    groups: Iterable[tuple[np.ndarray | None, Any, Any]]
     if chosen.dense:
         dense_model = dense_model or to_dense(model)
         height, width = model.input_shape[1:3]
@@ -540,10 +542,11 @@ def evaluate_classifier(models: keras.Model | Sequence[keras.Model],
     for scale in scales:
         for method in methods:
             per_model = []
-            for model, dense in zip(models, dense_models):
+            for model, dense_model in zip(models, dense_models):
                 label = f"{method} Q={scale}" + (f" {model.name}" if len(models) > 1 else "")
                 posteriors, seen = collect_posteriors(model, make_batches(scale, method), method,
-                                                      flip=flip, dense_model=dense, label=label,
+                                                      flip=flip, dense_model=dense_model,
+                                                      label=label,
                                                       total=total, batch_size=batch_size)
                 if labels is None:
                     labels = seen

@@ -97,7 +97,7 @@ class LocalResponseNormalization(keras.layers.Layer):
     (1, 4, 4, 64)
     """
 
-    def __init__(self, size: int = LRN_PARAMS["size"], k: float = LRN_PARAMS["k"],
+    def __init__(self, size: int = int(LRN_PARAMS["size"]), k: float = LRN_PARAMS["k"],
                  alpha: float = LRN_PARAMS["alpha"], beta: float = LRN_PARAMS["beta"],
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)

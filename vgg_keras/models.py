@@ -2,6 +2,8 @@
 paper's pre-initialisation of deeper nets from a trained A; and the localizer, the same graph
 with the box head of :mod:`vgg_keras.heads` in place of fc8 (whose names this module
 re-exports: ``BOX_LAYER``, ``PRIOR_BOX``, ``REGRESSIONS``, ``is_localizer``, ``regression_of``).
+It also re-exports :mod:`vgg_keras.configs`' ``scaled`` (the width multiplier's channel
+rounding) and ``identify_vgg`` (the configuration and width of a stack of conv kernels).
 
 Model code uses ``keras`` and ``keras.ops`` only, so it runs on TensorFlow, JAX and PyTorch.
 """
@@ -13,7 +15,7 @@ import logging
 import os
 import zipfile
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 
@@ -28,14 +30,19 @@ from .heads import (
 )
 from .layers import InputNormalization, LocalResponseNormalization, MinimumSpatialSize
 from .released import is_release_name, resolve
+from .configs import identify_vgg, scaled
 from .weights import read_pretrained
+
+if TYPE_CHECKING:
+    from ._typing import PathLike
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "BOX_LAYER", "INITIALIZERS", "KINDS", "PREINIT_CONV_LAYERS", "PREPROCESSING", "PRIOR_BOX",
     "REGRESSIONS", "BoxRegression", "FINETUNE", "arch_of", "box_head", "build_localizer",
-    "build_vgg", "freeze_for_finetune", "initialize_from", "input_normalization", "is_localizer",
+    "build_vgg", "freeze_for_finetune", "identify_vgg", "initialize_from", "input_normalization",
+    "is_localizer",
     "load_vgg", "preinitialize", "regression_of", "scale_to_unit_output", "scaled", "to_dense",
     "vgg_backbone", "vgg_fc", "vgg_head", "vgg_layer_names",
 ]
@@ -47,11 +54,6 @@ PREPROCESSING = {
 
 PREINIT_CONV_LAYERS = 4
 """The paper copies the first four conv layers and the three FC layers of a trained A."""
-
-
-def scaled(channels: int, width: float) -> int:
-    """Channel count after applying the width multiplier (never below one)."""
-    return max(1, int(round(channels * width)))
 
 
 def _kernel_initializer(init):
@@ -81,7 +83,7 @@ def _normalization_layer(preprocessing):
     return InputNormalization(**preprocessing, name="normalization", dtype="float32")
 
 
-def input_normalization(model: keras.Model) -> dict | None:
+def input_normalization(model: keras.Model) -> dict[str, Any] | None:
     """The ``preprocessing`` dict (``mean``, ``std``, ``channel_order``) that ``model``'s
     normalisation layer applies, to build a model that takes inputs as ``model`` does; None
     when it has none.
@@ -179,8 +181,8 @@ def box_head(x: Any, regression: str, num_classes: int, *, width: float = 1.0,
 def build_vgg(arch: str, num_classes: int = 1000, *,
               input_shape: Sequence[int | None] = (224, 224, 3), include_top: bool = True,
               width: float = 1.0, dropout: float = 0.5, init: str = "paper",
-              preprocessing: str | dict | None = "imagenet",
-              weights: str | os.PathLike | None = None, name: str | None = None) -> keras.Model:
+              preprocessing: str | dict[str, Any] | None = "imagenet",
+              weights: PathLike | None = None, name: str | None = None) -> keras.Model:
     """Build configuration ``arch`` of the paper's Table 1 as a Functional Keras model.
 
     The model takes RGB images with values in [0, 255] and normalises them itself in its first
@@ -289,7 +291,7 @@ def _layer_chain(model):
     return layers
 
 
-def to_dense(model: keras.Model | str | os.PathLike) -> keras.Model:
+def to_dense(model: keras.Model | PathLike) -> keras.Model:
     """The fully convolutional form of ``model`` (or of the ``.keras`` file at that path) for
     dense evaluation (paper Section 3.2).
 
@@ -349,7 +351,7 @@ def _load_if_path(model_or_path):
 KINDS = ("classifier", "localizer")
 
 
-def load_vgg(path: str | os.PathLike, *, kind: str | None = None,
+def load_vgg(path: PathLike, *, kind: str | None = None,
              arch: str | None = None) -> keras.Model:
     """A saved network: a ``.keras`` model, or pretrained weights that ``build_vgg`` reads
     (torchvision ``.pth``, keras.applications ``.h5``, a keras-hub ``VGGImageClassifier`` preset
@@ -390,13 +392,11 @@ def load_vgg(path: str | os.PathLike, *, kind: str | None = None,
                          "config.json; this one is truncated, damaged or something else).")
     else:
         pretrained = read_pretrained(path)
-        if not pretrained.has_top:
+        if pretrained.num_classes is None:
             raise ValueError(f"{path}: {pretrained.description} without the classifier (fc6-"
                              "fc8); build_vgg(..., include_top=False, weights=...) reads it.")
-        # Published files are width 1; the file's first layer tells, so narrower ones load too.
-        width = pretrained.layers["block1_conv1"][0].shape[-1] / 64
-        model = build_vgg(pretrained.arch, pretrained.num_classes, width=width, weights=path,
-                          input_shape=pretrained.input_shape)
+        model = build_vgg(pretrained.arch, pretrained.num_classes, width=pretrained.width,
+                          weights=path, input_shape=pretrained.input_shape)
     found = "localizer" if is_localizer(model) else "classifier"
     if kind is not None and found != kind:
         other = {"classifier": "train_cls.py", "localizer": "train_loc.py"}[found]
@@ -416,26 +416,19 @@ def _is_keras_archive(path):
 
 def arch_of(model: keras.Model) -> str | None:
     """The configuration (``"A"`` ... ``"E"``) of a model built by ``build_vgg`` or
-    ``build_localizer``, read from its conv layers (names and kernel sizes: C and D differ only
-    in three 1x1 kernels) and its LRN; None for other models.
+    ``build_localizer``, read by :func:`~vgg_keras.configs.identify_vgg` from its ``block*``
+    conv layers and its LRN; None for other models.
 
     >>> arch_of(build_localizer(build_vgg("A", 10, input_shape=(64, 64, 3), width=0.25)))
     'A'
     """
-    found = [(layer.name, getattr(layer, "kernel_size", (None,))[0]) for layer in model.layers
-             if layer.name == "lrn" or (layer.name.startswith("block") and "_conv" in layer.name)]
-    for key in ARCHITECTURES:
-        if found == _backbone_signature(key):
-            return key
-    return None
-
-
-def _backbone_signature(arch):
-    """``[(layer name, kernel size)]`` of ``arch``'s conv and LRN layers, as built."""
-    specs = [spec for block in ARCHITECTURES[arch] for spec in block]
-    names = [n for n in vgg_layer_names(arch) if not n.endswith("_pool")]
-    return [(name, None if spec == "LRN" else parse_layer(spec)[0])
-            for name, spec in zip(names, specs)]
+    kernels = [layer.kernel.shape for layer in model.layers
+               if isinstance(layer, keras.layers.Conv2D) and layer.name.startswith("block")]
+    lrn = any(isinstance(layer, LocalResponseNormalization) for layer in model.layers)
+    try:
+        return identify_vgg(kernels, lrn=lrn)[0]
+    except ValueError:
+        return None
 
 
 def vgg_layer_names(arch: str) -> list[str]:
@@ -453,7 +446,7 @@ def vgg_layer_names(arch: str) -> list[str]:
     return names
 
 
-def preinitialize(model: keras.Model, source: keras.Model | str | os.PathLike, *,
+def preinitialize(model: keras.Model, source: keras.Model | PathLike, *,
                   conv_layers: int | None = PREINIT_CONV_LAYERS,
                   fc_layers: Sequence[str] = ("fc6", "fc7", "fc8")) -> list[str]:
     """Copy the paper's pre-initialisation from a trained (shallower) net into ``model``.
@@ -516,7 +509,7 @@ def freeze_for_finetune(model: keras.Model, finetune: str) -> keras.Model:
 
 
 def initialize_from(model: keras.Model, source: keras.Model,
-                    path: str | os.PathLike | None = None) -> str | list[str]:
+                    path: PathLike | None = None) -> str | list[str]:
     """Start ``model`` from the trained classifier ``source``, as fine-tuning or as the paper's
     pre-initialisation; returns ``"all"`` when every layer was copied, else the names copied.
 
@@ -604,10 +597,10 @@ def scale_to_unit_output(model: keras.Model, images: Any, *, skip: Sequence[str]
     return factors
 
 
-def build_localizer(source: str | keras.Model | os.PathLike = "D", num_classes: int | None = None,
+def build_localizer(source: str | keras.Model | PathLike = "D", num_classes: int | None = None,
                     *, regression: str = "pcr", input_shape: Sequence[int | None] = (224, 224, 3),
                     width: float = 1.0, dropout: float = 0.5, init: str = "paper",
-                    preprocessing: str | dict | None = "imagenet",
+                    preprocessing: str | dict[str, Any] | None = "imagenet",
                     name: str | None = None) -> keras.Model:
     """The localisation net of the paper's Appendix A: the classification net with its last FC
     layer replaced by a linear box regressor ``fc8_box``.

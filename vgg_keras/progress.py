@@ -16,7 +16,7 @@ every 30 seconds, so a night's log stays readable.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sized
 
 from tqdm import tqdm
 
@@ -36,7 +36,7 @@ def progress(iterable: Iterable | None, label: str, total: int | None = None,
              unit: str = "it") -> tqdm:
     """``iterable``, showing ``label``, a count (out of ``total`` or ``len(iterable)``) and a
     rate on stderr as it is consumed; silent after ``set_quiet()``."""
-    if total is None and hasattr(iterable, "__len__"):
+    if total is None and isinstance(iterable, Sized):
         total = len(iterable)
     on_terminal = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
     return tqdm(iterable, desc=label, total=total, unit=unit, disable=_quiet, leave=True,

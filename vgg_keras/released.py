@@ -37,6 +37,7 @@ import logging
 import os
 import socket
 import urllib.parse
+from typing import TypeGuard
 
 from .configs import canonical_arch
 
@@ -117,7 +118,7 @@ class WeightsUnavailable(OSError):
     """A released file is neither cached nor reachable, or fails its hash after fetching."""
 
 
-def is_release_name(weights: object) -> bool:
+def is_release_name(weights: object) -> TypeGuard[str]:
     """Whether ``weights`` names released weights rather than a file."""
     return isinstance(weights, str) and weights.lower() in NAMES
 

@@ -25,6 +25,8 @@ PosixPath('runs/cls-a-s72-96')
 >>> summary = run.execute()                    # trains, then evaluates  # doctest: +SKIP
 """
 
+from __future__ import annotations
+
 import contextlib
 import json
 import logging
@@ -33,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import keras
 
@@ -40,7 +43,8 @@ from . import cluster
 from . import data as vdata
 from .data import service as data_service
 from .augment import training_augmentation
-from .config import test_scale
+from .config import RunConfig, test_scale
+from .data.placement import Placement
 from .data.stats import SAMPLE_IMAGES, SAMPLE_SIDE, Statistics
 from .export import export
 from .models import arch_of
@@ -52,86 +56,108 @@ from .train import (
     apply_weight_decay, distribution_scope, fit_resumable, resample_where, set_precision,
     with_training_augmentation,
 )
-from .transforms import window_bucket
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from ._typing import Scale, Tensor
+    from .data.sources import DatasetInfo
 
 log = logging.getLogger(__name__)
 
+ConfigT = TypeVar("ConfigT", bound=RunConfig)
 
-class Task:
-    """What a task tells the :class:`Run`; the defaults are the classifier's.
+
+class Task(Generic[ConfigT]):
+    """What a task tells the :class:`Run`; the defaults are the classifier's. ``ConfigT`` is
+    the task's configuration class (:class:`~vgg_keras.config.ClassificationConfig`, ...).
 
     ``name`` prefixes the default run directory (``runs/<name>-<arch>-s<scale>``);
     ``monitor`` is the validation metric (and ``"max"``/``"min"``) that picks the kept epoch and
-    drives the learning-rate schedule.
+    drives the learning-rate schedule; ``boxes``: the training examples carry boxes.
     """
 
     name = "task"
+    boxes = False
     script = "train_cls.py"  # the command that runs it, for messages
     monitor = ("val_accuracy", "max")
 
-    def run_name(self, config):
+    def run_name(self, config: ConfigT) -> str:
         """The default run directory's prefix for ``config``."""
         return self.name
 
-    def prepare(self, config):
+    def prepare(self, config: ConfigT) -> None:
         """Before the run directory is taken: read the files the run starts from, so that a
         wrong file is refused before anything is written."""
 
-    def check_data(self, info):
+    def check_data(self, info: DatasetInfo) -> None:
         """Refuse data the task cannot use (``info`` is the training split's)."""
 
-    def build(self, config, info, statistics):
+    def build(self, config: ConfigT, info: DatasetInfo, statistics: Statistics,
+              ) -> tuple[keras.Model, keras.Model, dict[str, Any]]:
         """``(model, augmentation, compile_arguments)``: the network that is saved, the
         augmentation ``fit`` puts before it, and ``loss``/``metrics``. ``statistics``
         (:class:`vgg_keras.data.Statistics`) gives the mean to subtract and the colour shift's
         PCA."""
         raise NotImplementedError
 
-    def initialize_on_data(self, config, model, examples):
+    def initialize_on_data(self, config: ConfigT, model: keras.Model,
+                           examples: tf.data.Dataset) -> None:
         """After :meth:`build`: an initialisation that looks at training ``examples``
         (``--init unit-scale``); none by default."""
 
-    def augmentation(self, config, statistics, *, flip):
+    def placement(self, config: ConfigT) -> Placement:
+        """Where the steps of a training crop run: the flip and colour shift in the training
+        step, the resampling where ``--resample-on`` says; :meth:`train_batches` and
+        :meth:`augmentation` read this one value, so each step runs exactly once."""
+        return Placement(augment="device", resample=resample_where(config.resample_on),
+                         boxes=self.boxes)
+
+    def augmentation(self, config: ConfigT, statistics: Statistics) -> keras.Model:
         """The augmentation ``fit`` puts before the network, for the batches of
         :meth:`train_batches`: with ``--resample-on device`` it crops the windows the host
-        hands over (the host has flipped by their geometry), then the colour shift."""
-        where = resample_where(config.resample_on)
-        log.info("Training crops resampled on the %s (--resample-on %s).", where,
+        hands over (the host has flipped by their geometry), then the flip where the device
+        draws it, then the colour shift."""
+        placement = self.placement(config)
+        log.info("Training crops resampled on the %s (--resample-on %s).", placement.resample,
                  config.resample_on)
-        windows = where == "device"
+        bucket = placement.window_bucket(config.crop)
         return training_augmentation(
-            flip=flip and not windows, color_shift=config.color_shift, seed=config.seed,
-            eigval=statistics.eigval, eigvec=statistics.eigvec,
-            windows=window_bucket(config.crop) if windows else None,
-            crop=config.crop if windows else None)
+            flip=config.flip and placement.device_flips, color_shift=config.color_shift,
+            seed=config.seed, eigval=statistics.eigval, eigvec=statistics.eigvec,
+            windows=bucket, crop=config.crop if bucket else None)
 
-    def train_batches(self, config, examples, start_epoch, steps, **feed):
+    def train_batches(self, config: ConfigT, examples: tf.data.Dataset, start_epoch: int,
+                      steps: int, **feed: Any) -> tf.data.Dataset:
         """Endless training batches from ``start_epoch`` on, ``steps`` a epoch; ``feed``:
         ``train_pipeline``'s ``shard`` (this process's share of each batch), ``service`` and
         ``service_job`` (a tf.data service that makes the examples)."""
         raise NotImplementedError
 
-    def val_batches(self, config, examples):
+    def val_batches(self, config: ConfigT, examples: tf.data.Dataset) -> tf.data.Dataset:
+        """The validation batches of ``examples`` (one pass), as :meth:`train_batches`'s."""
         raise NotImplementedError
 
-    def hold_below(self, info):
+    def hold_below(self, info: DatasetInfo) -> float | None:
         """A monitored value below which the schedule does not lower the rate (None: none)."""
         return None
 
-    def picture_options(self, model, val_batch):
+    def picture_options(self, model: keras.Model,
+                        val_batch: tuple[Tensor, ...]) -> dict[str, Any]:
         """Extra arguments of :class:`vgg_keras.tensorboard.EpochPictures` (a localizer's
         boxes), given the model and one validation batch."""
         return {}
 
-    def table(self, summary):
+    def table(self, summary: dict[str, Any]) -> str:
         """The evaluation in ``summary`` as a markdown table (for TensorBoard)."""
         return ""
 
-    def saved_model_options(self, config, model):
+    def saved_model_options(self, config: ConfigT, model: keras.Model) -> dict[str, Any]:
         """Extra arguments of :func:`vgg_keras.export.export` for the serving SavedModel."""
         return {}
 
-    def evaluate(self, config, model, examples, info):
+    def evaluate(self, config: ConfigT, model: keras.Model, examples: tf.data.Dataset,
+                 info: DatasetInfo) -> dict[str, Any]:
         """The task's part of ``summary.json``; logs its tables."""
         raise NotImplementedError
 
@@ -139,17 +165,23 @@ class Task:
 IMAGENET_SOURCES = ("imagenet-loc", "ilsvrc2012")
 
 
-def is_imagenet(data, info):
+def is_imagenet(data: str | None, info: DatasetInfo) -> bool:
     """Whether the run's data is ImageNet (a TFDS imagenet* name or an ImageNet tree)."""
     return info.source in IMAGENET_SOURCES or str(data or "").startswith("imagenet")
 
 
-def default_run_dir(task_name, arch, scale):
+def default_run_dir(task_name: str, arch: str, scale: Scale) -> Path:
+    """``runs/<task_name>-<arch>-s<scale>``, where a run goes without ``--run-dir``.
+
+    >>> default_run_dir("cls", "A", (256, 512))
+    PosixPath('runs/cls-a-s256-512')
+    """
     scale_text = f"{scale[0]}-{scale[1]}" if isinstance(scale, tuple) else str(scale)
     return Path("runs") / f"{task_name}-{arch.lower()}-s{scale_text}"
 
 
-def make_optimizer(name, lr, momentum, accumulate):
+def make_optimizer(name: str, lr: float, momentum: float,
+                   accumulate: int) -> keras.optimizers.Optimizer:
     """The paper's SGD with momentum, or Adam; ``accumulate`` > 1 averages the gradients of that
     many batches into one update, as one batch that many times larger would (the paper's batch
     of 256 on a small machine)."""
@@ -162,7 +194,7 @@ def make_optimizer(name, lr, momentum, accumulate):
                                 gradient_accumulation_steps=accumulation)
 
 
-def fit_verbosity(config):
+def fit_verbosity(config: RunConfig) -> int | str:
     """Keras's ``verbose`` for ``fit``: one line per epoch with ``--quiet``."""
     if config.verbose == "auto":
         # A progress bar redrawn into a log file is a line of escape codes every step.
@@ -170,17 +202,18 @@ def fit_verbosity(config):
     return int(config.verbose)
 
 
-class Run:
+class Run(Generic[ConfigT]):
     """One run of ``task`` with ``config``; :meth:`execute` trains, evaluates and returns
     ``summary.json``'s dict. The run directory resumes."""
 
-    def __init__(self, config, task):
+    def __init__(self, config: ConfigT, task: Task[ConfigT]) -> None:
         self.config = config
         self.task = task
         self.run_dir = Path(config.run_dir or
                             default_run_dir(task.run_name(config), config.arch, config.scale))
 
-    def execute(self):
+    def execute(self) -> dict[str, Any]:
+        """Train, evaluate and write the run directory; ``summary.json``'s dict."""
         # The rate that runs, in config.json too: a resumed run without --lr gets the same one.
         rate = self.config.describe_learning_rate()
         c = self.config = self.config.replace(lr=self.config.learning_rate())
@@ -212,7 +245,7 @@ class Run:
                                       data_dir=c.data_dir, report=c.eval_split)
             train, val = splits.train, splits.selection
             info = vdata.info(train)
-            if processes.is_chief:
+            if isinstance(directory, RunDirectory):  # process 0's
                 directory.write_config({"classes": list(info.class_names)})
             self.task.check_data(info)
             self.statistics = self._statistics(train, info)

@@ -33,7 +33,7 @@ import sys
 import time
 from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from ._typing import PathLike
@@ -123,8 +123,8 @@ class RunDirectory(contextlib.AbstractContextManager):
         self.path = Path(path)
         self.config = dict(config)
         self.resumable = resumable
-        self._lock = None
-        self._handler = None
+        self._lock: IO[str] | None = None
+        self._handler: logging.Handler | None = None
 
     def __enter__(self) -> RunDirectory:
         self._check_ownership()
@@ -145,7 +145,7 @@ class RunDirectory(contextlib.AbstractContextManager):
             raise
         return self
 
-    def __exit__(self, *exc: object) -> bool:
+    def __exit__(self, *exc: object) -> Literal[False]:
         if self._handler is not None:
             logging.getLogger("vgg_keras").removeHandler(self._handler)
             self._handler.close()

@@ -159,7 +159,8 @@ def _refuse_starved_cpu_devices() -> None:
     import jax
 
     local = [device for device in jax.local_devices() if device.platform == "cpu"]
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+             else os.cpu_count() or 1)
     threads = int(os.environ.get("NPROC") or cores)
     if len(local) > 1 and threads < 2 * len(local):
         raise ValueError(
@@ -275,8 +276,9 @@ def with_training_augmentation(model: keras.Model, augmentation: keras.Sequentia
     bare network that is saved and exported (it shares its weights with the result).
 
     The photometric augmentation thus runs inside the training step, on the accelerator; for
-    an ``augmentation`` that starts with ``WindowCrop`` (``train_pipeline(resample_on=
-    "device")``), so does the resampling of the crops, and the result takes the windows' dict.
+    an ``augmentation`` that starts with ``WindowCrop`` (``train_pipeline(placement=
+    Placement(resample="device"))``), so does the resampling of the crops, and the result takes
+    the windows' dict.
     """
     if not augmentation.layers:
         return model
@@ -313,9 +315,9 @@ class ResumableTraining(keras.callbacks.Callback):
         self.max_drops = max_drops
         self.target_model = target_model
         self.hold_below = hold_below
-        self.state = {"epoch": 0, "best": None, "best_epoch": None, "wait": 0, "drops": 0,
-                      "history": []}
-        self.diverged_at = None
+        self.state: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": None, "wait": 0,
+                                      "drops": 0, "history": []}
+        self.diverged_at: tuple[int, int] | None = None
 
     # -- state --------------------------------------------------------------------------------
     def restore(self, training_model: keras.Model, processes: Processes = Processes()) -> int:
@@ -378,16 +380,16 @@ class ResumableTraining(keras.callbacks.Callback):
         return value > best if self.mode == "max" else value < best
 
     # -- callback hooks -----------------------------------------------------------------------
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._epoch_started = time.time()
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             self.diverged_at = (self.state["epoch"] + 1, batch + 1)
             self.model.stop_training = True
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self.diverged_at is not None:
             return  # keep the last good checkpoint untouched
         logs = dict(logs or {})
@@ -461,31 +463,18 @@ class ResumableTraining(keras.callbacks.Callback):
 
 
 def plot_history(history: Sequence[dict[str, Any]], path: PathLike) -> None:
-    """Loss, accuracy and learning rate per epoch, as a PNG."""
-    import matplotlib
+    """Loss, accuracy and learning rate per epoch (:func:`vgg_keras.figures.plot_curves`, as
+    the run report draws them), as a PNG.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    >>> path = Path(tempfile.mkdtemp()) / "history.png"
+    >>> plot_history([{"epoch": 1, "loss": 2.3, "val_loss": 2.2, "learning_rate": 0.01},
+    ...               {"epoch": 2, "loss": 1.9, "val_loss": 2.0, "learning_rate": 0.01}], path)
+    >>> path.read_bytes()[1:4]
+    b'PNG'
+    """
+    from .figures import figure_png, plot_curves
 
-    epochs = [row["epoch"] for row in history]
-    groups = [
-        ("loss", [k for k in ("loss", "val_loss") if any(k in r for r in history)]),
-        ("metric", sorted({k for r in history for k in r
-                           if k not in ("epoch", "loss", "val_loss", "learning_rate")})),
-        ("learning rate", ["learning_rate"]),
-    ]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    for axis, (title, keys) in zip(axes, groups):
-        for key in keys:
-            axis.plot(epochs, [row.get(key, np.nan) for row in history], marker="o", label=key)
-        axis.set_title(title)
-        axis.set_xlabel("epoch")
-        if keys:
-            axis.legend()
-    axes[2].set_yscale("log")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    Path(path).write_bytes(figure_png(plot_curves(history), dpi=80, colors=None))
 
 
 def fit_resumable(training_model: keras.Model, train_data: Callable[[int], Any], *,

@@ -115,7 +115,7 @@ def features(model: keras.Model, images: np.ndarray | Sequence[np.ndarray] | Ten
     return _l2_normalize(combined).astype("float32")
 
 
-def _checked_scales(scales, crop):
+def _checked_scales(scales: int | Sequence[int], crop: int | None) -> list[int]:
     scales = [int(q) for q in np.atleast_1d(scales)]
     if not scales:
         raise ValueError("scales must name at least one test scale Q.")
@@ -126,7 +126,8 @@ def _checked_scales(scales, crop):
     return scales
 
 
-def _image_groups(images, batch_size):
+def _image_groups(images: np.ndarray | Sequence[np.ndarray] | Tensor,
+                  batch_size: int) -> tuple[list[np.ndarray], np.ndarray]:
     """``(groups, positions)``: the forward passes' inputs, float32, and each row's index in
     ``images``. An ``(N, H, W, 3)`` array goes in batches of ``batch_size``; a list's images
     are grouped by size into batches of up to ``batch_size`` (one image a batch where the
@@ -145,7 +146,8 @@ def _image_groups(images, batch_size):
             raise ValueError(f"images[{index}] must be (H, W, 3), got shape {image.shape}.")
         by_size.setdefault(image.shape, []).append((index, image))
     per_pass = 1 if compiles_per_shape() else batch_size
-    groups, positions = [], []
+    groups = []
+    positions: list[int] = []
     for same_size in by_size.values():
         for start in range(0, len(same_size), per_pass):
             chunk = same_size[start:start + per_pass]

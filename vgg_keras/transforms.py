@@ -97,9 +97,9 @@ def pca_shift(alpha: Tensor, eigval: Tensor, eigvec: Tensor, value_range: float 
 
 WINDOW_GEOMETRY = ("first_y", "first_x", "step_y", "step_x", "height", "width")
 """What the host hands over with each decoded window when the accelerator resamples the crop
-(``train_pipeline(resample_on="device")``): crop pixel ``(i, j)`` is the bilinear sample of the
-window at ``(first_y + i * step_y, first_x + j * step_x)``, clamped to the window's own
-``height x width`` (the rest of the fixed-size bucket is padding). A flip is a negative
+(``train_pipeline(placement=Placement(resample="device"))``): crop pixel ``(i, j)`` is the bilinear
+sample of the window at ``(first_y + i * step_y, first_x + j * step_x)``, clamped to the window's
+own ``height x width`` (the rest of the fixed-size bucket is padding). A flip is a negative
 ``step_x`` starting from the other edge."""
 
 

@@ -25,6 +25,7 @@ from . import embedded, imagenet, ops
 from .errors import SplitNotFoundError
 from .listing_cache import ENV_VAR as LISTING_CACHE_ENV
 from .pipelines import MULTICROP_GRID, eval_pipeline, shard_batches, train_pipeline
+from .placement import Placement
 from .sources import (
     EMBEDDED_NAME, DatasetInfo, VggShapes, VggShapesConfig, info, load, probe_image,
     shapes_config,
@@ -36,6 +37,7 @@ __all__ = [
     "EMBEDDED_NAME",
     "LISTING_CACHE_ENV",
     "MULTICROP_GRID",
+    "Placement",
     "DatasetInfo",
     "RunSplits",
     "SplitNotFoundError",

@@ -8,7 +8,10 @@
 and the RGB eigenvalues/eigenvectors ([0, 1] scale) for the colour shift.
 """
 
+from __future__ import annotations
+
 import argparse
+from collections.abc import Sequence
 import json
 import logging
 import time
@@ -16,7 +19,7 @@ import time
 from . import EMBEDDED_NAME, compute_statistics, info, load
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m vgg_keras.data", description=__doc__.split(
         "\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)

@@ -21,6 +21,8 @@ A harder configuration, 66 classes that differ only in how parts are arranged, i
 same parts and on larger images, is :mod:`vgg_keras.data.embedded_hard` (``vgg_shapes/hard``).
 """
 
+from __future__ import annotations
+
 import functools
 import io
 import math
@@ -170,7 +172,7 @@ def _around_middle(rng, low, high):
     return middle + (rng.random() - 0.5) * CENTRE_SPREAD * (high - low)
 
 
-def draw_example(rng):
+def draw_example(rng: np.random.Generator) -> tuple[np.ndarray, int, np.ndarray]:
     """Draw one image with rng: ``(uint8 image (H, W, 3), label, box)``.
 
     ``box`` is float32 ``[ymin, xmin, ymax, xmax]`` normalised to [0, 1], tight around the
@@ -229,7 +231,7 @@ def draw_example(rng):
     return image, label, box
 
 
-def example_rng(seed, split, index):
+def example_rng(seed: int, split: str, index: int) -> np.random.Generator:
     """The generator of image ``index`` of ``split``: independent of every other image."""
     split_id = _SPLIT_IDS.get(split)
     if split_id is None:
@@ -237,7 +239,8 @@ def example_rng(seed, split, index):
     return np.random.default_rng([int(seed), split_id, int(index)])
 
 
-def make_example(seed, split, index):
+def make_example(seed: int, split: str,
+                 index: int) -> tuple[bytes, int, np.ndarray, tuple[int, ...]]:
     """One encoded example: ``(jpeg bytes, label, box, (height, width))``.
 
     >>> a = make_example(0, "train", 3); b = make_example(0, "train", 3)

@@ -46,6 +46,8 @@ index)``, as in the plain configuration.
 Design and measurements: ``docs/vgg_shapes_hard.md``.
 """
 
+from __future__ import annotations
+
 import functools
 import io
 import itertools
@@ -153,7 +155,7 @@ _PRIMITIVES = {
 _INNER_FRACTION = (0.55, 0.75)  # an inner part's radius, as a fraction of that free disc
 
 
-def example_label(seed, split, index):
+def example_label(seed: int, split: str, index: int) -> int:
     """The label of image ``index`` of ``split``: each class once per block of ``NUM_CLASSES``
     consecutive indices, in an order drawn per block.
 
@@ -171,7 +173,7 @@ def _split_id(split):
     return zlib.crc32(split.encode()) if split_id is None else split_id
 
 
-def example_rng(seed, split, index):
+def example_rng(seed: int, split: str, index: int) -> np.random.Generator:
     """The generator that draws image ``index`` of ``split``: independent of every other image
     (and of the plain configuration's image of the same index)."""
     return np.random.default_rng([int(seed), _split_id(split), int(index), _TAG])
@@ -327,7 +329,8 @@ def _place_distractors(rng, object_box, part_radius, height, width):
     return placed
 
 
-def draw_example(rng, label, with_mask=False):
+def draw_example(rng: np.random.Generator, label: int,
+                 with_mask: bool = False) -> tuple[np.ndarray, ...]:
     """Draw one image of class ``label`` with ``rng``: ``(uint8 image (H, W, 3), box)``, and
     with ``with_mask`` the object's alpha mask (float32 (H, W), 1 on its parts) as well.
 
@@ -381,7 +384,8 @@ def draw_example(rng, label, with_mask=False):
     return (image, box, mask) if with_mask else (image, box)
 
 
-def make_example(seed, split, index):
+def make_example(seed: int, split: str,
+                 index: int) -> tuple[bytes, int, np.ndarray, tuple[int, ...]]:
     """One encoded example: ``(jpeg bytes, label, box, (height, width))``, as
     :func:`vgg_keras.data.embedded.make_example`.
 

@@ -98,7 +98,8 @@ class ProbeCache:
             dict[str, tuple[str | None, Any]], list[tuple[str, list[int] | None]]]:
         """``({path: (reason, detail)}, [(path, stamp)])``: the results still valid, and the
         files to probe (new, changed, or unreadable by ``stat``: stamp None)."""
-        known, todo = {}, []
+        known: dict[str, tuple[str | None, Any]] = {}
+        todo: list[tuple[str, list[int] | None]] = []
         for path in paths:
             try:
                 status = os.stat(path)

@@ -95,7 +95,9 @@ def rescaled_size(size: tf.Tensor | Sequence[int], scale: tf.Tensor | int) -> tf
 def sample_scale(seed: tf.Tensor, scale: int | tuple[int, int] | tf.Tensor) -> tf.Tensor:
     """The training scale S: ``scale`` itself if an int, else an integer drawn uniformly from
     ``[scale[0], scale[1]]`` (both ends included) with the stateless ``seed``."""
-    if isinstance(scale, (int, float)) or (tf.is_tensor(scale) and scale.shape.rank == 0):
+    # tf.is_tensor does not narrow the type: a tuple never reaches .shape.
+    if isinstance(scale, (int, float)) or (
+            tf.is_tensor(scale) and scale.shape.rank == 0):  # type: ignore[union-attr]
         return tf.cast(scale, tf.int32)
     low, high = scale
     return tf.random.stateless_uniform([], seed, minval=int(low), maxval=int(high) + 1,

@@ -18,6 +18,7 @@ Images leave as RGB float32 in [0, 255]; the model subtracts the mean itself.
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -25,10 +26,10 @@ import tensorflow as tf
 
 from .. import augment
 from ..configs import IMAGENET_PCA_EIGVAL, IMAGENET_PCA_EIGVEC
-from .. import transforms
 from ..transforms import MULTICROP_GRID
 from . import ops
 from . import service as data_service
+from .placement import Placement
 from .sources import attach_info, block_shuffle, filter_positions
 
 if TYPE_CHECKING:
@@ -122,7 +123,8 @@ def _ignore_errors(dataset):
 
 def train_pipeline(dataset: tf.data.Dataset, *, scale: Scale = (256, 512), crop: int = 224,
                    batch_size: int, flip: bool = True, color_shift: bool = True,
-                   boxes: bool = False, seed: int | None = None, augment_on: str = "host",
+                   boxes: bool = False, seed: int | None = None,
+                   placement: Placement | None = None,
                    repeat: bool = False, initial_epoch: int = 0,
                    eigval: Sequence[float] = IMAGENET_PCA_EIGVAL,
                    eigvec: Sequence[Sequence[float]] = IMAGENET_PCA_EIGVEC,
@@ -130,9 +132,7 @@ def train_pipeline(dataset: tf.data.Dataset, *, scale: Scale = (256, 512), crop:
                    steps_per_epoch: int | None = None,
                    shard: tuple[int, int] = (0, 1),
                    service: str | None = None,
-                   service_job: str | None = None,
-                   resample_on: str = "host",
-                   bucket: int | None = None) -> tf.data.Dataset:
+                   service_job: str | None = None) -> tf.data.Dataset:
     """Training batches by the paper's recipe, ready for ``model.fit``.
 
     Args:
@@ -150,11 +150,21 @@ def train_pipeline(dataset: tf.data.Dataset, *, scale: Scale = (256, 512), crop:
         seed: the same seed gives the same batches (order, S, crops, flips, colours); None
             draws one. Epoch ``e`` is a pure function of ``(seed, e)``: the ``e``-th pass
             over the returned dataset, or with ``repeat`` the ``e``-th epoch of the stream.
-        augment_on: ``"host"`` applies ``flip`` and ``color_shift`` here, in tf.data;
-            ``"device"`` leaves them to Keras layers placed before the model
-            (``vgg_keras.augment.training_augmentation(flip=..., color_shift=..., seed=...)``,
-            also attached to the result as ``.augmentation``), so that they run on the
-            accelerator. With ``boxes=True`` the flip stays on the host (boxes follow it).
+        placement: where each step runs (:class:`vgg_keras.data.Placement`; all on the host
+            by default). ``Placement(augment="device")`` leaves the flip and the colour shift
+            to Keras layers placed before the model (``vgg_keras.augment.training_augmentation``,
+            attached to the result as ``.augmentation``), so that they run on the
+            accelerator; with ``boxes=True`` the flip stays on the host (boxes follow it).
+            ``Placement(resample="device")`` also leaves the bilinear
+            resampling of the crops to the device: the host decodes the window each crop
+            reads and hands it over as uint8 in a fixed ``bucket x bucket``
+            (:func:`vgg_keras.data.ops.decode_window`), with where the crop samples it and the
+            flip; ``vgg_keras.augment.WindowCrop``, first in ``.augmentation`` (then a
+            Functional model taking the windows' dict: build the trainer with
+            ``vgg_keras.train.with_training_augmentation(model, train.augmentation)``),
+            resamples them batched in the training step. The crops are the host path's
+            (within 0.5 grey levels; float rounding except for the rare window larger than
+            the bucket, cropped on the host and rounded to uint8).
         repeat: an endless stream of epochs (for ``fit(steps_per_epoch=...)``), starting at
             epoch ``initial_epoch``: a resumed run gets exactly the batches it would have had.
         drop_remainder: drop the last incomplete batch of each epoch.
@@ -181,22 +191,11 @@ def train_pipeline(dataset: tf.data.Dataset, *, scale: Scale = (256, 512), crop:
             paths on the workers.
         service_job: the service's job name: the processes of one run share it (and so share
             out the examples); a fresh one when None.
-        resample_on: ``"host"`` makes the crops here; ``"device"`` (with
-            ``augment_on="device"``) leaves the host only what must happen on the host: it
-            decodes the window each crop reads and hands it over as uint8 in a fixed
-            ``bucket x bucket`` (:func:`vgg_keras.data.ops.decode_window`), with where the crop
-            samples it and the flip; the bilinear resampling runs batched in the training step
-            (``vgg_keras.augment.WindowCrop``, first in ``.augmentation``, which is then a
-            Functional model taking the windows' dict: build the trainer with
-            ``vgg_keras.train.with_training_augmentation(model, train.augmentation)``). The
-            crops are the host path's (within 0.5 grey levels; float rounding except for the
-            rare window larger than the bucket, cropped on the host and rounded to uint8).
-        bucket: the side of that bucket; :func:`vgg_keras.transforms.window_bucket` by default.
 
     Returns:
         A ``tf.data.Dataset`` of ``(images, labels)``: float32 ``(B, crop, crop, 3)`` RGB in
         [0, 255] (a colour-shifted value can be clipped at 0 or 255) and int32 ``(B,)``. With
-        ``resample_on="device"``, ``images`` is ``{"windows": uint8 (B, bucket, bucket, 3),
+        ``resample="device"``, ``images`` is ``{"windows": uint8 (B, bucket, bucket, 3),
         "geometry": float32 (B, 6)}``.
         With ``boxes=True``: ``(images, {"label": (B,), "box": (B, 4)}, {"label": (B,),
         "box": (B,)})``: ``box`` is the box the crop keeps most of, ``[ymin, xmin, ymax, xmax]``
@@ -214,15 +213,15 @@ def train_pipeline(dataset: tf.data.Dataset, *, scale: Scale = (256, 512), crop:
     (['box', 'label'], TensorShape([8, 4]), TensorShape([8]))
     """
     scale, batch_size, steps_per_epoch = _check_train_args(
-        dataset, scale, crop, batch_size, augment_on, boxes, steps_per_epoch)
+        dataset, scale, crop, batch_size, boxes, steps_per_epoch)
     shard = _check_shard(shard, batch_size)
     seed = secrets.randbits(31) if seed is None else int(seed)
     eigval, eigvec = tuple(float(v) for v in eigval), tuple(tuple(map(float, r)) for r in eigvec)
-    on_host = resample_on == "host"
-    bucket = _check_bucket(resample_on, augment_on, bucket, crop)
+    placement = _with_boxes(placement or Placement(), boxes)
+    bucket = placement.window_bucket(crop)
     transform = _train_transform(
-        scale, crop, boxes=boxes, flip=flip and (augment_on == "host" or boxes or not on_host),
-        color_shift=color_shift and augment_on == "host", eigval=eigval, eigvec=eigvec,
+        scale, crop, boxes=boxes, flip=flip and placement.host_flips,
+        color_shift=color_shift and placement.host_shifts_colour, eigval=eigval, eigvec=eigvec,
         bucket=bucket)
     if service:
         batches = _service_epochs(dataset, transform, seed, batch_size, drop_remainder,
@@ -231,34 +230,24 @@ def train_pipeline(dataset: tf.data.Dataset, *, scale: Scale = (256, 512), crop:
     else:
         batches = _train_epochs(dataset, transform, seed, batch_size, drop_remainder,
                                 steps_per_epoch, repeat, initial_epoch, shard, bucket)
-    if augment_on == "device":
+    if not placement.host_shifts_colour:
         batches.augmentation = augment.training_augmentation(
-            flip=flip and not boxes and on_host, color_shift=color_shift, seed=seed,
-            eigval=eigval, eigvec=eigvec, windows=bucket, crop=None if on_host else crop)
+            flip=flip and placement.device_flips, color_shift=color_shift, seed=seed,
+            eigval=eigval, eigvec=eigvec, windows=bucket, crop=crop if bucket else None)
     return batches
 
 
-def _check_bucket(resample_on, augment_on, bucket, crop):
-    """The window bucket's side for ``resample_on="device"``, None for the host."""
-    if resample_on not in ("host", "device"):
-        raise ValueError(f"resample_on must be 'host' or 'device', got {resample_on!r}.")
-    if resample_on == "host":
-        return None
-    if augment_on != "device":
-        raise ValueError("resample_on='device' needs augment_on='device': the colour shift "
-                         "follows the resampling, in the training step.")
-    bucket = transforms.window_bucket(crop) if bucket is None else int(bucket)
-    if bucket < crop:
-        raise ValueError(f"bucket={bucket} must hold at least the crop ({crop}).")
-    return bucket
+def _with_boxes(placement, boxes):
+    """``placement`` for examples with or without boxes (boxes keep the flip on the host)."""
+    if not isinstance(placement, Placement):
+        raise TypeError(f"placement must be a vgg_keras.data.Placement, got {placement!r}.")
+    return placement if placement.boxes == boxes else replace(placement, boxes=boxes)
 
 
-def _check_train_args(dataset, scale, crop, batch_size, augment_on, boxes, steps_per_epoch):
+def _check_train_args(dataset, scale, crop, batch_size, boxes, steps_per_epoch):
     """``(scale, batch_size, steps_per_epoch)`` checked, in this order."""
     scale = _check_scale(scale, crop, "scale")
     batch_size = _check_batch_size(batch_size)
-    if augment_on not in ("host", "device"):
-        raise ValueError(f"augment_on must be 'host' or 'device', got {augment_on!r}.")
     _check_elements(dataset, boxes)
     if steps_per_epoch is None:
         return scale, batch_size, None
@@ -491,7 +480,8 @@ def eval_pipeline(dataset: tf.data.Dataset, *, scale: int, mode: str = "center",
     scale, batch_size = _check_eval_args(dataset, scale, mode, crop, batch_size, boxes)
     if resample_on != "host" and mode != "center":
         raise ValueError(f"resample_on={resample_on!r} is for the 'center' mode.")
-    bucket = _check_bucket(resample_on, "device", bucket, crop)
+    bucket = Placement(resample=resample_on,
+                       bucket=bucket if resample_on == "device" else None).window_bucket(crop)
     transform = _eval_transform(mode, scale, crop, boxes, bucket)
     examples = _ignore_errors(dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE,
                                           deterministic=True))

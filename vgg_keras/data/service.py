@@ -24,6 +24,7 @@ import argparse
 import logging
 import socket
 import sys
+from collections.abc import Sequence
 
 import tensorflow as tf
 
@@ -83,7 +84,10 @@ def distribute(examples: tf.data.Dataset, address: str, *, job_name: str) -> tf.
         service=f"{protocol}://{target}", job_name=job_name))
 
 
-def start_local(workers: int = 2, port: int = 0):
+def start_local(
+        workers: int = 2, port: int = 0,
+) -> tuple[tf.data.experimental.service.DispatchServer,
+           list[tf.data.experimental.service.WorkerServer]]:
     """A dispatcher and ``workers`` workers in this process (stop them with ``.stop()``):
     ``(dispatcher, [worker, ...])``; the address is ``dispatcher.target``."""
     dispatcher = tf.data.experimental.service.DispatchServer(
@@ -95,7 +99,7 @@ def start_local(workers: int = 2, port: int = 0):
     return dispatcher, started
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """``python -m vgg_keras.data.service dispatcher|worker ...``: run one server until
     interrupted."""
     parser = argparse.ArgumentParser(

@@ -115,8 +115,8 @@ def run_splits(data: str | None, *, val_fraction: float, data_dir: str | None = 
             percent = _percent(val_fraction, 2)
             names = {"train": f"train[{2 * percent}%:]", "selection": f"train[:{percent}%]",
                      "report": f"train[{percent}%:{2 * percent}%]"}
-            splits = RunSplits(*(get(names[role]) for role in ("train", "selection", "report")),
-                               names)
+            splits = RunSplits(get(names["train"]), get(names["selection"]),
+                               get(names["report"]), names)
     sizes = splits.describe()
     log.info("%s: training on %s (%d images), choosing epochs and weights on %s (%d), "
              "reporting on %s (%d)", name, *(value for role in ("train", "selection", "report")

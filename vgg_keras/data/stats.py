@@ -46,9 +46,9 @@ class Statistics:
     eigenvalues descending, eigenvectors as the columns of ``eigvec`` (sign: first entry <= 0,
     like the published ImageNet ones)."""
 
-    mean: tuple[float, float, float]
-    eigval: tuple[float, float, float]
-    eigvec: tuple[tuple[float, float, float], ...]
+    mean: tuple[float, ...]  # R, G, B
+    eigval: tuple[float, ...]  # 3
+    eigvec: tuple[tuple[float, ...], ...]  # 3 x 3
     num_images: int
     num_pixels: int
 

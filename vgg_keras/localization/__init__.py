@@ -19,14 +19,16 @@ PCR). The package is split by concern:
 from ..heads import BOX_LAYER, PRIOR_BOX, REGRESSIONS, BoxRegression, is_localizer, regression_of
 from .losses import MONITOR, BoxAccuracy, BoxL2, BoxRegressionLoss, pack_targets
 from .protocols import (
-    dense_boxes, format_table8, format_table9, localization_errors, localize_image,
-    location_rates, protocol1, protocol2, run_protocol1, run_protocol2,
+    Protocol1Image, Protocol2Image, dense_boxes, format_table8, format_table9,
+    localization_errors, localize_image, location_rates, protocol1, protocol1_per_image,
+    protocol2, protocol2_per_image, run_protocol1, run_protocol2,
 )
 
 __all__ = [
-    "BOX_LAYER", "MONITOR", "PRIOR_BOX", "REGRESSIONS", "BoxAccuracy", "BoxL2", "BoxRegression",
+    "BOX_LAYER", "MONITOR", "PRIOR_BOX", "Protocol1Image", "Protocol2Image", "REGRESSIONS",
+    "BoxAccuracy", "BoxL2", "BoxRegression",
     "BoxRegressionLoss", "dense_boxes", "format_table8", "format_table9", "is_localizer",
     "localization_errors", "localize_image", "location_rates", "pack_targets", "protocol1",
-    "protocol2",
+    "protocol1_per_image", "protocol2", "protocol2_per_image",
     "regression_of", "run_protocol1", "run_protocol2",
 ]

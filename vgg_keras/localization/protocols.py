@@ -7,6 +7,10 @@
   class scores, top-5 classes with one box each, ILSVRC top-5 localisation error. The merging
   criterion is OverFeat's match score or IoU (``merge``, :data:`vgg_keras.boxes.MERGES`).
 
+:func:`protocol1_per_image` and :func:`protocol2_per_image` yield each image's result (its
+boxes, ground truth, IoU or guesses, and whether it is right); :func:`protocol1` and
+:func:`protocol2` average them into the tables' errors, and the run report draws them.
+
 With an untrained 32-pixel net (a trained one comes from train_loc.py):
 
 >>> from vgg_keras.data import load
@@ -30,7 +34,12 @@ Protocol 2 (dense, greedy merging): localisation error (%)
 | ... | ... | 36,48 | iou 0.5 | ... | 8 |
 """
 
+from __future__ import annotations
+
 import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -40,6 +49,11 @@ from ..evaluate import dense_scores, forward, known_total, protocol_batches, sof
 from ..heads import regression_of
 from ..models import to_dense
 from ..progress import progress
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from ..evaluate import Batches
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +85,64 @@ def _valid_boxes(gt, count):
 # Protocol 1
 
 
-def protocol1(localizer, batches, *, threshold=0.5, progress_label=None, total=None):
+@dataclass(frozen=True)
+class Protocol1Image:
+    """One image's result under protocol 1 (boxes ``[ymin, xmin, ymax, xmax]`` relative to the
+    central crop). An image without a usable ground-truth box is ``skipped``: no IoU (NaN), not
+    right, and counted in neither the error nor the mean IoU."""
+
+    image: np.ndarray
+    """The central crop ``(c, c, 3)`` the localizer saw."""
+    label: int
+    ground_truth: np.ndarray
+    """``(M, 4)``: the image's usable ground-truth boxes (``(0, 4)`` when skipped)."""
+    box: np.ndarray
+    """``(4,)``: the predicted box of the ground-truth class (PCR) or the single one (SCR)."""
+    iou: float
+    """The predicted box's highest IoU with a ground-truth box."""
+    right: bool
+    """Whether that IoU exceeds the threshold."""
+
+    @property
+    def skipped(self) -> bool:
+        """No usable ground-truth box: the image is not rated."""
+        return len(self.ground_truth) == 0
+
+
+def protocol1_per_image(localizer: keras.Model, batches: Batches, *, threshold: float = 0.5,
+                        progress_label: str | None = None,
+                        total: int | None = None) -> Iterator[Protocol1Image]:
+    """Protocol 1's result for each image of ``batches``, in order, skipped ones included
+    (arguments as :func:`protocol1`'s; it averages these).
+
+    >>> from vgg_keras.data import eval_pipeline, load
+    >>> from vgg_keras.models import build_localizer, build_vgg
+    >>> localizer = build_localizer(build_vgg("A", 10, input_shape=(32, 32, 3), width=0.125),
+    ...                             regression="scr")
+    >>> val = load("vgg_shapes/small", "validation[:2]")
+    >>> results = protocol1_per_image(localizer, eval_pipeline(val, scale=36, crop=32,
+    ...                                                        mode="center", boxes=True))
+    >>> [(r.label, r.image.shape, r.box.shape, 0 <= r.iou <= 1) for r in results]
+    [(..., (32, 32, 3), (4,), True), (..., (32, 32, 3), (4,), True)]
+    """
+    _, classes = regression_of(localizer)
+    bar_label = progress_label or f"protocol 1 {localizer.name}"
+    for images, labels in track(batches, bar_label, total):
+        images = np.asarray(images, dtype="float32")
+        per_class = _class_boxes(forward(localizer, images), classes)
+        label = np.asarray(labels["label"]).reshape(-1)
+        if classes:
+            label = _check_labels(label, classes)
+        for i in range(len(label)):
+            gt = _valid_boxes(labels["boxes"][i], labels["num_boxes"][i])
+            box = np.asarray(B.decode(per_class[i, label[i] if classes else 0], xp=np))
+            best = float(np.max(B.iou(box, gt))) if len(gt) else float("nan")
+            yield Protocol1Image(images[i], int(label[i]), gt, box, best,
+                                 bool(len(gt)) and best > threshold)
+
+
+def protocol1(localizer: keras.Model, batches: Batches, *, threshold: float = 0.5,
+              progress_label: str | None = None, total: int | None = None) -> dict[str, Any]:
     """Protocol 1 (paper Table 8): the ground-truth class's box from the central crop.
 
     ``batches`` yields ``(images (B, c, c, 3), {"label", "boxes" (B, M, 4), "num_boxes"})`` as
@@ -84,7 +155,8 @@ def protocol1(localizer, batches, *, threshold=0.5, progress_label=None, total=N
     images on stderr, out of ``total`` or the dataset's size when ``batches`` is an
     ``eval_pipeline`` dataset (see :func:`vgg_keras.evaluate.track`).
 
-    Returns ``{"error": %, "images": n, "skipped": n, "mean_iou": ...}``.
+    Returns ``{"error": %, "images": n, "skipped": n, "mean_iou": ...}``: the averages of
+    :func:`protocol1_per_image`'s results.
 
     >>> from vgg_keras.data import eval_pipeline, load
     >>> from vgg_keras.models import build_localizer, build_vgg
@@ -94,26 +166,16 @@ def protocol1(localizer, batches, *, threshold=0.5, progress_label=None, total=N
     >>> protocol1(localizer, eval_pipeline(val, scale=36, crop=32, mode="center", boxes=True))
     {'error': ..., 'images': 4, 'skipped': 0, 'mean_iou': ...}
     """
-    regression, classes = regression_of(localizer)
     wrong = seen = skipped = 0
     ious = []
-    bar_label = progress_label or f"protocol 1 {localizer.name}"
-    for images, labels in track(batches, bar_label, total):
-        predictions = forward(localizer, np.asarray(images, dtype="float32"))
-        per_class = _class_boxes(predictions, classes)
-        label = np.asarray(labels["label"]).reshape(-1)
-        if classes:
-            label = _check_labels(label, classes)
-        for i in range(len(label)):
-            gt = _valid_boxes(labels["boxes"][i], labels["num_boxes"][i])
-            if not len(gt):
-                skipped += 1
-                continue
-            box = per_class[i, label[i] if classes else 0]
-            best = float(np.max(B.iou(B.decode(box, xp=np), gt)))
-            ious.append(best)
-            seen += 1
-            wrong += best <= threshold
+    for result in protocol1_per_image(localizer, batches, threshold=threshold,
+                                      progress_label=progress_label, total=total):
+        if result.skipped:
+            skipped += 1
+            continue
+        ious.append(result.iou)
+        seen += 1
+        wrong += not result.right
     if skipped:
         log.warning("protocol 1: skipped %d image(s) without a usable ground-truth box", skipped)
     if not seen:
@@ -126,11 +188,19 @@ def protocol1(localizer, batches, *, threshold=0.5, progress_label=None, total=N
 # Protocol 2
 
 
+Predictions = list[tuple[np.ndarray, np.ndarray]]
+"""Per (localizer, scale) of one image: ``(boxes (N, K, 4), rates (N, C))``, as
+:func:`localize_image` takes them."""
+
+Protocol2Outputs = tuple[int, np.ndarray, Predictions | None, np.ndarray | None]
+"""One image's ``(label, ground truth (M, 4), predictions, posterior (C,))`` before merging."""
+
 STRIDE = 32
 """Pixels between neighbouring locations of the dense output (five 2x2 poolings)."""
 
 
-def dense_boxes(box_map, image_size, crop, *, stride=STRIDE):
+def dense_boxes(box_map: np.ndarray, image_size: Sequence[int], crop: int, *,
+                stride: int = STRIDE) -> np.ndarray:
     """Boxes of a dense localizer's output map in image coordinates.
 
     ``box_map`` is ``(h, w, K, 4)`` ``[cx, cy, w, h]`` boxes, each relative to the window
@@ -146,8 +216,9 @@ def dense_boxes(box_map, image_size, crop, *, stride=STRIDE):
     return B.from_crop(B.decode(box_map, xp=np), np.asarray(image_size), windows, crop, xp=np)
 
 
-def localize_image(predictions, posteriors, *, top=5, merge=B.DEFAULT_MERGE,
-                   merge_threshold=None):
+def localize_image(predictions: Predictions, posteriors: np.ndarray, *, top: int = 5,
+                   merge: str = B.DEFAULT_MERGE,
+                   merge_threshold: float | None = None) -> list[tuple[int, np.ndarray]]:
     """The top-``top`` classes of one image, each with one box (protocol 2's decision).
 
     ``predictions`` is a list over (localizer, scale) of ``(boxes, rates)``: ``boxes`` ``(N,
@@ -182,14 +253,15 @@ def localize_image(predictions, posteriors, *, top=5, merge=B.DEFAULT_MERGE,
     return guesses
 
 
-def localization_errors(guesses, label, ground_truth, threshold=0.5):
+def localization_errors(guesses: Sequence[tuple[int, np.ndarray]], label: int,
+                        ground_truth: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     """ILSVRC top-1 and top-5 localisation errors (0 or 1) of one image's ranked guesses."""
     hits = [c == label and B.localization_correct(box, ground_truth, threshold)
             for c, box in guesses]
     return {"top1": float(not any(hits[:1])), "top5": float(not any(hits[:5]))}
 
 
-def location_rates(score_map, locations):
+def location_rates(score_map: np.ndarray, locations: tuple[int, int]) -> np.ndarray:
     """Class scores per localizer location: the classifier's soft-max at the same location when
     its map matches the localizer's, else the image's (spatially averaged) posterior."""
     if score_map.shape[:2] == locations:
@@ -198,9 +270,75 @@ def location_rates(score_map, locations):
     return np.broadcast_to(mean, (locations[0] * locations[1], mean.shape[-1]))
 
 
-def protocol2(localizers, classifiers, make_batches, *, scales, top=5, flip=True,
-              merge=B.DEFAULT_MERGE, merge_threshold=None, threshold=0.5, progress_label=None,
-              total=None):
+@dataclass(frozen=True)
+class Protocol2Image:
+    """One image's result under protocol 2 (boxes ``[ymin, xmin, ymax, xmax]`` relative to the
+    image). An image without a usable ground-truth box is ``skipped``: the nets are not run on
+    it (no posterior, guesses or errors)."""
+
+    image: np.ndarray
+    """The whole image ``(H, W, 3)`` at the first test scale."""
+    label: int
+    ground_truth: np.ndarray
+    """``(M, 4)``: the image's usable ground-truth boxes (``(0, 4)`` when skipped)."""
+    posterior: np.ndarray | None
+    """``(C,)``: the class posterior that ranks the guesses."""
+    guesses: list[tuple[int, np.ndarray]]
+    """The top classes, best first, each with its merged box (:func:`localize_image`)."""
+    errors: dict[str, float]
+    """``top1_loc``, ``top5_loc``, ``top1_cls``, ``top5_cls``: 1.0 wrong, 0.0 right."""
+
+    @property
+    def skipped(self) -> bool:
+        """No usable ground-truth box: the image is not rated."""
+        return len(self.ground_truth) == 0
+
+    @property
+    def right(self) -> bool:
+        """Whether the top-1 guess has the right class and a right box (IoU > threshold)."""
+        return self.errors.get("top1_loc") == 0.0
+
+
+def protocol2_per_image(localizers: keras.Model | Sequence[keras.Model],
+                        classifiers: keras.Model | Sequence[keras.Model],
+                        make_batches: Callable[[int], Batches], *, scales: Sequence[int],
+                        top: int = 5, flip: bool = True, merge: str = B.DEFAULT_MERGE,
+                        merge_threshold: float | None = None, threshold: float = 0.5,
+                        progress_label: str | None = None,
+                        total: int | None = None) -> Iterator[Protocol2Image]:
+    """Protocol 2's result for each image, in order, skipped ones included (arguments as
+    :func:`protocol2`'s; it averages these).
+
+    >>> from vgg_keras.data import eval_pipeline, load
+    >>> from vgg_keras.models import build_localizer, build_vgg
+    >>> classifier = build_vgg("A", 10, input_shape=(32, 32, 3), width=0.125)
+    >>> localizer = build_localizer(classifier, regression="scr")
+    >>> val = load("vgg_shapes/small", "validation[:2]")
+    >>> results = protocol2_per_image(localizer, classifier, lambda q: eval_pipeline(
+    ...     val, scale=q, mode="dense", boxes=True).as_numpy_iterator(), scales=[32])
+    >>> for r in results:       # images with their shorter side at Q = 32, five guesses each
+    ...     print(min(r.image.shape[:2]), r.posterior.shape, len(r.guesses), sorted(r.errors))
+    32 (10,) 5 ['top1_cls', 'top1_loc', 'top5_cls', 'top5_loc']
+    32 (10,) 5 ['top1_cls', 'top1_loc', 'top5_cls', 'top5_loc']
+    """
+    for image, label, gt, predictions, posterior in _protocol2_outputs(
+            localizers, classifiers, make_batches, scales=scales, flip=flip,
+            progress_label=progress_label, total=total):
+        if predictions is None:
+            yield Protocol2Image(image, label, gt, None, [], {})
+            continue
+        guesses = localize_image(predictions, posterior, top=top, merge=merge,
+                                 merge_threshold=merge_threshold)
+        yield Protocol2Image(image, label, gt, posterior, guesses,
+                             _image_errors(guesses, label, gt, threshold))
+
+
+def protocol2(localizers: keras.Model | Sequence[keras.Model],
+              classifiers: keras.Model | Sequence[keras.Model],
+              make_batches: Callable[[int], Batches], *, scales: Sequence[int], top: int = 5,
+              flip: bool = True, merge: str = B.DEFAULT_MERGE,
+              merge_threshold: float | None = None, threshold: float = 0.5,
+              progress_label: str | None = None, total: int | None = None) -> dict[str, Any]:
     """Protocol 2 (paper Table 9): dense localisation at ``scales``, greedy merging rated by
     the classification net(s), top-5 classes each with one box, ILSVRC localisation error.
 
@@ -218,7 +356,7 @@ def protocol2(localizers, classifiers, make_batches, *, scales, top=5, flip=True
     ``eval_pipeline`` dataset (or its ``as_numpy_iterator()``).
 
     Returns ``{"top1_loc": %, "top5_loc": %, "top1_cls": %, "top5_cls": %, "images",
-    "skipped"}``.
+    "skipped"}``: the averages of :func:`protocol2_per_image`'s results.
 
     >>> from vgg_keras.data import eval_pipeline, load
     >>> from vgg_keras.models import build_localizer, build_vgg
@@ -231,16 +369,15 @@ def protocol2(localizers, classifiers, make_batches, *, scales, top=5, flip=True
     """
     totals = {"top1_loc": 0.0, "top5_loc": 0.0, "top1_cls": 0.0, "top5_cls": 0.0}
     seen = skipped = 0
-    for label, gt, predictions, posterior in protocol2_predictions(
-            localizers, classifiers, make_batches, scales=scales, flip=flip,
+    for result in protocol2_per_image(
+            localizers, classifiers, make_batches, scales=scales, top=top, flip=flip,
+            merge=merge, merge_threshold=merge_threshold, threshold=threshold,
             progress_label=progress_label, total=total):
-        if predictions is None:
+        if result.skipped:
             skipped += 1
             continue
-        guesses = localize_image(predictions, posterior, top=top, merge=merge,
-                                 merge_threshold=merge_threshold)
-        for key, value in _image_errors(guesses, label, gt, threshold).items():
-            totals[key] += value
+        for key in totals:
+            totals[key] += result.errors[key]
         seen += 1
     if skipped:
         log.warning("protocol 2: skipped %d image(s) without a usable ground-truth box", skipped)
@@ -250,13 +387,26 @@ def protocol2(localizers, classifiers, make_batches, *, scales, top=5, flip=True
             "skipped": skipped}
 
 
-def protocol2_predictions(localizers, classifiers, make_batches, *, scales, flip=True,
-                          progress_label=None, total=None):
+def protocol2_predictions(localizers: keras.Model | Sequence[keras.Model],
+                          classifiers: keras.Model | Sequence[keras.Model],
+                          make_batches: Callable[[int], Batches], *, scales: Sequence[int],
+                          flip: bool = True, progress_label: str | None = None,
+                          total: int | None = None) -> Iterator[Protocol2Outputs]:
     """Protocol 2's net outputs, image by image, before any merging: yields ``(label,
     ground_truth (M, 4), predictions, posterior)``, ``predictions`` and ``posterior`` as
     :func:`localize_image` takes them, or both None for an image without a usable ground-truth
     box (the nets are not run on it). Arguments as :func:`protocol2`'s; this is its loop,
     for rating several merging criteria on the same outputs (``bench/merging.py``)."""
+    for _, label, gt, predictions, posterior in _protocol2_outputs(
+            localizers, classifiers, make_batches, scales=scales, flip=flip,
+            progress_label=progress_label, total=total):
+        yield label, gt, predictions, posterior
+
+
+def _protocol2_outputs(localizers, classifiers, make_batches, *, scales, flip, progress_label,
+                       total):
+    """Protocol 2's loop: ``(image at the first scale, label, ground truth, predictions,
+    posterior)`` per image, the last two None where there is no usable ground-truth box."""
     localizers = [localizers] if isinstance(localizers, keras.Model) else list(localizers)
     classifiers = [classifiers] if isinstance(classifiers, keras.Model) else list(classifiers)
     nets = _DenseNets(localizers, classifiers)
@@ -266,14 +416,14 @@ def protocol2_predictions(localizers, classifiers, make_batches, *, scales, flip
     # One bar for the images, whatever the number of scales (their streams advance together).
     bar_label = progress_label or f"protocol 2 Q={','.join(map(str, scales))}"
     for items in progress(_aligned(sources), bar_label, total=total, unit="img"):
-        labels = items[0][1]
+        image, labels = np.asarray(items[0][0])[0], items[0][1]
         label = int(_check_labels(labels["label"], nets.num_classes)[0])
         gt = _valid_boxes(labels["boxes"][0], labels["num_boxes"][0])
         if not len(gt):
-            yield label, gt, None, None
+            yield image, label, gt, None, None
             continue
-        predictions, posterior = nets.predict([image for image, _ in items], flip)
-        yield label, gt, predictions, posterior
+        predictions, posterior = nets.predict([scaled for scaled, _ in items], flip)
+        yield image, label, gt, predictions, posterior
 
 
 def _aligned(sources):
@@ -332,8 +482,9 @@ class _DenseNets:
 # Tables
 
 
-def format_table8(rows, title="Protocol 1 (central crop, ground-truth class): localisation "
-                              "error (%)"):
+def format_table8(rows: Sequence[dict[str, Any]],
+                  title: str = "Protocol 1 (central crop, ground-truth class): localisation "
+                               "error (%)") -> str:
     """Rows ``{"model", "finetune", "regression", "error", ...}`` as the paper's Table 8."""
     lines = [title, "", "| model | fine-tuned layers | regression | error | mean IoU | images |",
              "|---|---|---|---|---|---|"]
@@ -343,7 +494,9 @@ def format_table8(rows, title="Protocol 1 (central crop, ground-truth class): lo
     return "\n".join(lines)
 
 
-def format_table9(rows, title="Protocol 2 (dense, greedy merging): localisation error (%)"):
+def format_table9(rows: Sequence[dict[str, Any]],
+                  title: str = "Protocol 2 (dense, greedy merging): localisation error (%)"
+                  ) -> str:
     """Rows ``{"models", "scales", "merge", "merge_threshold", "top1_loc", "top5_loc", ...}``
     as the paper's Table 9, with the merging criterion and its threshold."""
     lines = [title, "", "| localizer(s) | classifier(s) | test scale(s) Q | merging | top-1 loc | "
@@ -362,7 +515,8 @@ def format_table9(rows, title="Protocol 2 (dense, greedy merging): localisation 
 # Running the protocols on data
 
 
-def run_protocol1(localizer, examples, *, scale, crop=None, batch_size=32):
+def run_protocol1(localizer: keras.Model, examples: tf.data.Dataset, *, scale: int,
+                  crop: int | None = None, batch_size: int = 32) -> dict[str, Any]:
     """Protocol 1 on ``examples`` (from ``vgg_keras.data.load``) at test scale ``scale``: a
     Table 8 row."""
     crop = crop or localizer.input_shape[1]
@@ -373,8 +527,10 @@ def run_protocol1(localizer, examples, *, scale, crop=None, batch_size=32):
     return {"model": localizer.name, "regression": regression, "scales": [scale], **result}
 
 
-def run_protocol2(localizers, classifiers, examples, *, scales, merge=B.DEFAULT_MERGE,
-                  merge_threshold=None):
+def run_protocol2(localizers: keras.Model | Sequence[keras.Model],
+                  classifiers: keras.Model | Sequence[keras.Model], examples: tf.data.Dataset,
+                  *, scales: Sequence[int], merge: str = B.DEFAULT_MERGE,
+                  merge_threshold: float | None = None) -> dict[str, Any]:
     """Protocol 2 on ``examples`` at test scales ``scales``, merging by ``merge`` at
     ``merge_threshold`` (default: the criterion's own): a Table 9 row, which names both."""
 

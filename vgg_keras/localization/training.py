@@ -9,48 +9,61 @@ the best validation box loss kept, and evaluation by both protocols.
 ...                           run_dir="runs/loc_a")   # doctest: +SKIP
 """
 
+from __future__ import annotations
+
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .. import data as vdata
 from ..config import LocalizationConfig, test_scale
 from ..heads import BOX_LAYER, REGRESSIONS, is_localizer, regression_of
 from ..models import FINETUNE, build_localizer, freeze_for_finetune, load_vgg
 from ..run import Run, Task
-from ..train import resample_where
 from .losses import MONITOR, BoxAccuracy, BoxL2, BoxRegressionLoss, _eval_batches, _train_batches
 from .protocols import (
     format_table8, format_table9, run_protocol1, run_protocol2,
 )
 
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+
+    from .._typing import PathLike, Tensor
+    from ..data import DatasetInfo, Statistics
+
 log = logging.getLogger(__name__)
 
-def box_objective(model):
+
+def box_objective(model: keras.Model) -> dict[str, Any]:
     """``loss`` and ``metrics`` for ``model``'s head (SCR or PCR), for ``compile``."""
     _, classes = regression_of(model)
     return dict(loss=BoxRegressionLoss(classes), metrics=[BoxAccuracy(classes), BoxL2(classes)])
 
 
-def compile_localizer(model, optimizer, *, trainer=None, jit_compile=False):
+def compile_localizer(model: keras.Model, optimizer: keras.optimizers.Optimizer | str, *,
+                      trainer: keras.Model | None = None, jit_compile: bool = False) -> None:
     """Compile ``trainer`` (default ``model``) with the box loss and the metrics for
     ``model``'s head (SCR or PCR)."""
     (trainer or model).compile(optimizer=optimizer, jit_compile=jit_compile,
                                **box_objective(model))
 
 
-class LocalizationTask(Task):
+class LocalizationTask(Task[LocalizationConfig]):
     """The localizer's part of a run (see :class:`vgg_keras.run.Task`). The schedule and the
     kept checkpoint follow the validation box loss (:data:`MONITOR`): the IoU > 0.5 accuracy
     stays at 0 for the first epochs."""
 
     monitor = MONITOR
     script = "train_loc.py"
+    boxes = True
 
-    def run_name(self, config):
+    def run_name(self, config: LocalizationConfig) -> str:
         return f"loc-{config.regression}"
 
-    def prepare(self, config):
+    def prepare(self, config: LocalizationConfig) -> None:
         if config.regression not in REGRESSIONS:
             raise ValueError(f"regression must be one of {REGRESSIONS}, got "
                              f"{config.regression!r}.")
@@ -75,13 +88,14 @@ class LocalizationTask(Task):
             return self.source
         return None
 
-    def check_data(self, info):
+    def check_data(self, info: DatasetInfo) -> None:
         if not info.has_boxes:
             raise ValueError(f"{info.name} has no bounding boxes; localisation needs a source "
                              "with boxes (the embedded dataset, a directory with VOC XML, or an "
                              "ImageNet directory with its box annotations).")
 
-    def build(self, config, info, statistics):
+    def build(self, config: LocalizationConfig, info: DatasetInfo, statistics: Statistics,
+              ) -> tuple[keras.Model, keras.Model, dict[str, Any]]:
         model = self._localizer(config, info, statistics)
         _, classes = regression_of(model)
         if classes is not None and info.num_classes > classes:
@@ -89,7 +103,7 @@ class LocalizationTask(Task):
                              f"predicts boxes for {classes}.")
         freeze_for_finetune(model, config.finetune)
         # Flips happen on the host, in the pipeline, because the box must follow them.
-        augmentation = self.augmentation(config, statistics, flip=False)
+        augmentation = self.augmentation(config, statistics)
         self.classes = classes
         return model, augmentation, box_objective(model)
 
@@ -133,32 +147,36 @@ class LocalizationTask(Task):
                  model.output_shape[-1], config.regression.upper())
         return model
 
-    def train_batches(self, config, examples, start_epoch, steps, **feed):
+    def train_batches(self, config: LocalizationConfig, examples: tf.data.Dataset,
+                      start_epoch: int, steps: int, **feed: Any) -> tf.data.Dataset:
         return _train_batches(vdata.train_pipeline(
             examples, scale=config.scale, crop=config.crop, batch_size=config.batch_size,
             flip=config.flip, color_shift=config.color_shift, boxes=True, seed=config.seed,
-            augment_on="device", resample_on=resample_where(config.resample_on), repeat=True,
-            initial_epoch=start_epoch, steps_per_epoch=steps, **feed), self.classes)
+            placement=self.placement(config), repeat=True, initial_epoch=start_epoch,
+            steps_per_epoch=steps, **feed), self.classes)
 
-    def val_batches(self, config, examples):
+    def val_batches(self, config: LocalizationConfig,
+                    examples: tf.data.Dataset) -> tf.data.Dataset:
         return _eval_batches(vdata.eval_pipeline(
             examples, scale=test_scale(config.scale), mode="center", crop=config.crop,
             batch_size=config.eval_batch_size, boxes=True,
-            resample_on=resample_where(config.resample_on)),
+            resample_on=self.placement(config).resample),
             self.classes)
 
-    def picture_options(self, model, val_batch):
+    def picture_options(self, model: keras.Model,
+                        val_batch: tuple[Tensor, ...]) -> dict[str, Any]:
         images, targets = val_batch[0], val_batch[1]
         return dict(localizer=model, val_sample=(images.numpy(), targets.numpy()),
                     regression_classes=self.classes)
 
-    def table(self, summary):
+    def table(self, summary: dict[str, Any]) -> str:
         tables = format_table8([summary["protocol1"]])
         if "protocol2" in summary:
             tables += "\n\n" + format_table9(summary["protocol2"])
         return tables
 
-    def saved_model_options(self, config, model):
+    def saved_model_options(self, config: LocalizationConfig,
+                            model: keras.Model) -> dict[str, Any]:
         # With a classifier of the same crop, the SavedModel returns its top-5 classes and
         # each one's box.
         rater = self.classifier
@@ -166,7 +184,8 @@ class LocalizationTask(Task):
             rater = None
         return {"classifier": rater}
 
-    def evaluate(self, config, model, examples, info):
+    def evaluate(self, config: LocalizationConfig, model: keras.Model,
+                 examples: tf.data.Dataset, info: DatasetInfo) -> dict[str, Any]:
         q = test_scale(config.scale)
         split = f"{vdata.info(examples).split} split (not seen in training or selection)"
         row = run_protocol1(model, examples, scale=q, batch_size=config.eval_batch_size)
@@ -190,7 +209,9 @@ class LocalizationTask(Task):
         return summary
 
 
-def protocol2_rows(localizers, classifiers, examples, scales, **merging):
+def protocol2_rows(localizers: keras.Model | Sequence[keras.Model],
+                   classifiers: keras.Model | Sequence[keras.Model], examples: tf.data.Dataset,
+                   scales: Sequence[int], **merging: Any) -> list[dict[str, Any]]:
     """Table 9's rows: each test scale alone, then all of them together. ``merging``:
     ``merge`` and ``merge_threshold`` for :func:`run_protocol2` (default: its own)."""
     rows = [run_protocol2(localizers, classifiers, examples, scales=[q], **merging)
@@ -200,7 +221,7 @@ def protocol2_rows(localizers, classifiers, examples, scales, **merging):
     return rows
 
 
-def train_localizer(**options):
+def train_localizer(**options: Any) -> dict[str, Any]:
     """Train a localizer as in the paper's Appendix A and evaluate it; returns ``summary.json``.
 
     Options are the fields of :class:`vgg_keras.config.LocalizationConfig` (train_loc.py's
@@ -215,9 +236,12 @@ def train_localizer(**options):
     return Run(LocalizationConfig.from_dict(options), LocalizationTask()).execute()
 
 
-def evaluate_saved(paths, *, classifiers=(), data=None, data_dir=None, scales=None,
-                   split=None, val_fraction=0.05, batch_size=32, output=None, arch="D",
-                   **merging):
+def evaluate_saved(paths: Sequence[PathLike], *, classifiers: Sequence[PathLike] = (),
+                   data: str | None = None, data_dir: str | None = None,
+                   scales: Sequence[int] | None = None, split: str | None = None,
+                   val_fraction: float = 0.05, batch_size: int = 32,
+                   output: PathLike | None = None, arch: str = "D",
+                   **merging: Any) -> dict[str, Any]:
     """Protocol 1 for each saved localizer, protocol 2 (union of all of them) when classifier
     paths are given (``"imagenet"``: ``arch``'s released classifier), merging by ``merging``
     (``merge``, ``merge_threshold``, as :func:`protocol2_rows`); prints Tables 8 and 9 and

@@ -94,7 +94,7 @@ class Request:
         self.is_dir = os.path.isdir(self.path)
         self.split = split
         self.options = dict(options)
-        self._memo = {}
+        self._memo: dict[str, Any] = {}
 
     def memo(self, key: str, compute: Callable[[], T]) -> T:
         """``compute()``, once per request: work a source's ``matches`` and ``load`` share (a

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -118,7 +118,8 @@ def keyed_order(key: tf.Tensor | int, size: tf.Tensor | int) -> tf.Tensor:
     return order
 
 
-def filter_positions(examples: tf.data.Dataset, keep=None) -> tf.data.Dataset:
+def filter_positions(examples: tf.data.Dataset,
+                     keep: Callable[[tf.Tensor], tf.Tensor] | None = None) -> tf.data.Dataset:
     """``(position, example)`` pairs whose position ``keep`` accepts (all when None): one
     process's share of an epoch (see ``train_pipeline``'s ``shard``)."""
     if keep is None:

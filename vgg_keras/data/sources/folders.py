@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,7 +16,7 @@ from .files import (
     ANNOTATION_DIRS, SPLIT_DIRS, check_two_classes, is_split_dir, read_label_map, split_files,
     top_folder,
 )
-from .probe import Listing, finish
+from .probe import Listing, Skips, finish
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -36,16 +37,18 @@ class FolderSource(Source):
         split = split_files(request)
         names, mapping, descriptions = read_label_map(label_map)
         listing = Listing(request.root, request.split, split.split_root, validate, split.listed)
-        records, names = folder_records(listing, split.images, names, mapping)
-        return finish(listing, "folder", names, records, descriptions=descriptions,
+        records, class_names = folder_records(listing, split.images, names, mapping)
+        return finish(listing, "folder", class_names, records, descriptions=descriptions,
                       has_boxes=False)
 
 
-def folder_records(listing, images, names, mapping):
+def folder_records(listing: Listing, images: Iterable[str], names: Sequence[str] | None,
+                   mapping: Mapping[str, int] | None) -> tuple[list[Record], Sequence[str]]:
     """``(records, class names)`` of the usable ``images`` in a class folder."""
     if names is None:
         names = class_folders(listing.root, listing.split_root)
         mapping = {n: i for i, n in enumerate(names)}
+    assert mapping is not None, "a label map's names come with their labels (read_label_map)"
     check_two_classes(names, listing.split_root)
     candidates = folder_candidates(listing.split_root, images, mapping, listing.skips)
     good = listing.probe([p for p, _ in candidates])
@@ -55,9 +58,9 @@ def folder_records(listing, images, names, mapping):
     return records, names
 
 
-def class_folders(root, split_root):
+def class_folders(root: str, split_root: str) -> list[str]:
     """The class folders of every split, sorted, so that train and validation labels agree."""
-    found = set()
+    found: set[str] = set()
     for base in {split_root, *[os.path.join(root, a) for v in SPLIT_DIRS.values() for a in v]}:
         if os.path.isdir(base):
             found.update(d for d in os.listdir(base)
@@ -68,7 +71,8 @@ def class_folders(root, split_root):
     return sorted(found)
 
 
-def folder_candidates(split_root, images, mapping, skips):
+def folder_candidates(split_root: str, images: Iterable[str], mapping: Mapping[str, int],
+                      skips: Skips) -> list[tuple[str, int]]:
     """``[(path, label)]`` of the images in a known class folder; the others skipped."""
     prefix = os.path.join(split_root, "")
     candidates = []
@@ -83,7 +87,8 @@ def folder_candidates(split_root, images, mapping, skips):
     return candidates
 
 
-def check_class_folders(listing, candidates, records, names):
+def check_class_folders(listing: Listing, candidates: Sequence[tuple[str, int]],
+                        records: Sequence[Record], names: Sequence[str]) -> None:
     """A class folder of this split without a usable image is an error naming it: the model
     would get an output for a class it never sees. (A slice that happens to leave a class out
     is fine, and nothing usable at all is reported by :func:`~.probe.finish` with the skip

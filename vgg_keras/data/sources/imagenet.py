@@ -6,6 +6,7 @@ truth (LOC validation) or the box XML files."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from .voc import normalised_box, parse_voc_xml
 if TYPE_CHECKING:
     import tensorflow as tf
 
+    from ..._typing import PathLike
     from .base import DatasetInfo, Request
 
 
@@ -69,7 +71,9 @@ def _box_dirs(layout, root, split_root, name, annotations):
     return [layout.box_dirs[k] for k in (layouts.SPLITS.get(name),) if k in layout.box_dirs]
 
 
-def imagenet_classes(layout, label_map):
+def imagenet_classes(
+        layout: layouts.Layout, label_map: Sequence[str] | dict[str, int] | PathLike | None,
+) -> tuple[tuple[str, ...], dict[str, int], tuple[str, ...]]:
     """``(names, mapping, descriptions)``: the layout's wnids, sorted, or ``label_map``'s."""
     if label_map is not None:
         names, mapping, descriptions = read_label_map(label_map)

@@ -11,6 +11,7 @@ import concurrent.futures
 import dataclasses
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
@@ -22,7 +23,13 @@ from .base import DatasetInfo
 from .examples import records_dataset
 
 if TYPE_CHECKING:
+    import tensorflow as tf
+
     from ..._typing import PathLike
+    from .examples import Record
+
+Probed = tuple[int, int, str]
+"""What a usable file's probe found: ``(height, width, PIL format)``."""
 
 log = logging.getLogger("vgg_keras.data")
 
@@ -45,7 +52,7 @@ class Skips:
         level = logging.WARNING if len(self.files[reason]) <= MAX_NAMED else logging.DEBUG
         log.log(level, "skipping %s: %s%s", path, reason, f" ({detail})" if detail else "")
 
-    def box(self, reason: str, path: str, detail: str = "") -> None:
+    def box(self, reason: str, path: PathLike, detail: str = "") -> None:
         self.boxes[reason] += 1
         level = logging.WARNING if self.boxes[reason] <= MAX_NAMED else logging.DEBUG
         log.log(level, "%s: %s%s", path, reason, f" ({detail})" if detail else "")
@@ -98,13 +105,15 @@ def probe_image(path: PathLike, validate: str = "decode") -> tuple[str | None, A
     return None, (height, width, fmt)
 
 
-def header_size(path):
+def header_size(path: PathLike) -> tuple[int, int]:
     """``(height, width)`` from the file's header (for files not probed: ``validate="none"``)."""
     with Image.open(path) as image:
         return image.size[1], image.size[0]
 
 
-def probe_all(paths, validate, skips, cache=None, where=""):
+def probe_all(paths: Sequence[str], validate: str, skips: Skips,
+              cache: listing_cache.ProbeCache | None = None,
+              where: str = "") -> dict[str, Probed | None]:
     """Probe ``paths`` in threads (PIL releases the GIL while decoding), reusing the results
     ``cache`` (a :class:`~.listing_cache.ProbeCache`) holds for unchanged files; keep the good
     ones, count and name the others."""
@@ -121,7 +130,7 @@ def probe_all(paths, validate, skips, cache=None, where=""):
                 known[path] = result
                 if cache is not None:
                     cache.store(path, stamp, result)
-    good = {}
+    good: dict[str, Probed | None] = {}
     for path in paths:  # in listing order, cached or not, so every run logs the same
         reason, detail = known[path]
         if reason is None:
@@ -142,13 +151,13 @@ class Listing:
     validate: str
     listed: list  # every image of the split folder, before slicing
     skips: Skips = dataclasses.field(default_factory=Skips)
-    cache: object = None
+    cache: listing_cache.ProbeCache | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.validate != "none":
             self.cache = listing_cache.ProbeCache.open(self.root, self.split_root, self.validate)
 
-    def probe(self, paths):
+    def probe(self, paths: Sequence[str]) -> dict[str, Probed | None]:
         """``{path: (height, width, format) or None}`` of the usable ``paths``
         (:func:`probe_all`); the cache is written at once (an error raised later about the
         data must not cost the next run its probes)."""
@@ -157,15 +166,17 @@ class Listing:
             self.cache.save(self.listed)
         return good
 
-    def size(self, good, path):
+    def size(self, good: Mapping[str, Probed | None], path: str) -> tuple[int, int]:
         """``(height, width)`` of a file :meth:`probe` kept (its header if it was not probed)."""
-        return good[path][:2] if good[path] else header_size(path)
+        probed = good[path]
+        return probed[:2] if probed else header_size(path)
 
-    def stats(self):
+    def stats(self) -> dict[str, int]:
         return self.cache.stats() if self.cache is not None else {"probed": 0, "cached": 0}
 
 
-def finish(listing, source, names, records, *, descriptions, has_boxes):
+def finish(listing: Listing, source: str, names: Sequence[str], records: Sequence[Record], *,
+           descriptions: tuple[str, ...], has_boxes: bool) -> tuple[tf.data.Dataset, DatasetInfo]:
     """Log what a directory split holds and what was skipped; ``(dataset, DatasetInfo)``."""
     skips, where = listing.skips, f"{listing.root} [{listing.split}]"
     skips.summary(where, len(records))
@@ -176,7 +187,7 @@ def finish(listing, source, names, records, *, descriptions, has_boxes):
             + ". See the log for the files."
         )
     stats = listing.stats()
-    if stats["cached"]:
+    if stats["cached"] and listing.cache is not None:
         log.info("%s: reused %d cached probes, probed %d files (%s)", where, stats["cached"],
                  stats["probed"], listing.cache.path)
     log.info("%s: %d images, %d classes (%d skipped)", where, len(records), len(names),

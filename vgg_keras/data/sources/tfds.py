@@ -58,7 +58,8 @@ class TfdsSource(Source):
         return dataset, meta
 
 
-def tfds_builder(name, data_dir, manual_dir):
+def tfds_builder(name: str, data_dir: str | None,
+                 manual_dir: str | None) -> tfds.core.DatasetBuilder:
     """The TFDS builder of ``name``, prepared (built or downloaded on first use)."""
     download_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
     try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,13 +37,15 @@ class VocSource(Source):
         split = split_files(request)
         names, mapping, descriptions = read_label_map(label_map)
         listing = Listing(request.root, request.split, split.split_root, validate, split.listed)
-        records, names = voc_records(request.root, split.images, split.xml_index, names,
-                                     mapping, listing)
-        return finish(listing, "voc", names, records, descriptions=descriptions,
+        records, class_names = voc_records(request.root, split.images, split.xml_index, names,
+                                           mapping, listing)
+        return finish(listing, "voc", class_names, records, descriptions=descriptions,
                       has_boxes=True)
 
 
-def voc_records(root, images, xml_index, names, mapping, listing):
+def voc_records(root: str, images: Iterable[str], xml_index: Mapping[str, str],
+                names: Sequence[str] | None, mapping: Mapping[str, int] | None,
+                listing: Listing) -> tuple[list[Record], Sequence[str]]:
     """``(records, class names)`` of the usable ``images`` with a usable XML file."""
     annotated = _annotated(images, xml_index, listing.skips)
     parsed = _parsed(annotated, mapping, listing)
@@ -52,6 +54,7 @@ def voc_records(root, images, xml_index, names, mapping, listing):
         names = sorted({name for _, objects in parsed for name, _ in objects}
                        | _all_xml_names(root, xml_index))
         mapping = {n: i for i, n in enumerate(names)}
+    assert mapping is not None, "a label map's names come with their labels (read_label_map)"
     records = []
     for image, objects in parsed:
         # One label per image (ILSVRC: every object has the image's synset). With several
@@ -182,7 +185,8 @@ def _xml_size(root, image_size):
     return height, width
 
 
-def normalised_box(corners, size, origin, skips, where):
+def normalised_box(corners: Sequence[float], size: tuple[float, float], origin: float,
+                   skips: Skips, where: PathLike) -> np.ndarray | None:
     """``[ymin, xmin, ymax, xmax]`` in [0, 1] of pixel ``corners`` ``(xmin, ymin, xmax, ymax)``
     counted from ``origin``, clipped to the image; None for a box that cannot be used. Both
     cases are counted in ``skips``."""
