@@ -6,7 +6,7 @@
     python train_cls.py --evaluate runs/cls-d-s256/model.keras --eval-scales 224 256 288
     python train_cls.py --evaluate vgg16-397923af.pth --data /path/to/ILSVRC --eval-scales 256
 
-Every flag, its default and its help come from vgg_keras.config.ClassificationConfig.
+Every flag, its default and its help come from vgg_keras.options.ClassificationConfig.
 """
 
 import os

@@ -7,7 +7,7 @@
     python train_loc.py --evaluate runs/loc-pcr/model.keras runs/loc-pcr-384/model.keras \\
         --classifier runs/cls-d-s256/model.keras --eval-scales 256 384
 
-Every flag, its default and its help come from vgg_keras.config.LocalizationConfig.
+Every flag, its default and its help come from vgg_keras.options.LocalizationConfig.
 """
 
 import os

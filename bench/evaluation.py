@@ -81,7 +81,7 @@ def embedded_images(name, split, scale, count):
     examples = vdata.load(name, f"{split}[:{count}]")
     started = time.perf_counter()
     images = [image[0] for image, _ in
-              vdata.eval_pipeline(examples, scale=scale, mode="dense").as_numpy_iterator()]
+              vdata.eval_pipeline(examples, test_scale=scale, mode="dense").as_numpy_iterator()]
     return images, time.perf_counter() - started
 
 

@@ -43,7 +43,7 @@ finished), ``--rounds`` times, the rows interleaved round by round, median repor
   ``vgg_keras.transforms.window_bucket(crop)`` square (340 for 224: 2.3 x the bytes of a
   uint8 crop, 0.58 x a float32 one), and a float32 ``(batch, 6)`` geometry
   (``vgg_keras.transforms.WINDOW_GEOMETRY``), handed over by the same producer. The model
-  trained is the trainer a real run builds (``vgg_keras.train.with_training_augmentation``
+  trained is the trainer a real run builds (``vgg_keras.fitting.with_training_augmentation``
   around ``training_augmentation(windows=bucket, crop=crop, flip=False, color_shift=True)``):
   ``WindowCrop`` resamples the crops (flipped by their geometry) and ``PCAColorShift`` shifts
   their colours inside the compiled step, both in float32 whatever the policy, in front of the
@@ -109,7 +109,7 @@ import keras  # noqa: E402  (reads KERAS_BACKEND on import)
 from vgg_keras.augment import training_augmentation  # noqa: E402
 from vgg_keras.configs import GFLOPS_224  # noqa: E402
 from vgg_keras.models import build_vgg  # noqa: E402
-from vgg_keras.train import with_training_augmentation  # noqa: E402
+from vgg_keras.fitting import with_training_augmentation  # noqa: E402
 from vgg_keras.transforms import WINDOW_GEOMETRY, window_bucket  # noqa: E402
 
 ARCH = "D"

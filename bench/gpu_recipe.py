@@ -7,7 +7,7 @@ Why did D with Glorot's initialisation never leave chance on the CPU, when the p
 Glorot's procedure trains its deep nets without pre-initialisation? The CPU runs
 (``bench/recipe.py``) could only afford a quarter of the channels and batches of 32. This
 script runs the paper's recipe as written, at the paper's width (1.0) and batch (256): SGD,
-momentum 0.9, weight decay 5e-4 on the kernels (Caffe's, ``vgg_keras.train.apply_weight_decay``),
+momentum 0.9, weight decay 5e-4 on the kernels (Caffe's, ``vgg_keras.fitting.apply_weight_decay``),
 learning rate 1e-2 divided by 10 when the validation accuracy stops improving (``--patience``
 epochs, at most 3 times; held while it is below twice chance, as ``train_cls.py`` does, through
 the same ``ResumableTraining``; ``--no-hold`` divides at chance too), dropout 0.5 on fc6 and
@@ -57,7 +57,7 @@ import keras  # noqa: E402
 # keras, numpy only: vgg_keras.data (tf.data) is never imported.
 from vgg_keras.evaluate import crop_posteriors  # noqa: E402
 from vgg_keras.models import build_vgg, preinitialize  # noqa: E402
-from vgg_keras.train import (  # noqa: E402
+from vgg_keras.fitting import (  # noqa: E402
     ResumableTraining, apply_weight_decay, checkpoint_weights)
 from vgg_keras.transforms import center_offset, rescaled_size  # noqa: E402
 

@@ -105,7 +105,7 @@ def main():
     args = parser.parse_args()
 
     examples = load(args.data, "train")
-    batch = next(iter(eval_pipeline(examples, scale=args.crop + args.crop // 8, mode="center",
+    batch = next(iter(eval_pipeline(examples, test_scale=args.crop + args.crop // 8, mode="center",
                                     crop=args.crop, batch_size=args.batch)))
     images, labels = batch[0], batch[1]
     classes = int(np.max(labels)) + 1

@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # importing vgg_keras imports TensorFlow
 
 from vgg_keras.boxes import DEFAULT_MERGE, MERGES  # noqa: E402  (after the path: runs as a file)
-from vgg_keras.config import multi_test_scales  # noqa: E402
+from vgg_keras.options import multi_test_scales  # noqa: E402
 
 # The paper's numbers (ILSVRC-2012 validation, top-1 / top-5 error %).
 from vgg_keras.paper import (  # noqa: E402

@@ -62,7 +62,7 @@ def unit_scale_start(arch, args, out, *, batch=256):
         return path
     examples = data.load(args.data, "train")
     crop_scale = int(args.scale.split(":")[0])
-    images, _ = next(iter(data.eval_pipeline(examples, scale=crop_scale, crop=args.crop,
+    images, _ = next(iter(data.eval_pipeline(examples, test_scale=crop_scale, crop=args.crop,
                                              mode="center", batch_size=batch)))
     images = np.asarray(images, "float32")
     mean = images.reshape(-1, 3).mean(axis=0).tolist()

@@ -98,7 +98,7 @@ def main(argv=None):
 
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        export(model, os.path.join(tmp, "saved_model"), scale=scale)
+        export(model, os.path.join(tmp, "saved_model"), test_scale=scale)
         saved_seconds = time.perf_counter() - started
         started = time.perf_counter()
         onnx_path = export(model, os.path.join(tmp, "model.onnx"), format="onnx")

@@ -69,7 +69,7 @@ def training_table(args):
     import vgg_keras
     import vgg_keras.data as data
     from vgg_keras.augment import training_augmentation
-    from vgg_keras.train import with_training_augmentation
+    from vgg_keras.fitting import with_training_augmentation
 
     folder = tempfile.mkdtemp(prefix="vgg_bench_")
     write_jpegs(folder, args.images)

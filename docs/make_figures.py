@@ -77,7 +77,7 @@ def save(png, path):
 
 
 def draw(cls_run, loc_run, out):
-    from vgg_keras.config import test_scale
+    from vgg_keras.options import test_scale
     from vgg_keras.models import load_vgg
 
     out.mkdir(parents=True, exist_ok=True)
@@ -100,14 +100,14 @@ def draw(cls_run, loc_run, out):
     save(figures.figure_png(figures.plot_crops(images, labels, names), width_px=WIDTH_PX),
          out / "crops.png")
 
-    seen = inspection.classify_validation(classifier, val, scale=q, crop=crop, keep=6, mistakes=2)
+    seen = inspection.classify_validation(classifier, val, test_scale=q, crop=crop, keep=6, mistakes=2)
     first, wrong = seen["first"], seen["mistakes"]
     pick = {k: list(first[k]) + list(wrong[k]) for k in first}
     save(figures.figure_png(figures.plot_predictions(pick["images"], pick["labels"],
                                                      pick["posteriors"], names),
                             width_px=WIDTH_PX), out / "predictions.png")
 
-    scene, classes, probabilities = inspection.heat_scene(classifier, val, scale=q)
+    scene, classes, probabilities = inspection.heat_scene(classifier, val, test_scale=q)
     save(figures.figure_png(figures.plot_scene(scene, classes, probabilities, names, crop=crop),
                             width_px=WIDTH_PX), out / "heatmap.png")
 
@@ -115,7 +115,7 @@ def draw(cls_run, loc_run, out):
     localizer = load_vgg(loc_run / "model.keras", kind="localizer")
     loc_q = test_scale(report.run_scale(loc_config))
     _, loc_val = report.load_data(loc_config)
-    found = inspection.protocol1_boxes(localizer, loc_val, scale=loc_q, count=16)
+    found = inspection.protocol1_boxes(localizer, loc_val, test_scale=loc_q, count=16)
     save(figures.figure_png(figures.plot_boxes(found, names), width_px=WIDTH_PX),
          out / "boxes.png")
 

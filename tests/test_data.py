@@ -326,18 +326,18 @@ def test_center_dense_and_multicrop_batches():
     dataset = examples([encode(p, "PNG") for p in pictures], labels=[3, 5])
     rescaled = [ops.rescale(p, 96).numpy() for p in pictures]
 
-    center = list(data.eval_pipeline(dataset, scale=96, crop=64, mode="center", batch_size=2))
+    center = list(data.eval_pipeline(dataset, test_scale=96, crop=64, mode="center", batch_size=2))
     images, labels = center[0]
     assert images.shape == (2, 64, 64, 3) and labels.numpy().tolist() == [3, 5]
     np.testing.assert_allclose(images[0], rescaled[0][16:80, 32:96], atol=0.05)
 
-    dense = list(data.eval_pipeline(dataset, scale=96, mode="dense"))
+    dense = list(data.eval_pipeline(dataset, test_scale=96, mode="dense"))
     assert [tuple(x.shape) for x, _ in dense] == [(1, 96, 128, 3), (1, 144, 96, 3)]
     np.testing.assert_allclose(dense[1][0][0], rescaled[1], atol=1e-3)
     with pytest.raises(ValueError, match="one whole image"):
-        data.eval_pipeline(dataset, scale=96, mode="dense", batch_size=4)
+        data.eval_pipeline(dataset, test_scale=96, mode="dense", batch_size=4)
 
-    multi = list(data.eval_pipeline(dataset, scale=96, crop=64, mode="multicrop", batch_size=2))
+    multi = list(data.eval_pipeline(dataset, test_scale=96, crop=64, mode="multicrop", batch_size=2))
     crops, labels = multi[0]
     assert crops.shape == (100, 64, 64, 3) and labels.shape == (2,)
     first = crops[:50].numpy()
@@ -352,14 +352,14 @@ def test_eval_boxes_relative_to_crop_and_padded():
     boxes = [np.array([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]], np.float32),
              np.array([[0.2, 0.2, 0.4, 0.4]], np.float32)]
     dataset = examples([encode(p, "PNG") for p in pictures], boxes=boxes)
-    images, targets = next(iter(data.eval_pipeline(dataset, scale=100, crop=100, boxes=True,
+    images, targets = next(iter(data.eval_pipeline(dataset, test_scale=100, crop=100, boxes=True,
                                                    batch_size=2)))
     assert targets["num_boxes"].numpy().tolist() == [2, 1]
     # First image: 100 x 200, central crop at x = 50: x 0..100 -> -0.5..0.5 (not clipped).
     np.testing.assert_allclose(targets["boxes"][0].numpy(),
                                [[0.0, -0.5, 0.5, 0.5], [0.5, 0.5, 1.0, 1.5]], atol=1e-6)
     np.testing.assert_allclose(targets["boxes"][1, 1].numpy(), [-1.0] * 4)
-    dense = next(iter(data.eval_pipeline(dataset, scale=50, mode="dense", boxes=True)))
+    dense = next(iter(data.eval_pipeline(dataset, test_scale=50, mode="dense", boxes=True)))
     np.testing.assert_allclose(dense[1]["boxes"][0].numpy(), boxes[0])
 
 

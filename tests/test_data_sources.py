@@ -106,8 +106,8 @@ def test_every_bad_file_is_decoded_or_skipped_counted_and_named(messy_folder, ca
     assert all(x.shape == (1, 64, 64, 3) for x in images)
     # ... and every evaluation mode, including a 4 x 900 picture and a 3 x 2 one.
     for mode in ("center", "dense", "multicrop"):
-        assert len(list(data.eval_pipeline(dataset, scale=64, crop=64, mode=mode))) >= 1
-    assert sum(x.shape[0] for x, _ in data.eval_pipeline(dataset, scale=64, crop=64)) == len(good)
+        assert len(list(data.eval_pipeline(dataset, test_scale=64, crop=64, mode=mode))) >= 1
+    assert sum(x.shape[0] for x, _ in data.eval_pipeline(dataset, test_scale=64, crop=64)) == len(good)
 
 
 def test_a_file_that_breaks_after_listing_does_not_end_the_epoch(tmp_path):
@@ -119,7 +119,7 @@ def test_a_file_that_breaks_after_listing_does_not_end_the_epoch(tmp_path):
     (tmp_path / "cls" / "2.jpg").write_bytes(b"\xff\xd8\xff" + RNG.bytes(500))  # now garbage
     batches = data.train_pipeline(dataset, scale=64, crop=48, batch_size=1, seed=0)
     assert sum(1 for _ in batches) == 3
-    assert sum(1 for _ in data.eval_pipeline(dataset, scale=64, crop=48)) == 1
+    assert sum(1 for _ in data.eval_pipeline(dataset, test_scale=64, crop=48)) == 1
 
 
 def test_odd_formats_decode_to_the_right_rgb(messy_folder):
@@ -428,7 +428,7 @@ def test_load_with_info_and_a_new_source_kind_registered_before_the_others(tmp_p
     tree = user_trees.class_folders(tmp_path / "pets", per_class=4)
     dataset, meta = data.load(tree["root"], "train", with_info=True)
     assert meta is data.info(dataset) and meta.source == "folder" and meta.num_examples == 12
-    batches = data.eval_pipeline(dataset, scale=40, crop=32, batch_size=4)
+    batches = data.eval_pipeline(dataset, test_scale=40, crop=32, batch_size=4)
     assert data.info(batches) is meta  # the pipelines carry it along
 
     class Marked(sources.FolderSource):

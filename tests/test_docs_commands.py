@@ -397,7 +397,7 @@ def unwritten_run_directories(commands: list[DocCommand]) -> tuple[list[str], in
     """The run directories (``runs/<name>``) that commands read but no command writes, each as
     a problem, and how many reads there were."""
     from vgg_keras.classification import ClassificationTask
-    from vgg_keras.config import ClassificationConfig, LocalizationConfig, from_args
+    from vgg_keras.options import ClassificationConfig, LocalizationConfig, from_args
     from vgg_keras.localization.training import LocalizationTask
     from vgg_keras.run import Run
 

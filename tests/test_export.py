@@ -129,7 +129,7 @@ def classifier():
 @pytest.fixture(scope="module")
 def served_classifier(classifier, tmp_path_factory):
     path = tmp_path_factory.mktemp("export") / "classifier"
-    assert export(classifier, path, scale=SCALE) == str(path)
+    assert export(classifier, path, test_scale=SCALE) == str(path)
     return tf.saved_model.load(str(path))
 
 
@@ -168,7 +168,7 @@ def test_localizer_boxes_map_back_to_the_image(classifier, tmp_path, regression,
                                                 with_classifier):
     localizer = tiny_localizer(classifier, regression)
     top = 3
-    export(localizer, tmp_path / "loc", scale=SCALE, top=top,
+    export(localizer, tmp_path / "loc", test_scale=SCALE, top=top,
            classifier=classifier if with_classifier else None)
     served = tf.saved_model.load(str(tmp_path / "loc"))
     files = [encode(image, "png") for image in images(seed=5)]
@@ -193,8 +193,8 @@ def test_localizer_variants_shapes(classifier, tmp_path):
     PCR alone gives all C boxes."""
     scr = tiny_localizer(classifier, "scr")
     pcr = tiny_localizer(classifier, "pcr")
-    export(scr, tmp_path / "scr", classifier=classifier, scale=SCALE, top=50)
-    export(pcr, tmp_path / "pcr", scale=SCALE)
+    export(scr, tmp_path / "scr", classifier=classifier, test_scale=SCALE, top=50)
+    export(pcr, tmp_path / "pcr", test_scale=SCALE)
     image = tf.constant(images()[0][None])
     with_classifier = call(tf.saved_model.load(str(tmp_path / "scr")).signatures[SERVE_UINT8],
                            images=image)
@@ -249,7 +249,7 @@ def claiming(png, height, width):
 @pytest.fixture(scope="module")
 def served_small(classifier, tmp_path_factory):
     path = tmp_path_factory.mktemp("export") / "small_limit"
-    export(classifier, path, scale=SCALE, max_pixels=SMALL_LIMIT)
+    export(classifier, path, test_scale=SCALE, max_pixels=SMALL_LIMIT)
     return tf.saved_model.load(str(path))
 
 
@@ -415,11 +415,11 @@ def test_format_and_suffix_errors(classifier, tmp_path, format, name, match):
 
 def test_argument_errors(classifier, tmp_path):
     with pytest.raises(ValueError, match="only applies to format='saved_model'"):
-        export(classifier, tmp_path / "m.onnx", format="onnx", scale=40)
+        export(classifier, tmp_path / "m.onnx", format="onnx", test_scale=40)
     with pytest.raises(ValueError, match="classifier= is for localizers"):
         export(classifier, tmp_path / "m", classifier=classifier)
     with pytest.raises(ValueError, match="at least the crop 32"):
-        export(classifier, tmp_path / "m", scale=24)
+        export(classifier, tmp_path / "m", test_scale=24)
     with pytest.raises(ValueError, match="top must be a positive integer"):
         export(classifier, tmp_path / "m", top=0)
     with pytest.raises(ValueError, match="max_pixels must be a positive integer"):

@@ -98,10 +98,10 @@ def test_imagenet_trains_and_evaluates_with_boxes(loc_tree):
     # Images without a box XML never teach the box head (weight 0); a crop may cut a box.
     assert count == 20 and boxed - 2 <= present <= boxed
     validation = data.load(loc_tree["root"], "validation")
-    batches = list(data.eval_pipeline(validation, scale=48, crop=40, batch_size=5, boxes=True))
+    batches = list(data.eval_pipeline(validation, test_scale=48, crop=40, batch_size=5, boxes=True))
     assert sum(int(x.shape[0]) for x, _ in batches) == 12
     assert sum(int(y["num_boxes"].numpy().sum()) for _, y in batches) == 13
-    assert len(list(data.eval_pipeline(validation, scale=48, crop=40, mode="multicrop"))) >= 1
+    assert len(list(data.eval_pipeline(validation, test_scale=48, crop=40, mode="multicrop"))) >= 1
 
 
 def test_slices_and_other_roots_of_the_kaggle_layout(loc_tree):

@@ -18,7 +18,7 @@ from vgg_keras.localization.protocols import (
 )
 from vgg_keras.localization.training import compile_localizer, freeze_for_finetune
 from vgg_keras.models import PRIOR_BOX, build_localizer, build_vgg
-from vgg_keras.train import ResumableTraining
+from vgg_keras.fitting import ResumableTraining
 
 TINY = ["--arch", "A", "--width", "0.125", "--crop", "32", "--scale", "36:44", "--batch-size",
         "16", "--init", "glorot", "--data", "vgg_shapes/small", "--verbose", "0", "--no-report"]
@@ -244,7 +244,7 @@ def test_protocol2_merges_and_rates_by_class_scores():
 
 def test_protocol2_merging_criterion_is_a_choice_down_to_the_command_line():
     from vgg_keras import boxes
-    from vgg_keras.config import LocalizationConfig, build_parser, from_args
+    from vgg_keras.options import LocalizationConfig, build_parser, from_args
 
     # Two concentric predictions (IoU 0.25) and a confident stray one, SCR, one class.
     big, small, stray = [0.1, 0.1, 0.9, 0.9], [0.3, 0.3, 0.7, 0.7], [0.0, 0.0, 0.2, 0.2]

@@ -21,7 +21,7 @@ import pytest
 
 import vgg_keras
 from vgg_keras import released
-from vgg_keras.config import ClassificationConfig, LocalizationConfig
+from vgg_keras.options import ClassificationConfig, LocalizationConfig
 
 torch = pytest.importorskip("torch")
 

@@ -152,7 +152,7 @@ def test_classifier_report(runs):
                in zip(row[::2], row[1::2])}
     assert options["width"] == "0.125" and options["scale"] == "[32, 40]"
     assert set(options) == set(config) - {"classes"}
-    # train.py's history.png: the report's learning curves (12 x 3.1 inches), at 80 dpi.
+    # fitting.py's history.png: the report's learning curves (12 x 3.1 inches), at 80 dpi.
     with Image.open(cls_run / "history.png") as image:
         assert image.format == "PNG" and image.size == (960, 248)
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vgg_keras import train
-from vgg_keras.config import ClassificationConfig
+from vgg_keras import fitting
+from vgg_keras.options import ClassificationConfig
 from vgg_keras.rundir import RunDirectory as _RunDirectory, RunDirectoryError
-from vgg_keras.train import checkpoint_weights, fit_resumable
+from vgg_keras.fitting import checkpoint_weights, fit_resumable
 
 RESUMABLE = ClassificationConfig.resumable()
 
@@ -120,7 +120,7 @@ def test_a_kill_between_the_weights_and_the_state_leaves_a_whole_checkpoint(tmp_
     run resumed epoch 2 from epoch 2's weights (15 steps instead of 10, other weights)."""
     straight = _tiny_run(tmp_path / "straight", epochs=3)
 
-    write_state = train._atomic_write_text
+    write_state = fitting._atomic_write_text
     writes = []
 
     def killed_on_the_second_state(path, text):
@@ -129,10 +129,10 @@ def test_a_kill_between_the_weights_and_the_state_leaves_a_whole_checkpoint(tmp_
             raise KeyboardInterrupt("killed")  # after epoch 2's weights, before its state
         write_state(path, text)
 
-    monkeypatch.setattr(train, "_atomic_write_text", killed_on_the_second_state)
+    monkeypatch.setattr(fitting, "_atomic_write_text", killed_on_the_second_state)
     with pytest.raises(KeyboardInterrupt):
         _tiny_run(tmp_path / "killed", epochs=3)
-    monkeypatch.setattr(train, "_atomic_write_text", write_state)
+    monkeypatch.setattr(fitting, "_atomic_write_text", write_state)
     state = json.loads((tmp_path / "killed" / "checkpoints" / "state.json").read_text())
     assert state["epoch"] == 1 and checkpoint_weights(tmp_path / "killed").name == \
         "last-e0001.weights.h5"

@@ -9,7 +9,7 @@ import pytest
 import train_cls
 from vgg_keras import load_vgg
 from vgg_keras.classification import ClassificationTask
-from vgg_keras.config import ClassificationConfig
+from vgg_keras.options import ClassificationConfig
 from vgg_keras.configs import IMAGENET_MEAN_RGB
 from vgg_keras.data import Statistics, compute_statistics, info, load
 from vgg_keras.models import input_normalization

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import train_cls
-from vgg_keras.train import checkpoint_weights
+from vgg_keras.fitting import checkpoint_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--arch", "A", "--width", "0.125", "--crop", "32", "--scale", "36:44", "--batch-size",
@@ -155,7 +155,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path):
     import keras
     import tensorflow as tf
 
-    from vgg_keras.train import TrainingDiverged, fit_resumable
+    from vgg_keras.fitting import TrainingDiverged, fit_resumable
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
@@ -277,7 +277,7 @@ def test_jax_data_parallel_trains_like_one_device(tfds_dir, tmp_path):
 def test_schedule_divides_by_ten_on_plateau_at_most_three_times_and_holds_at_chance(tmp_path):
     import keras
 
-    from vgg_keras.train import ResumableTraining
+    from vgg_keras.fitting import ResumableTraining
 
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile(keras.optimizers.SGD(0.01), "mse")
@@ -297,7 +297,7 @@ def test_schedule_divides_by_ten_on_plateau_at_most_three_times_and_holds_at_cha
 
 
 def test_a_data_folder_with_or_without_its_trailing_slash_is_one_run(tmp_path):
-    from vgg_keras.config import ClassificationConfig
+    from vgg_keras.options import ClassificationConfig
     from vgg_keras.rundir import RunDirectory
 
     with_slash = ClassificationConfig(data=f"{tmp_path}/pets/", epochs=1)
@@ -314,7 +314,7 @@ def test_a_data_folder_with_or_without_its_trailing_slash_is_one_run(tmp_path):
 
 def test_help_marks_exactly_the_resumable_flags():
     """One list of what may change on resume: the configuration's, shown by --help."""
-    from vgg_keras.config import ClassificationConfig, LocalizationConfig, build_parser
+    from vgg_keras.options import ClassificationConfig, LocalizationConfig, build_parser
 
     for config in (ClassificationConfig, LocalizationConfig):
         parser = build_parser(config, "")

@@ -20,7 +20,7 @@ import pytest
 
 import train_cls
 import user_trees
-from vgg_keras.train import checkpoint_weights
+from vgg_keras.fitting import checkpoint_weights
 
 pytestmark = pytest.mark.slow   # subprocesses and training: python -m pytest -m 'not slow' skips them
 

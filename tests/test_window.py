@@ -12,7 +12,7 @@ from PIL import Image
 
 import vgg_keras.data as data
 from vgg_keras import augment, build_vgg
-from vgg_keras.train import with_training_augmentation
+from vgg_keras.fitting import with_training_augmentation
 from vgg_keras.transforms import window_bucket
 
 CROP, SCALE = 64, (64, 128)
@@ -77,7 +77,7 @@ def test_device_crops_equal_the_host_path(photo_folder):
 
 def test_selection_crops_equal_the_host_path(photo_folder):
     dataset = data.load(str(photo_folder), "train")
-    options = dict(scale=96, crop=CROP, batch_size=30)
+    options = dict(test_scale=96, crop=CROP, batch_size=30)
     host, labels = next(iter(data.eval_pipeline(dataset, **options)))
     windows, device_labels = next(iter(data.eval_pipeline(dataset, resample_on="device",
                                                           **options)))
@@ -146,7 +146,7 @@ def test_bad_arguments_are_refused(photo_folder):
     with pytest.raises(TypeError, match="vgg_keras.data.Placement"):
         data.train_pipeline(dataset, batch_size=4, scale=64, crop=64, placement="device")
     with pytest.raises(ValueError, match="'center' mode"):
-        data.eval_pipeline(dataset, scale=64, crop=64, mode="multicrop", resample_on="device")
+        data.eval_pipeline(dataset, test_scale=64, crop=64, mode="multicrop", resample_on="device")
     with pytest.raises(ValueError, match="neither scale nor flip"):
         augment.training_augmentation(windows=100, crop=64, flip=True)
 

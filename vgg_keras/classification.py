@@ -19,7 +19,7 @@ import keras
 
 from . import data as vdata
 from . import evaluate as protocols
-from .config import UNIT_SCALE, ClassificationConfig, multi_test_scales, test_scale
+from .options import UNIT_SCALE, ClassificationConfig, multi_test_scales, test_scale
 from .models import (
     build_vgg, freeze_for_finetune, initialize_from, input_normalization, load_vgg,
     scale_to_unit_output,
@@ -85,7 +85,7 @@ class ClassificationTask(Task[ClassificationConfig]):
                              "start with vgg_keras.models.scale_to_unit_output and give it to "
                              "every process with --init-from.")
         images, _ = next(iter(vdata.eval_pipeline(
-            examples, scale=test_scale(config.scale), mode="center", crop=config.crop,
+            examples, test_scale=test_scale(config.scale), mode="center", crop=config.crop,
             batch_size=UNIT_SCALE_IMAGES, resample_on="host")))
         scale_to_unit_output(model, images, skip=self.copied)
 
@@ -98,7 +98,7 @@ class ClassificationTask(Task[ClassificationConfig]):
 
     def val_batches(self, config: ClassificationConfig,
                     examples: tf.data.Dataset) -> tf.data.Dataset:
-        return vdata.eval_pipeline(examples, scale=test_scale(config.scale), mode="center",
+        return vdata.eval_pipeline(examples, test_scale=test_scale(config.scale), mode="center",
                                    crop=config.crop, batch_size=config.eval_batch_size,
                                    resample_on=self.placement(config).resample)
 
@@ -148,7 +148,7 @@ class ClassificationTask(Task[ClassificationConfig]):
 def train_classifier(**options: Any) -> dict[str, Any]:
     """Train a classifier by the paper's recipe and evaluate it; returns ``summary.json``'s dict.
 
-    Options are the fields of :class:`vgg_keras.config.ClassificationConfig` (train_cls.py's
+    Options are the fields of :class:`vgg_keras.options.ClassificationConfig` (train_cls.py's
     flags); the run directory resumes.
     """
     return Run(ClassificationConfig.from_dict(options), ClassificationTask()).execute()

@@ -1,5 +1,5 @@
 """The two commands, train_cls.py and train_loc.py: parse the flags that the task's typed
-configuration declares (:mod:`vgg_keras.config`), then train or evaluate, with the package's log
+configuration declares (:mod:`vgg_keras.options`), then train or evaluate, with the package's log
 messages on the terminal and a clear error, not a traceback, for what a user can fix.
 
 >>> from vgg_keras.cli import train_cls
@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .config import (
+from .options import (
     ClassificationConfig, LocalizationConfig, build_parser, from_args, test_scale,
 )
 from .cluster import PeerLostError, leave_after_error, multi_process

@@ -364,10 +364,10 @@ def protocol(method: str) -> Protocol:
     return PROTOCOLS[method]
 
 
-def protocol_batches(examples: tf.data.Dataset, method: str, scale: int, crop: int = 224,
+def protocol_batches(examples: tf.data.Dataset, method: str, test_scale: int, crop: int = 224,
                      batch_size: int = 32, *, boxes: bool = False) -> tf.data.Dataset:
     """The ``eval_pipeline`` batches of ``examples`` for protocol ``method`` at test scale
-    ``scale``, batched by the protocol's rule: ``batch_size`` images for "center", one for
+    ``test_scale``, batched by the protocol's rule: ``batch_size`` images for "center", one for
     "dense", ``batch_size // 50`` (at least one) for "multicrop", so that a forward pass takes
     about ``batch_size`` crops. ``boxes`` as ``eval_pipeline`` (center and dense).
 
@@ -385,7 +385,7 @@ def protocol_batches(examples: tf.data.Dataset, method: str, scale: int, crop: i
     from .data import eval_pipeline
 
     chosen = protocol(method)
-    return eval_pipeline(examples, scale=scale, mode=chosen.mode, crop=crop,
+    return eval_pipeline(examples, test_scale=test_scale, mode=chosen.mode, crop=crop,
                          batch_size=chosen.images_per_batch(batch_size), boxes=boxes)
 
 
@@ -406,7 +406,7 @@ def known_total(batches: Batches) -> tuple[int | None, str]:
     it has, else images with no total.
 
     >>> from vgg_keras.data import eval_pipeline, load
-    >>> known_total(eval_pipeline(load("vgg_shapes", "validation"), scale=84, crop=64))
+    >>> known_total(eval_pipeline(load("vgg_shapes", "validation"), test_scale=84, crop=64))
     (500, 'img')
     >>> known_total([(np.zeros((2, 8, 8, 3)), np.zeros(2)), (np.zeros((1, 8, 8, 3)), [0])])
     (3, 'img')
@@ -438,7 +438,7 @@ def track(batches: Batches, label: str,
     count and rate show.
 
     >>> from vgg_keras.data import eval_pipeline, load
-    >>> batches = eval_pipeline(load("vgg_shapes", "validation[:40]"), scale=72, crop=64)
+    >>> batches = eval_pipeline(load("vgg_shapes", "validation[:40]"), test_scale=72, crop=64)
     >>> for images, labels in track(batches, "center Q=72"):    # "center Q=72: 40/40 img"
     ...     print(images.shape, labels.shape)                    # numpy arrays
     (32, 64, 64, 3) (32,)
@@ -481,7 +481,7 @@ def collect_posteriors(model: keras.Model, batches: Batches, method: str, *, fli
     >>> model = build_vgg("A", 10, input_shape=(64, 64, 3), width=0.125)
     >>> ds = load("vgg_shapes", "validation[:6]")
     >>> posteriors, labels = collect_posteriors(
-    ...     model, eval_pipeline(ds, scale=72, mode="dense"), "dense", label="dense Q=72")
+    ...     model, eval_pipeline(ds, test_scale=72, mode="dense"), "dense", label="dense Q=72")
     >>> posteriors.shape, labels.shape, bool(np.allclose(posteriors.sum(axis=1), 1))
     ((6, 10), (6,), True)
     """

@@ -97,7 +97,7 @@ def default_scale(crop: int) -> int:
 
 
 def export(model: keras.Model | PathLike, path: PathLike, format: str = "saved_model", *,
-           classifier: keras.Model | PathLike | None = None, scale: int | None = None,
+           classifier: keras.Model | PathLike | None = None, test_scale: int | None = None,
            top: int | None = None, max_pixels: int | None = None,
            verbose: bool = False) -> str:
     """Export ``model`` (a ``build_vgg`` classifier or a ``build_localizer`` localizer, or the
@@ -112,9 +112,9 @@ def export(model: keras.Model | PathLike, path: PathLike, format: str = "saved_m
             extra) or ``"keras"``. See the module docstring for each one's inputs and outputs.
         classifier: SavedModel of a localizer only: a classifier (model or ``.keras`` path) of
             the same input size whose top classes are reported and, for PCR, choose the boxes.
-        scale: SavedModel only: the test scale Q, the shorter side images are rescaled to before
-            the central crop. Default :func:`default_scale` (256 for a 224 crop); a model trained
-            at S should get ``vgg_keras.train.test_scale(S)``.
+        test_scale: SavedModel only: the test scale Q, the shorter side images are rescaled to
+            before the central crop. Default :func:`default_scale` (256 for a 224 crop); a model
+            trained at S should get ``vgg_keras.options.test_scale(S)``.
         top: SavedModel only: how many classes to report, at most C (default 5).
         max_pixels: SavedModel only: the largest image, in pixels (height x width), the
             signatures accept; default :data:`DEFAULT_MAX_PIXELS` (50 megapixels). ``serve``
@@ -133,7 +133,7 @@ def export(model: keras.Model | PathLike, path: PathLike, format: str = "saved_m
     >>> from vgg_keras import build_vgg
     >>> model = build_vgg("A", 10, input_shape=(64, 64, 3), width=0.125)
     >>> path = os.path.join(tempfile.mkdtemp(), "vgg_a")
-    >>> export(model, path, scale=84, max_pixels=100_000) == path      # refuse > 0.1 MP
+    >>> export(model, path, test_scale=84, max_pixels=100_000) == path      # refuse > 0.1 MP
     True
     >>> served = tf.saved_model.load(path)
     >>> photo = tf.io.encode_jpeg(tf.zeros([240, 320, 3], tf.uint8))   # a file's bytes
@@ -152,14 +152,14 @@ def export(model: keras.Model | PathLike, path: PathLike, format: str = "saved_m
     path = os.fspath(path)
     _check_suffix(path, format)
     model = _load_if_path(model)
-    _check_saved_model_only(format, classifier=classifier, scale=scale, top=top,
+    _check_saved_model_only(format, classifier=classifier, test_scale=test_scale, top=top,
                             max_pixels=max_pixels)
     if format == "keras":
         model.save(path)
     elif format == "onnx":
         _export_onnx(model, path, verbose)
     else:
-        _export_saved_model(model, path, classifier=classifier, scale=scale,
+        _export_saved_model(model, path, classifier=classifier, scale=test_scale,
                             top=5 if top is None else top,
                             max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
                             verbose=verbose)

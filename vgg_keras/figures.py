@@ -2,7 +2,7 @@
 
 Each ``plot_*`` function returns a matplotlib figure (Agg, no display needed) and computes
 nothing but the drawing; :func:`figure_png` turns a figure into PNG bytes (a small palette PNG
-for a page, or full colour). The run report (:mod:`vgg_keras.report`) and train.py's
+for a page, or full colour). The run report (:mod:`vgg_keras.report`) and fitting.py's
 ``history.png`` draw with them, and so does ``docs/make_figures.py``.
 
 >>> from vgg_keras.figures import figure_png, plot_curves

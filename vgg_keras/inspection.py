@@ -61,14 +61,14 @@ def training_crops(train: tf.data.Dataset, *, scale: Scale, crop: int, seed: int
     return images, _numpy(target["label"]).astype(int), box
 
 
-def classify_validation(model: keras.Model, val: tf.data.Dataset, *, scale: int, crop: int,
+def classify_validation(model: keras.Model, val: tf.data.Dataset, *, test_scale: int, crop: int,
                         keep: int = 16, mistakes: int = 8, limit: int = 1000,
                         batch_size: int = 16) -> dict[str, Any]:
     """The classifier on the central crops of up to ``limit`` validation images (test scale
-    ``scale``, no flip). Returns ``{"labels", "posteriors"}`` of every image seen, and the crops,
-    labels and posteriors of the first ``keep`` images (``"first"``) and of the first
+    ``test_scale``, no flip). Returns ``{"labels", "posteriors"}`` of every image seen, and the
+    crops, labels and posteriors of the first ``keep`` images (``"first"``) and of the first
     ``mistakes`` wrong ones (``"mistakes"``)."""
-    batches = vdata.eval_pipeline(val, scale=scale, mode="center", crop=crop,
+    batches = vdata.eval_pipeline(val, test_scale=test_scale, mode="center", crop=crop,
                                   batch_size=batch_size)
     labels: list[np.ndarray] = []
     posteriors: list[np.ndarray] = []
@@ -99,14 +99,14 @@ def classify_validation(model: keras.Model, val: tf.data.Dataset, *, scale: int,
             "mistakes": stack(wrong)}
 
 
-def heat_maps(model: keras.Model, val: tf.data.Dataset, *, scale: int,
+def heat_maps(model: keras.Model, val: tf.data.Dataset, *, test_scale: int,
               count: int = 4) -> list[tuple[np.ndarray, int, int, np.ndarray]]:
-    """Dense evaluation of ``count`` whole validation images at test scale ``scale``: a list of
+    """Dense evaluation of ``count`` whole validation images at test scale ``test_scale``: a list of
     ``(image, label, predicted class, probability map of that class)``; the prediction is the
     dense protocol's (soft-max of the spatially averaged score map, no flip)."""
     dense = to_dense(model)
     found = []
-    for image, label in vdata.eval_pipeline(val, scale=scale, mode="dense").take(count):
+    for image, label in vdata.eval_pipeline(val, test_scale=test_scale, mode="dense").take(count):
         image = _numpy(image).astype("float32")
         score_maps, posteriors = dense_scores(dense, image, flip=False)   # one pass
         predicted = int(np.argmax(posteriors[0]))
@@ -115,16 +115,16 @@ def heat_maps(model: keras.Model, val: tf.data.Dataset, *, scale: int,
     return found
 
 
-def heat_scene(model: keras.Model, val: tf.data.Dataset, *, scale: int,
+def heat_scene(model: keras.Model, val: tf.data.Dataset, *, test_scale: int,
                tiles: int = 4) -> tuple[np.ndarray, list[int], np.ndarray]:
     """The first ``tiles`` (4) validation images of different classes, each the central Q x Q
-    square of the image rescaled to Q = ``scale``, side by side in a 2 x 2 scene, and the
+    square of the image rescaled to Q = ``test_scale``, side by side in a 2 x 2 scene, and the
     soft-max of the dense score map over it: ``(scene, classes, probabilities (rows, cols,
     C))``. A map with several locations per image, even where a lone image at Q gives one."""
     chosen: list[np.ndarray] = []
     classes: list[int] = []
-    for images, labels in vdata.eval_pipeline(val, scale=scale, mode="center", crop=scale,
-                                              batch_size=32).take(8):
+    for images, labels in vdata.eval_pipeline(val, test_scale=test_scale, mode="center",
+                                              crop=test_scale, batch_size=32).take(8):
         for image, label in zip(_numpy(images), _numpy(labels).astype(int).reshape(-1)):
             if int(label) not in classes and len(chosen) < tiles:
                 chosen.append(image)
@@ -158,25 +158,25 @@ def most_confused(matrix: np.ndarray, count: int = CONFUSED_CLASSES) -> list[int
     return sorted(order[:count])
 
 
-def protocol1_boxes(localizer: keras.Model, val: tf.data.Dataset, *, scale: int,
+def protocol1_boxes(localizer: keras.Model, val: tf.data.Dataset, *, test_scale: int,
                     count: int = 16) -> list[Protocol1Image]:
-    """Protocol 1's results on the central crops (test scale ``scale``) of the first ``count``
+    """Protocol 1's results on the central crops (test scale ``test_scale``) of the first ``count``
     validation images, those without a usable ground-truth box left out."""
-    batches = protocol_batches(val.take(count), "center", scale, localizer.input_shape[1], count,
-                               boxes=True)
+    batches = protocol_batches(val.take(count), "center", test_scale, localizer.input_shape[1],
+                               count, boxes=True)
     return [r for r in protocol1_per_image(localizer, batches, total=count,
-                                           progress_label=f"report: protocol 1 Q={scale}")
+                                           progress_label=f"report: protocol 1 Q={test_scale}")
             if not r.skipped]
 
 
 def protocol2_boxes(localizer: keras.Model, classifier: keras.Model, val: tf.data.Dataset, *,
-                    scale: int, count: int = 8, merge: str = DEFAULT_MERGE,
+                    test_scale: int, count: int = 8, merge: str = DEFAULT_MERGE,
                     merge_threshold: float | None = None) -> list[Protocol2Image]:
     """Protocol 2's results at one test scale, without the flip, on the first ``count`` whole
     validation images, those without a usable ground-truth box left out."""
     results = protocol2_per_image(
         localizer, classifier,
         lambda q: protocol_batches(val.take(count), "dense", q, boxes=True).as_numpy_iterator(),
-        scales=[scale], flip=False, merge=merge, merge_threshold=merge_threshold, total=count,
-        progress_label=f"report: protocol 2 Q={scale}")
+        scales=[test_scale], flip=False, merge=merge, merge_threshold=merge_threshold, total=count,
+        progress_label=f"report: protocol 2 Q={test_scale}")
     return [r for r in results if not r.skipped]

@@ -40,7 +40,7 @@ import numpy as np
 
 from . import data as vdata
 from .boxes import DEFAULT_MERGE
-from .config import test_scale
+from .options import test_scale
 from .figures import (
     figure_png, plot_boxes, plot_confusion, plot_crops, plot_curves, plot_heat_maps,
     plot_predictions, plot_protocol2, plot_scene,
@@ -310,7 +310,7 @@ class _Context:
         classifier, _ = self.classifier()
         crop = classifier.input_shape[1]
         return self._once("validation", lambda: classify_validation(
-            classifier, self.splits()[1], scale=max(self.test_scale, crop), crop=crop,
+            classifier, self.splits()[1], test_scale=max(self.test_scale, crop), crop=crop,
             keep=self.images, mistakes=self.images // 2, limit=self.validation_images))
 
 
@@ -363,8 +363,8 @@ def _heatmap_section(ctx):
     classifier, path = ctx.classifier()
     val, crop = ctx.splits()[1], classifier.input_shape[1]
     q = max(ctx.test_scale, crop)
-    maps = heat_maps(classifier, val, scale=q, count=6 if ctx.images >= 12 else 3)
-    scene, classes, probabilities = heat_scene(classifier, val, scale=q)
+    maps = heat_maps(classifier, val, test_scale=q, count=6 if ctx.images >= 12 else 3)
+    scene, classes, probabilities = heat_scene(classifier, val, test_scale=q)
     return _from_classifier(path) + _figure(
         plot_heat_maps(maps, ctx.class_names, crop=crop), "dense class-score heat maps",
         f"Dense evaluation (<code>vgg_keras.to_dense</code>): each whole validation image "
@@ -401,7 +401,7 @@ def _boxes_section(ctx):
     localizer, val = ctx.localizer(), ctx.splits()[1]
     crop = localizer.input_shape[1]
     q = max(ctx.test_scale, crop)
-    found = protocol1_boxes(localizer, val, scale=q, count=ctx.images)
+    found = protocol1_boxes(localizer, val, test_scale=q, count=ctx.images)
     if not found:
         return _note("No validation image with a ground-truth box.")
     page = "<h3>Protocol 1</h3>" + _figure(
@@ -414,7 +414,7 @@ def _boxes_section(ctx):
         classifier, path = ctx.classifier()
     except _Unavailable as why:
         return page + _note(f"Protocol 2 needs a classifier: {why}.")
-    found = protocol2_boxes(localizer, classifier, val, scale=q, count=max(4, ctx.images // 2),
+    found = protocol2_boxes(localizer, classifier, val, test_scale=q, count=max(4, ctx.images // 2),
                             merge=ctx.config.get("merge") or DEFAULT_MERGE,
                             merge_threshold=ctx.config.get("merge_threshold"))
     return page + _figure(

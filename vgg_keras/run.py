@@ -1,6 +1,6 @@
 """One training run, as both scripts run it: the part the two tasks share.
 
-A :class:`Run` takes a typed configuration (:mod:`vgg_keras.config`) and a task, and does, in
+A :class:`Run` takes a typed configuration (:mod:`vgg_keras.options`) and a task, and does, in
 this order: check the scale against the crop, join the other processes of a multi-process job
 (:mod:`vgg_keras.cluster`; before any computation, as JAX's distributed runtime requires), take
 the run directory (process 0: locked, checked against the configuration it holds, logging to
@@ -17,7 +17,7 @@ A task supplies only what differs (see :class:`Task`): its model, losses and met
 the metric that picks the kept epoch, and its evaluation.
 
 >>> from vgg_keras.classification import ClassificationTask
->>> from vgg_keras.config import ClassificationConfig
+>>> from vgg_keras.options import ClassificationConfig
 >>> config = ClassificationConfig(arch="A", width=0.25, crop=64, scale=(72, 96), epochs=1)
 >>> run = Run(config, ClassificationTask())
 >>> run.run_dir                                # the default: runs/<task>-<arch>-s<scale>
@@ -43,7 +43,7 @@ from . import cluster
 from . import data as vdata
 from .data import service as data_service
 from .augment import training_augmentation
-from .config import RunConfig, test_scale
+from .options import RunConfig, test_scale
 from .data.placement import Placement
 from .data.stats import SAMPLE_IMAGES, SAMPLE_SIDE, Statistics
 from .export import export
@@ -52,7 +52,7 @@ from .progress import set_quiet
 from .report import write_report
 from .rundir import RunDirectory
 from .tensorboard import EpochPictures, write_text
-from .train import (
+from .fitting import (
     apply_weight_decay, distribution_scope, fit_resumable, resample_where, set_precision,
     with_training_augmentation,
 )
@@ -70,7 +70,7 @@ ConfigT = TypeVar("ConfigT", bound=RunConfig)
 
 class Task(Generic[ConfigT]):
     """What a task tells the :class:`Run`; the defaults are the classifier's. ``ConfigT`` is
-    the task's configuration class (:class:`~vgg_keras.config.ClassificationConfig`, ...).
+    the task's configuration class (:class:`~vgg_keras.options.ClassificationConfig`, ...).
 
     ``name`` prefixes the default run directory (``runs/<name>-<arch>-s<scale>``);
     ``monitor`` is the validation metric (and ``"max"``/``"min"``) that picks the kept epoch and
@@ -384,7 +384,7 @@ class Run(Generic[ConfigT]):
         model.save(self.run_dir / "model.keras")
         if self.config.export and keras.backend.backend() == "tensorflow":
             # The serving SavedModel: image files in, top-5 (and boxes) out (vgg_keras.export).
-            export(model, self.run_dir / "saved_model", scale=test_scale(self.config.scale),
+            export(model, self.run_dir / "saved_model", test_scale=test_scale(self.config.scale),
                    **self.task.saved_model_options(self.config, model))
 
     def _evaluation_model(self, model):

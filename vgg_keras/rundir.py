@@ -115,7 +115,7 @@ class RunDirectory(contextlib.AbstractContextManager):
     another process holds it, or when it holds a started run (a finished epoch) whose
     ``config.json`` differs from ``config`` in an option outside ``resumable``: the options
     that may change when a run resumes, which the run's configuration declares
-    (:meth:`vgg_keras.config.RunConfig.resumable`); every other one shapes the weights.
+    (:meth:`vgg_keras.options.RunConfig.resumable`); every other one shapes the weights.
     """
 
     def __init__(self, path: PathLike, config: Mapping[str, Any], *,

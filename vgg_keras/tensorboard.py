@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from .boxes import decode
-from .train import seed_generators
+from .fitting import seed_generators
 
 if TYPE_CHECKING:
     from pathlib import Path

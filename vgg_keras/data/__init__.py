@@ -9,7 +9,7 @@ works afterwards (it builds locally in seconds; nothing is downloaded).
 >>> data.info(train).class_names
 ('circle', 'square', 'triangle', 'diamond', 'star', 'cross', 'ring', 'crescent', 'arrow', 'heart')
 >>> batches = data.train_pipeline(train, scale=(72, 96), crop=64, batch_size=32, seed=0)
->>> val = data.eval_pipeline(data.load("vgg_shapes", "validation"), scale=84, crop=64,
+>>> val = data.eval_pipeline(data.load("vgg_shapes", "validation"), test_scale=84, crop=64,
 ...                          mode="center", batch_size=64)
 
 Directories are read as they are downloaded: class folders, VOC (XML boxes), and ImageNet

@@ -12,7 +12,7 @@ Images leave as RGB float32 in [0, 255]; the model subtracts the mean itself.
 >>> images, labels = next(iter(train))
 >>> images.shape, images.dtype.name, labels.shape, labels.dtype.name
 (TensorShape([32, 64, 64, 3]), 'float32', TensorShape([32]), 'int32')
->>> val = eval_pipeline(vgg_keras.data.load("vgg_shapes", "validation"), scale=84, crop=64)
+>>> val = eval_pipeline(vgg_keras.data.load("vgg_shapes", "validation"), test_scale=84, crop=64)
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ def train_pipeline(dataset: tf.data.Dataset, *, scale: Scale = (256, 512), crop:
             (:func:`vgg_keras.data.ops.decode_window`), with where the crop samples it and the
             flip; ``vgg_keras.augment.WindowCrop``, first in ``.augmentation`` (then a
             Functional model taking the windows' dict: build the trainer with
-            ``vgg_keras.train.with_training_augmentation(model, train.augmentation)``),
+            ``vgg_keras.fitting.with_training_augmentation(model, train.augmentation)``),
             resamples them batched in the training step. The crops are the host path's
             (within 0.5 grey levels; float rounding except for the rare window larger than
             the bucket, cropped on the host and rounded to uint8).
@@ -430,11 +430,12 @@ def _service_epochs(dataset, transform, seed, batch_size, drop_remainder, steps_
     return attach_info(batches, meta)
 
 
-def eval_pipeline(dataset: tf.data.Dataset, *, scale: int, mode: str = "center",
+def eval_pipeline(dataset: tf.data.Dataset, *, test_scale: int, mode: str = "center",
                   crop: int = 224, batch_size: int | None = None,
                   boxes: bool = False, resample_on: str = "host",
                   bucket: int | None = None) -> tf.data.Dataset:
-    """Test batches by the paper's protocols at test scale Q = ``scale``, in the dataset's order.
+    """Test batches by the paper's protocols at test scale Q = ``test_scale``, in the dataset's
+    order.
 
     Modes and what each batch is:
 
@@ -452,7 +453,7 @@ def eval_pipeline(dataset: tf.data.Dataset, *, scale: int, mode: str = "center",
 
     Args:
         dataset: examples from :func:`vgg_keras.data.load`.
-        scale: Q, the shorter side after rescaling (at least ``crop`` for center/multicrop).
+        test_scale: Q, the shorter side after rescaling (at least ``crop`` for center/multicrop).
         mode: "center", "dense" or "multicrop".
         crop: crop side for center and multicrop.
         batch_size: see the modes.
@@ -466,23 +467,23 @@ def eval_pipeline(dataset: tf.data.Dataset, *, scale: int, mode: str = "center",
             crops them (selection during ``fit``).
 
     >>> from vgg_keras.data import load
-    >>> val = eval_pipeline(load("vgg_shapes", "validation[:40]"), scale=84, crop=64)
+    >>> val = eval_pipeline(load("vgg_shapes", "validation[:40]"), test_scale=84, crop=64)
     >>> [tuple(images.shape) for images, labels in val]       # model.evaluate(val)
     [(32, 64, 64, 3), (8, 64, 64, 3)]
-    >>> dense = eval_pipeline(load("vgg_shapes", "validation[:2]"), scale=84, mode="dense")
+    >>> dense = eval_pipeline(load("vgg_shapes", "validation[:2]"), test_scale=84, mode="dense")
     >>> [tuple(images.shape) for images, labels in dense]     # whole images, shorter side Q
     [(1, ..., 84, 3), (1, 84, ..., 3)]
-    >>> crops = eval_pipeline(load("vgg_shapes", "validation[:2]"), scale=84, crop=64,
+    >>> crops = eval_pipeline(load("vgg_shapes", "validation[:2]"), test_scale=84, crop=64,
     ...                       mode="multicrop")
     >>> [(images.shape[0], labels.shape[0]) for images, labels in crops]   # 50 crops an image
     [(50, 1), (50, 1)]
     """
-    scale, batch_size = _check_eval_args(dataset, scale, mode, crop, batch_size, boxes)
+    test_scale, batch_size = _check_eval_args(dataset, test_scale, mode, crop, batch_size, boxes)
     if resample_on != "host" and mode != "center":
         raise ValueError(f"resample_on={resample_on!r} is for the 'center' mode.")
     bucket = Placement(resample=resample_on,
                        bucket=bucket if resample_on == "device" else None).window_bucket(crop)
-    transform = _eval_transform(mode, scale, crop, boxes, bucket)
+    transform = _eval_transform(mode, test_scale, crop, boxes, bucket)
     examples = _ignore_errors(dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE,
                                           deterministic=True))
     if boxes:

@@ -120,7 +120,7 @@ def protocol1_per_image(localizer: keras.Model, batches: Batches, *, threshold: 
     >>> localizer = build_localizer(build_vgg("A", 10, input_shape=(32, 32, 3), width=0.125),
     ...                             regression="scr")
     >>> val = load("vgg_shapes/small", "validation[:2]")
-    >>> results = protocol1_per_image(localizer, eval_pipeline(val, scale=36, crop=32,
+    >>> results = protocol1_per_image(localizer, eval_pipeline(val, test_scale=36, crop=32,
     ...                                                        mode="center", boxes=True))
     >>> [(r.label, r.image.shape, r.box.shape, 0 <= r.iou <= 1) for r in results]
     [(..., (32, 32, 3), (4,), True), (..., (32, 32, 3), (4,), True)]
@@ -163,7 +163,7 @@ def protocol1(localizer: keras.Model, batches: Batches, *, threshold: float = 0.
     >>> localizer = build_localizer(build_vgg("A", 10, input_shape=(32, 32, 3), width=0.125),
     ...                             regression="scr")
     >>> val = load("vgg_shapes/small", "validation[:4]")
-    >>> protocol1(localizer, eval_pipeline(val, scale=36, crop=32, mode="center", boxes=True))
+    >>> protocol1(localizer, eval_pipeline(val, test_scale=36, crop=32, mode="center", boxes=True))
     {'error': ..., 'images': 4, 'skipped': 0, 'mean_iou': ...}
     """
     wrong = seen = skipped = 0
@@ -315,7 +315,7 @@ def protocol2_per_image(localizers: keras.Model | Sequence[keras.Model],
     >>> localizer = build_localizer(classifier, regression="scr")
     >>> val = load("vgg_shapes/small", "validation[:2]")
     >>> results = protocol2_per_image(localizer, classifier, lambda q: eval_pipeline(
-    ...     val, scale=q, mode="dense", boxes=True).as_numpy_iterator(), scales=[32])
+    ...     val, test_scale=q, mode="dense", boxes=True).as_numpy_iterator(), scales=[32])
     >>> for r in results:       # images with their shorter side at Q = 32, five guesses each
     ...     print(min(r.image.shape[:2]), r.posterior.shape, len(r.guesses), sorted(r.errors))
     32 (10,) 5 ['top1_cls', 'top1_loc', 'top5_cls', 'top5_loc']
@@ -364,7 +364,7 @@ def protocol2(localizers: keras.Model | Sequence[keras.Model],
     >>> localizer = build_localizer(classifier, regression="pcr")
     >>> val = load("vgg_shapes/small", "validation[:4]")
     >>> protocol2(localizer, classifier, lambda q: eval_pipeline(
-    ...     val, scale=q, mode="dense", boxes=True).as_numpy_iterator(), scales=[32, 48])
+    ...     val, test_scale=q, mode="dense", boxes=True).as_numpy_iterator(), scales=[32, 48])
     {'top1_loc': ..., 'top5_loc': ..., 'top1_cls': ..., 'top5_cls': ..., 'images': 4, 'skipped': 0}
     """
     totals = {"top1_loc": 0.0, "top5_loc": 0.0, "top1_cls": 0.0, "top5_cls": 0.0}

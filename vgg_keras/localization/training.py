@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import data as vdata
-from ..config import LocalizationConfig, test_scale
+from ..options import LocalizationConfig, test_scale
 from ..heads import BOX_LAYER, REGRESSIONS, is_localizer, regression_of
 from ..models import FINETUNE, build_localizer, freeze_for_finetune, load_vgg
 from ..run import Run, Task
@@ -158,7 +158,7 @@ class LocalizationTask(Task[LocalizationConfig]):
     def val_batches(self, config: LocalizationConfig,
                     examples: tf.data.Dataset) -> tf.data.Dataset:
         return _eval_batches(vdata.eval_pipeline(
-            examples, scale=test_scale(config.scale), mode="center", crop=config.crop,
+            examples, test_scale=test_scale(config.scale), mode="center", crop=config.crop,
             batch_size=config.eval_batch_size, boxes=True,
             resample_on=self.placement(config).resample),
             self.classes)
@@ -224,7 +224,7 @@ def protocol2_rows(localizers: keras.Model | Sequence[keras.Model],
 def train_localizer(**options: Any) -> dict[str, Any]:
     """Train a localizer as in the paper's Appendix A and evaluate it; returns ``summary.json``.
 
-    Options are the fields of :class:`vgg_keras.config.LocalizationConfig` (train_loc.py's
+    Options are the fields of :class:`vgg_keras.options.LocalizationConfig` (train_loc.py's
     flags): the classification ones with ``lr`` 1e-3, plus ``regression`` ("scr"/"pcr"),
     ``finetune`` ("all"/"fc"/"fc8"), ``classifier`` (a classifier whose class scores rate protocol
     2's boxes; default ``init_from`` when that is a classifier), ``eval_scales``,
