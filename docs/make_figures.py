@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a clone without installing
 
-from vgg_keras import figures, inspection, report  # noqa: E402
+from vgg_keras import figures, inspection, rundir  # noqa: E402
 
 CLS_RUN = "runs/cls-a-s72-96"
 LOC_RUN = "runs/loc-scr-a-s72-96"
@@ -84,23 +84,24 @@ def draw(cls_run, loc_run, out):
     config = json.loads((cls_run / "config.json").read_text())
     summary = json.loads((cls_run / "summary.json").read_text())
     names = config["classes"]
-    q = test_scale(report.run_scale(config))
-    train_examples, val = report.load_data(config)
+    q = test_scale(rundir.run_scale(config))
+    train_examples, val = inspection.run_examples(config)
     classifier = load_vgg(cls_run / "model.keras", kind="classifier")
     crop = classifier.input_shape[1]
 
-    history = report.read_history(cls_run / "history.csv")
+    history = rundir.read_history(cls_run / "history.csv")
     save(figures.figure_png(figures.plot_curves(history, best_epoch=summary.get("best_epoch"),
                                                 width=10.5), width_px=WIDTH_PX),
          out / "curves.png")
 
     images, labels, _ = inspection.training_crops(
-        train_examples, scale=report.run_scale(config), crop=config["crop"],
+        train_examples, scale=rundir.run_scale(config), crop=config["crop"],
         seed=config.get("seed", 0), count=16)
     save(figures.figure_png(figures.plot_crops(images, labels, names), width_px=WIDTH_PX),
          out / "crops.png")
 
-    seen = inspection.classify_validation(classifier, val, test_scale=q, crop=crop, keep=6, mistakes=2)
+    seen = inspection.classify_validation(classifier, val, test_scale=q, crop=crop, keep=6,
+                                          mistakes=2)
     first, wrong = seen["first"], seen["mistakes"]
     pick = {k: list(first[k]) + list(wrong[k]) for k in first}
     save(figures.figure_png(figures.plot_predictions(pick["images"], pick["labels"],
@@ -113,8 +114,8 @@ def draw(cls_run, loc_run, out):
 
     loc_config = json.loads((loc_run / "config.json").read_text())
     localizer = load_vgg(loc_run / "model.keras", kind="localizer")
-    loc_q = test_scale(report.run_scale(loc_config))
-    _, loc_val = report.load_data(loc_config)
+    loc_q = test_scale(rundir.run_scale(loc_config))
+    _, loc_val = inspection.run_examples(loc_config)
     found = inspection.protocol1_boxes(localizer, loc_val, test_scale=loc_q, count=16)
     save(figures.figure_png(figures.plot_boxes(found, names), width_px=WIDTH_PX),
          out / "boxes.png")

@@ -41,7 +41,8 @@ from . import _keras_compat as compat
 from .augment import takes_windows, window_inputs
 from .cluster import Processes, barrier, broadcast
 from .rundir import (
-    STATE_PATH, TrainingDiverged, check_state_kept, checkpoint_files, damaged_checkpoint,
+    HISTORY_FILE, STATE_PATH, TrainingDiverged, check_state_kept, checkpoint_files,
+    damaged_checkpoint,
 )
 
 if TYPE_CHECKING:
@@ -453,13 +454,13 @@ class ResumableTraining(keras.callbacks.Callback):
     def _write_history(self):
         rows = self.state["history"]
         keys = sorted({k for row in rows for k in row if k != "epoch"})
-        tmp = self.run_dir / "history.csv.tmp"
+        tmp = self.run_dir / f"{HISTORY_FILE}.tmp"
         with open(tmp, "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["epoch", *keys])
             for row in rows:
                 writer.writerow([row["epoch"], *[row.get(k, "") for k in keys]])
-        os.replace(tmp, self.run_dir / "history.csv")
+        os.replace(tmp, self.run_dir / HISTORY_FILE)
 
 
 def plot_history(history: Sequence[dict[str, Any]], path: PathLike) -> None:

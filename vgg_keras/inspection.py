@@ -37,6 +37,14 @@ def _numpy(x):
     return np.asarray(keras.ops.convert_to_numpy(x))
 
 
+def run_examples(config: dict[str, Any]) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """``(train, report)`` examples of a run's data (its ``config.json``), split as the run
+    split them: the pictures of predictions use the examples the run reported on."""
+    splits = vdata.run_splits(config.get("data"), val_fraction=config.get("val_fraction", 0.05),
+                              data_dir=config.get("data_dir"), report=config.get("eval_split"))
+    return splits.train, splits.report
+
+
 def training_crops(train: tf.data.Dataset, *, scale: Scale, crop: int, seed: int = 0,
                    flip: bool = True, color_shift: bool = True, boxes: bool = False,
                    count: int = 16) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import csv
 import html
 import json
 import logging
@@ -38,7 +37,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import data as vdata
 from .boxes import DEFAULT_MERGE
 from .options import test_scale
 from .figures import (
@@ -48,14 +46,16 @@ from .figures import (
 from .heads import is_localizer
 from .inspection import (
     classify_validation, confusion_matrix, heat_maps, heat_scene, most_confused,
-    protocol1_boxes, protocol2_boxes, training_crops,
+    protocol1_boxes, protocol2_boxes, run_examples, training_crops,
 )
 from .models import load_vgg
+from .rundir import (
+    CONFIG_FILE, HISTORY_FILE, SUMMARY_FILE, is_localizer_run, rating_classifier_path,
+    read_history, read_json, run_scale,
+)
 
 if TYPE_CHECKING:
-    import tensorflow as tf
-
-    from ._typing import PathLike, Scale
+    from ._typing import PathLike
 
 log = logging.getLogger(__name__)
 
@@ -66,78 +66,6 @@ SECTIONS = {"config": "Configuration", "curves": "Learning curves", "evaluation"
             "crops": "Augmented training crops", "predictions": "Predictions",
             "heatmap": "Heat maps", "confusion": "Confusion", "boxes": "Boxes"}
 """Section ids and headings, in page order (``boxes`` only for a localizer)."""
-
-
-# -- reading a run directory ------------------------------------------------------------------
-
-def read_json(path: PathLike) -> Any:
-    """A JSON file's content, or None when it is missing."""
-    path = Path(path)
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except ValueError as error:
-        raise ValueError(f"{path} is not valid JSON ({error}); it is not a file the run "
-                         "wrote whole.") from error
-
-
-def read_history(path: PathLike) -> list[dict[str, float]]:
-    """``history.csv`` as a list of dicts of floats (empty cells dropped); [] when missing."""
-    if not Path(path).exists():
-        return []
-    with open(path, newline="") as handle:
-        return [{key: float(text) for key, text in row.items() if _is_number(text)}
-                for row in csv.DictReader(handle)]
-
-
-def _is_number(text):
-    try:
-        float(text)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-def run_scale(config: dict[str, Any]) -> Scale:
-    """The training scale S of a ``config.json``: an int, or a (Smin, Smax) tuple."""
-    scale = config.get("scale", 256)
-    return (int(scale[0]), int(scale[1])) if isinstance(scale, (list, tuple)) else int(scale)
-
-
-def is_localizer_run(config: dict[str, Any]) -> bool:
-    """Whether ``config.json`` is train_loc.py's (it has the regression option)."""
-    return "regression" in config
-
-
-def load_data(config: dict[str, Any]) -> tuple[tf.data.Dataset, tf.data.Dataset]:
-    """``(train, report)`` examples of the run's data, split as the run split them (the
-    pictures of predictions use the examples the run reported on)."""
-    splits = vdata.run_splits(config.get("data"), val_fraction=config.get("val_fraction", 0.05),
-                              data_dir=config.get("data_dir"), report=config.get("eval_split"))
-    return splits.train, splits.report
-
-
-def rating_classifier_path(config: dict[str, Any], run_dir: PathLike | None = None) -> str | None:
-    """The classifier a localizer run names (``--classifier``, else ``--init-from``), or None.
-
-    A relative path is relative to where the run was started; when it is not found from here,
-    that directory is worked out from ``run_dir`` and the ``run_dir`` config.json recorded
-    (``/work/runs/loc`` recorded as ``runs/loc`` was started in ``/work``)."""
-    paths = config.get("classifier")
-    if isinstance(paths, str):
-        paths = [paths]
-    path = (paths or [None])[0] or config.get("init_from")
-    if not path or Path(path).is_absolute() or Path(path).exists() or run_dir is None:
-        return path
-    recorded = Path(config.get("run_dir") or "")
-    actual = Path(run_dir).resolve()
-    if recorded.parts and not recorded.is_absolute() and \
-            actual.parts[-len(recorded.parts):] == recorded.parts:
-        started_in = Path(*actual.parts[:-len(recorded.parts)])
-        if (started_in / path).exists():
-            return str(started_in / path)
-    return path
 
 
 # -- the page ----------------------------------------------------------------------------------
@@ -273,7 +201,7 @@ class _Context:
     def splits(self):
         if not self.config:
             raise _Unavailable("no config.json")
-        return self._once("splits", lambda: load_data(self.config))
+        return self._once("splits", lambda: run_examples(self.config))
 
     def model(self):
         path = self.run_dir / "model.keras"
@@ -450,13 +378,13 @@ def write_report(run_dir: PathLike, *, images: int = 16, validation_images: int 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir} is not a run directory")
-    if not (run_dir / "config.json").is_file():
+    if not (run_dir / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"{run_dir} is not a run directory: it has no config.json, "
                                 "which train_cls.py and train_loc.py write first")
     started = time.time()
-    config = read_json(run_dir / "config.json")
-    summary = read_json(run_dir / "summary.json")
-    history = read_history(run_dir / "history.csv")
+    config = read_json(run_dir / CONFIG_FILE)
+    summary = read_json(run_dir / SUMMARY_FILE)
+    history = read_history(run_dir / HISTORY_FILE)
     ctx = _Context(run_dir, config, images, validation_images)
     localizer_run = bool(config) and is_localizer_run(config) or \
         bool(summary and "protocol1" in summary)

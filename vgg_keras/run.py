@@ -50,7 +50,7 @@ from .export import export
 from .models import arch_of
 from .progress import set_quiet
 from .report import write_report
-from .rundir import RunDirectory
+from .rundir import SUMMARY_FILE, RunDirectory
 from .tensorboard import EpochPictures, write_text
 from .fitting import (
     apply_weight_decay, distribution_scope, fit_resumable, resample_where, set_precision,
@@ -419,9 +419,9 @@ class Run(Generic[ConfigT]):
         }
         if not self.processes.is_chief:
             return summary
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+        (self.run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=1, default=str))
         write_text(self.run_dir / "logs", "evaluation", self.task.table(summary))
-        log.info("Summary in %s", self.run_dir / "summary.json")
+        log.info("Summary in %s", self.run_dir / SUMMARY_FILE)
         if c.report:
             self._report()
         return summary

@@ -23,6 +23,7 @@ vgg_keras.rundir.RunDirectoryError: The run directory ... is in use by process .
 from __future__ import annotations
 
 import contextlib
+import csv
 import fcntl
 import json
 import logging
@@ -36,11 +37,13 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from ._typing import PathLike
+    from ._typing import PathLike, Scale
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
+HISTORY_FILE = "history.csv"
+SUMMARY_FILE = "summary.json"
 LOG_FILE = "train.log"
 LOCK_FILE = "run.lock"
 STATE_PATH = Path("checkpoints") / "state.json"
@@ -290,3 +293,68 @@ def terminal_logging() -> Iterator[logging.Handler]:
         logger.removeHandler(handler)
         logger.setLevel(saved[0])
         logger.propagate = saved[1]
+
+
+# -- reading a run directory, as a view of it does --------------------------------------------
+
+def read_json(path: PathLike) -> Any:
+    """A JSON file's content, or None when it is missing."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); it is not a file the run "
+                         "wrote whole.") from error
+
+
+def read_history(path: PathLike) -> list[dict[str, float]]:
+    """``history.csv`` as a list of dicts of floats (empty cells dropped); [] when missing."""
+    if not Path(path).exists():
+        return []
+    with open(path, newline="") as handle:
+        return [{key: float(text) for key, text in row.items() if _is_number(text)}
+                for row in csv.DictReader(handle)]
+
+
+def _is_number(text):
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def run_scale(config: Mapping[str, Any]) -> Scale:
+    """The training scale S of a ``config.json``: an int, or a (Smin, Smax) tuple."""
+    scale = config.get("scale", 256)
+    return (int(scale[0]), int(scale[1])) if isinstance(scale, (list, tuple)) else int(scale)
+
+
+def is_localizer_run(config: Mapping[str, Any]) -> bool:
+    """Whether ``config.json`` is train_loc.py's (it has the regression option)."""
+    return "regression" in config
+
+
+def rating_classifier_path(config: Mapping[str, Any],
+                           run_dir: PathLike | None = None) -> str | None:
+    """The classifier a localizer run names (``--classifier``, else ``--init-from``), or None.
+
+    A relative path is relative to where the run was started; when it is not found from here,
+    that directory is worked out from ``run_dir`` and the ``run_dir`` config.json recorded
+    (``/work/runs/loc`` recorded as ``runs/loc`` was started in ``/work``)."""
+    paths = config.get("classifier")
+    if isinstance(paths, str):
+        paths = [paths]
+    path = (paths or [None])[0] or config.get("init_from")
+    if not path or Path(path).is_absolute() or Path(path).exists() or run_dir is None:
+        return path
+    recorded = Path(config.get("run_dir") or "")
+    actual = Path(run_dir).resolve()
+    if recorded.parts and not recorded.is_absolute() and \
+            actual.parts[-len(recorded.parts):] == recorded.parts:
+        started_in = Path(*actual.parts[:-len(recorded.parts)])
+        if (started_in / path).exists():
+            return str(started_in / path)
+    return path
