@@ -17,7 +17,9 @@ import tensorflow as tf
 import keras
 
 import vgg_keras
-from vgg_keras.export import DEFAULT_MAX_PIXELS, SERVE_BYTES, SERVE_UINT8, export, header_size
+from vgg_keras.export import (
+    DEFAULT_MAX_PIXELS, SERVE_BYTES, SERVE_UINT8, export, header_size, is_whole,
+)
 
 CROP = 32
 SCALE = 40          # Q: every image below is rescaled to shorter side 40, then cropped to 32
@@ -341,8 +343,34 @@ def test_empty_batches_and_undecodable_files_are_clear_errors(served_small):
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match="image 1 of the batch is not a JPEG, PNG, GIF or BMP file"):
         signatures[SERVE_BYTES](image_bytes=tf.constant([good, b"<html>not found</html>"]))
-    with pytest.raises(tf.errors.InvalidArgumentError, match="Invalid PNG data"):
-        signatures[SERVE_BYTES](image_bytes=tf.constant([good[:60]]))
+
+
+@pytest.mark.parametrize("kind", ["JPEG", "PNG", "BMP"])
+def test_serve_names_the_file_cut_short(served_small, kind):
+    whole = pil_file(noise(50, 60), kind)
+    serve = served_small.signatures[SERVE_BYTES]
+    for cut in (40, len(whole) // 2, len(whole) - 1):   # in the header, the data, the last byte
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=r"image 2 of the batch is cut short .*: send the whole file"):
+            serve(image_bytes=tf.constant([whole, whole, whole[:cut]]))
+    if kind != "BMP":   # (TensorFlow's BMP decoder wants the exact size)
+        # Bytes after the end (a trailer some cameras write) are not a cut.
+        outputs = call(serve, image_bytes=tf.constant([whole + b"\0" * 16]))
+        assert outputs["logits"].shape == (1, CLASSES)
+
+
+def test_is_whole_reads_the_end_of_every_format():
+    for kind in ("JPEG", "PNG", "BMP", "GIF"):
+        whole = pil_file(noise(30, 40), kind, **({"progressive": True} if kind == "JPEG" else {}))
+        assert bool(is_whole(whole)), kind
+        # A GIF cut short is left to its decoder (no end this check reads).
+        assert [bool(is_whole(whole[:cut])) for cut in (20, len(whole) - 1)] == \
+            [kind == "GIF"] * 2, kind
+    # A JPEG holding a whole JPEG (an EXIF thumbnail) before its own scan, cut in that scan.
+    thumb, main = pil_file(noise(8, 8), "JPEG"), pil_file(noise(30, 40, seed=1), "JPEG")
+    nested = main[:2] + b"\xff\xe1" + struct.pack(">H", len(thumb) + 2) + thumb + main[2:]
+    assert bool(is_whole(nested)) and not bool(is_whole(nested[:-100]))
+    assert bool(is_whole(b"<html>not found</html>"))   # not an image: the format check says so
 
 
 # ----------------------------------------------------------------------------------------------

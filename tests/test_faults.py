@@ -5,6 +5,7 @@ naming the file, or in a run that goes on; no file is lost and nothing waits for
 
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -24,11 +25,16 @@ TINY = ["--arch", "A", "--width", "0.125", "--crop", "32", "--scale", "32:40", "
 pytestmark = pytest.mark.slow
 
 
-def run(args, tmp_path, expect, timeout=300):
+def run(args, tmp_path, expect, timeout=300, file_size_limit=None):
     env = dict(os.environ, VGG_KERAS_CACHE=str(tmp_path / "cache"), PYTHONUNBUFFERED="1",
                TF_CPP_MIN_LOG_LEVEL="3")
+
+    def limit():   # a file-size limit fails a write as a disk another process filled does
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
     done = subprocess.run([sys.executable, str(ROOT / "train_cls.py"), *map(str, args)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+                          preexec_fn=limit if file_size_limit else None)
     output = done.stdout + done.stderr
     assert done.returncode == expect, output[-4000:]
     assert "Traceback" not in output, output[-4000:]
@@ -135,6 +141,22 @@ def test_fifos_link_loops_and_undecodable_names_are_skipped_and_named(tmp_path):
     # 3 classes x 10 images, each listed once (the loop would have listed them again).
     splits = json.loads((tmp_path / "run" / "summary.json").read_text())["splits"]
     assert sum(split["images"] for split in splits.values()) == 30
+
+
+@pytest.mark.parametrize("short", [1_000, 50_000])   # in the closing metadata, in the data
+def test_a_write_that_fails_inside_hdf5_ends_cleanly_and_the_rerun_trains(
+        finished, data, tmp_path, short):
+    # Room on the disk when the checkpoint starts, none midway (another process filled it):
+    # HDF5 keeps the half-written file, and a normal exit crashed in its cleanup.
+    run_dir = tmp_path / "run"
+    size = max(path.stat().st_size for path in (finished[0] / "checkpoints").iterdir())
+    args = TINY + ["--data", data, "--epochs", "1", "--run-dir", run_dir]
+    out = run(args, tmp_path, 2, file_size_limit=size - short)
+    assert "Cannot write" in out and "File too large" in out and "resume" in out
+    assert "Segmentation" not in out and "Exception ignored" not in out and "h5py" not in out
+    assert not list((run_dir / "checkpoints").glob("*.tmp.*"))
+    run(args, tmp_path, 0)
+    assert json.loads((run_dir / "checkpoints" / "state.json").read_text())["epoch"] == 1
 
 
 def test_a_full_disk_ends_with_the_error_and_the_rerun_resumes(finished, data, tmp_path):

@@ -22,7 +22,7 @@ from .options import (
 )
 from .cluster import PeerLostError, leave_after_error, multi_process
 from .progress import set_quiet
-from .rundir import RunDirectoryError, TrainingDiverged, terminal_logging
+from .rundir import RunDirectoryError, TrainingDiverged, UnfinishedWrite, terminal_logging
 
 CLS_DESCRIPTION = "Train a VGG classifier by the paper's recipe, or evaluate saved ones."
 LOC_DESCRIPTION = ("Train a VGG localisation net (paper Appendix A), or evaluate saved ones by "
@@ -35,7 +35,7 @@ def run_command(prog: str, quiet: bool, work: Callable[[], Any]) -> int:
     1 for a diverged run, 3 for a multi-process job that lost a process) instead of a traceback
     for the errors a user can fix."""
     set_quiet(quiet)
-    code = 0
+    code, at_once = 0, False
     try:
         with terminal_logging():
             work()
@@ -48,12 +48,13 @@ def run_command(prog: str, quiet: bool, work: Callable[[], Any]) -> int:
     except (ValueError, OSError, RunDirectoryError, ImportError, NotImplementedError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         code = 2
+        at_once = isinstance(error, UnfinishedWrite)
     except BaseException:
         if multi_process():
             traceback.print_exc()  # then end at once (see leave_after_error)
             leave_after_error(1)
         raise
-    leave_after_error(code)
+    leave_after_error(code, at_once=at_once)
     return code
 
 

@@ -202,11 +202,12 @@ def multi_process() -> bool:
     return _started is not None and _started.count > 1
 
 
-def leave_after_error(code: int) -> None:
+def leave_after_error(code: int, *, at_once: bool = False) -> None:
     """End a process of a multi-process job that failed, at once: a normal exit would wait
     (minutes) at JAX's shutdown barrier for processes that are waiting for this one; process 0
-    going away ends the others through JAX's distributed service."""
-    if multi_process() and code:
+    going away ends the others through JAX's distributed service. ``at_once``: any failed
+    process, whose normal exit would crash (a half-written HDF5 file)."""
+    if code and (at_once or multi_process()):
         sys.stdout.flush()
         sys.stderr.flush()
         logging.shutdown()

@@ -24,8 +24,8 @@ Both refuse images of more than ``max_pixels`` pixels (set at export, default
 (:func:`header_size`) before decoding anything and refuses the whole batch with an
 ``InvalidArgumentError`` naming the image, its size and the limit, so a small file that claims
 a huge image (a 1.2 MB PNG of 20000 x 20000 pixels takes 1.9 GB to decode) cannot exhaust the
-server's memory. Files that are not JPEG, PNG, GIF or BMP, and empty batches, are refused the
-same way.
+server's memory. Files that are not JPEG, PNG, GIF or BMP, JPEG, PNG and BMP files cut short
+(:func:`is_whole`), and empty batches, are refused the same way.
 
 Both return, for a classifier, ``classes`` (int32 ``(B, k)``, best first), ``probabilities``
 (float32 ``(B, k)``, softmax of the logits) and ``logits`` (float32 ``(B, C)``), with
@@ -470,6 +470,56 @@ def _gif_frame_pixels(image_bytes):
     return total
 
 
+def _last(data, pattern):
+    """The last index of the byte sequence ``pattern`` in uint8 ``data``, or -1."""
+    import tensorflow as tf
+
+    length = tf.size(data)
+    padded = tf.concat([data, tf.zeros([len(pattern)], tf.uint8)], 0)
+    found = tf.ones([length], tf.bool)
+    for offset, byte in enumerate(pattern):
+        found = tf.logical_and(found, tf.equal(padded[offset:offset + length], byte))
+    return tf.reduce_max(tf.concat([[-1], tf.cast(tf.where(found)[:, 0], tf.int32)], 0))
+
+
+def is_whole(image_bytes: tf.Tensor | bytes) -> tf.Tensor:
+    """False for a JPEG, PNG or BMP file cut short: a JPEG with no end-of-image marker (FF D9)
+    after its last scan (FF DA; the marker cannot occur inside a scan's data, where every FF
+    byte is escaped), a PNG with no whole ``IEND`` chunk, a BMP shorter than the size its
+    header states. True for whole files and for GIFs and other bytes, whose decoders say what
+    is wrong with them.
+
+    >>> import tensorflow as tf
+    >>> photo = tf.io.encode_jpeg(tf.zeros([30, 40, 3], tf.uint8))
+    >>> bool(is_whole(photo)), bool(is_whole(tf.strings.substr(photo, 0, 300)))
+    (True, False)
+    """
+    import tensorflow as tf
+
+    from .data.ops import is_jpeg
+
+    def jpeg():
+        data = tf.io.decode_raw(image_bytes, tf.uint8)
+        last_scan = _last(data, b"\xff\xda")
+        return tf.logical_and(last_scan >= 0, _last(data, b"\xff\xd9") > last_scan)
+
+    def png():
+        data = tf.io.decode_raw(image_bytes, tf.uint8)
+        end = _last(data, b"IEND")  # then the chunk's 4-byte CRC
+        return tf.logical_and(end >= 0, end + 8 <= tf.size(data))
+
+    def bmp():
+        head = tf.cast(tf.io.decode_raw(tf.strings.substr(
+            tf.strings.join([image_bytes, _HEADER_PAD]), 0, len(_HEADER_PAD)), tf.uint8), tf.int64)
+        return _little_endian(head, 2, 4) <= tf.cast(tf.strings.length(image_bytes), tf.int64)
+
+    def starts(magic):
+        return tf.equal(tf.strings.substr(image_bytes, 0, len(magic)), magic)
+
+    return tf.case([(is_jpeg(image_bytes), jpeg), (starts(_PNG_MAGIC), png),
+                    (starts(_BMP_MAGIC), bmp)], default=lambda: tf.constant(True))
+
+
 def _too_big_message(what, max_pixels):
     return (f"{what}, more than the {max_pixels} pixels this SavedModel accepts (the limit "
             "set when it was exported: vgg_keras.export.export(..., max_pixels=N) raises it)")
@@ -477,7 +527,8 @@ def _too_big_message(what, max_pixels):
 
 def _check_encoded(image_bytes, max_pixels):
     """Assertions (ops) that the ``(B,)`` batch of files is not empty, that each is a format
-    whose size :func:`header_size` reads, and that none holds more than ``max_pixels``."""
+    whose size :func:`header_size` reads, whole (:func:`is_whole`), and that none holds more
+    than ``max_pixels``."""
     import tensorflow as tf
 
     count = tf.shape(image_bytes)[0]
@@ -485,6 +536,13 @@ def _check_encoded(image_bytes, max_pixels):
     # The checks below index the batch (argmax, gather), which fails on an empty one with
     # TensorFlow's own message if it runs first: they wait for this one.
     with tf.control_dependencies([not_empty]):
+        cut = tf.logical_not(tf.map_fn(is_whole, image_bytes, fn_output_signature=tf.bool))
+        whole = tf.debugging.Assert(tf.logical_not(tf.reduce_any(cut)), [tf.strings.format(
+            "image {} of the batch is cut short (a JPEG without its end-of-image marker, a PNG "
+            "without its IEND chunk, or a BMP shorter than its header says): send the whole file",
+            [tf.argmax(tf.cast(cut, tf.int32), output_type=tf.int32)])])
+    # A JPEG cut inside its header would fail header_size with TensorFlow's own message.
+    with tf.control_dependencies([whole]):
         sizes = tf.map_fn(header_size, image_bytes,
                           fn_output_signature=tf.TensorSpec([3], tf.int64))
         unknown = sizes[:, 2] < 0
@@ -499,7 +557,7 @@ def _check_encoded(image_bytes, max_pixels):
             tf.strings.format(_too_big_message("image {} of the batch is {} x {} ({} pixels to "
                                                "decode)", max_pixels),
                               [first, sizes[first, 0], sizes[first, 1], sizes[first, 2]])])
-    return [not_empty, known_format, small_enough]
+    return [not_empty, whole, known_format, small_enough]
 
 
 def _check_decoded(images, max_pixels):

@@ -28,8 +28,10 @@ import logging
 import math
 import os
 import shutil
+import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,8 +43,8 @@ from . import _keras_compat as compat
 from .augment import takes_windows, window_inputs
 from .cluster import Processes, barrier, broadcast
 from .rundir import (
-    HISTORY_FILE, STATE_PATH, TrainingDiverged, check_state_kept, checkpoint_files,
-    damaged_checkpoint,
+    HISTORY_FILE, STATE_PATH, TrainingDiverged, UnfinishedWrite, check_state_kept,
+    checkpoint_files, damaged_checkpoint,
 )
 
 if TYPE_CHECKING:
@@ -193,9 +195,19 @@ def resample_where(choice: str) -> str:
 
 
 @contextlib.contextmanager
-def _writing(path, tmp):
+def _writing(path, tmp, *, hdf5=False):
     """Write ``tmp``, then ``os.replace`` it to ``path``; a failed write (a full disk) removes
-    ``tmp``, leaves ``path`` as it was and says so, naming the file."""
+    ``tmp``, leaves ``path`` as it was and says so, naming the file. An ``hdf5`` write that
+    failed midway raises :class:`UnfinishedWrite`."""
+    hooks = sys.unraisablehook, sys.excepthook
+    if hdf5:
+        # h5py reports each object of a file it could not finish as it is freed (a traceback
+        # and an "Exception ignored"), a page of C details before the message that says it in
+        # a line; the process ends right after.
+        sys.unraisablehook = lambda unraisable: (
+            None if "h5py" in str(unraisable.object) else hooks[0](unraisable))
+        sys.excepthook = lambda kind, value, trace: (
+            None if "h5py" in "".join(traceback.format_tb(trace)) else hooks[1](kind, value, trace))
     try:
         yield
         os.replace(tmp, path)
@@ -207,9 +219,11 @@ def _writing(path, tmp):
             reason += f" ({error.strerror})"
         with contextlib.suppress(OSError):
             os.remove(tmp)
-        raise OSError(number, f"Cannot write {path}: {reason}. The checkpoint before it is "
-                              "intact: make room and run the same command to resume from "
-                              "it") from None
+        unfinished = hdf5 and not isinstance(error, _NoRoom)
+        raise (UnfinishedWrite if unfinished else OSError)(
+            number, f"Cannot write {path}: {reason}. Any earlier checkpoint is intact: make "
+                    "room and run the same command to resume from it") from None
+    sys.unraisablehook, sys.excepthook = hooks
 
 
 def _atomic_write_text(path, text):
@@ -229,7 +243,7 @@ def _atomic_save_weights(model, path, writer=True):
             model.save_weights(os.path.join(scratch, "discarded.weights.h5"))
         return
     tmp = str(path).replace(".weights.h5", ".tmp.weights.h5")
-    with _writing(path, tmp):
+    with _writing(path, tmp, hdf5=True):
         _check_room(model, tmp)
         model.save_weights(tmp)
 

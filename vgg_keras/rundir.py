@@ -88,6 +88,12 @@ def check_state_kept(run_dir: PathLike) -> None:
                                  f"missing, but {orphans[-1].name} is there")
 
 
+class UnfinishedWrite(OSError):
+    """A checkpoint write failed inside HDF5 (the disk filled, a file-size limit), which keeps
+    the half-written file open: the process must end at once, since the interpreter's normal
+    exit would crash in HDF5's cleanup."""
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
