@@ -2,11 +2,14 @@
 an epoch exactly once, made exactly as the local pipeline makes it, and a training run fed by a
 dispatcher and two workers started as a user starts them."""
 
+import contextlib
 import json
 import os
+import queue
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -136,3 +139,44 @@ def test_no_dispatcher_and_no_workers_end_with_a_message_not_a_wait(tmp_path):
     assert done.returncode == 3, done.stdout[-3000:] + done.stderr[-3000:]
     assert f"The tf.data service at localhost:{port} sent no batch" in done.stderr
     assert "no training step finished for 20 s" in done.stderr
+
+
+@pytest.mark.slow
+def test_the_dispatcher_reports_a_lost_worker_by_its_address(tmp_path):
+    """One worker of two killed: the dispatcher says which, within --worker-timeout and a
+    quarter of it (TensorFlow's own check came after 10 to 20 minutes, and was hidden
+    under TF_CPP_MIN_LOG_LEVEL, which this environment sets)."""
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="3")
+    port, kept, lost = free_port(), free_port(), free_port()
+
+    def server(*args, **pipes):
+        return subprocess.Popen([sys.executable, "-m", "vgg_keras.data.service", *map(str, args)],
+                                cwd=ROOT, env=env, **pipes)
+
+    dispatcher = server("dispatcher", "--port", port, "--worker-timeout", 15,
+                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in dispatcher.stdout],
+                     daemon=True).start()
+    workers = [server("worker", "--dispatcher", f"localhost:{port}", "--port", worker,
+                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+               for worker in (kept, lost)]
+    try:
+        for worker in workers:   # started, and heartbeating
+            assert "tf.data service worker" in worker.stdout.readline()
+        time.sleep(10)
+        workers[1].kill()
+        killed, seen = time.monotonic(), []
+        while time.monotonic() - killed < 60 and not any(" is lost" in s for s in seen):
+            with contextlib.suppress(queue.Empty):
+                seen.append(lines.get(timeout=1))
+        seconds = time.monotonic() - killed
+    finally:
+        for process in [dispatcher, *workers]:
+            process.kill()
+            process.wait()
+    reports = [line for line in seen if " is lost" in line]
+    assert reports, "".join(seen)[-3000:]
+    assert f"worker localhost:{lost} is lost (no heartbeat for 15 s)" in reports[0]
+    assert f"localhost:{kept}" not in "".join(reports)
+    assert 10 < seconds < 15 * 1.25 + 10

@@ -163,3 +163,28 @@ def test_two_processes_given_one_id_end_with_messages_not_a_wait(tmp_path, env):
     assert "the job did not start within 20 s: not every process joined" in out
     assert "Check failure stack trace" not in out + second.stderr
     assert time.monotonic() - started < 120
+
+
+def test_a_process_lost_before_the_first_step_ends_the_other_with_the_message(tmp_path, env):
+    """Process 1 killed while the job prepares its first step (before any step finished, so
+    before the stall watchdog is armed): process 0 ends with the package's message and exit 3
+    within seconds, not with JAX's abort and stack dump after its heartbeat timeout."""
+    tree = user_trees.class_folders(tmp_path / "pets", per_class=10, salt=False)
+    started = launch("train_cls.py", [*TINY, "--data", tree["root"], "--epochs", 1,
+                                      "--val-fraction", 0.2, "--run-dir", tmp_path / "run"],
+                     env, processes=2)
+    seen = []
+    for line in started[1].stdout:
+        seen.append(line)
+        if "replica(s); run directory" in line:   # the first step is about to compile
+            break
+    else:
+        raise AssertionError("".join(seen)[-3000:])
+    started[1].send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    out = started[0].communicate(timeout=300)[0]
+    started[1].communicate(timeout=30)
+    assert started[0].returncode == 3, out[-3000:]
+    assert "another process of the job has stopped" in out
+    assert "Check failure stack trace" not in out and "Terminating process" not in out
+    assert time.monotonic() - killed < 90   # JAX's own abort came after 100 s

@@ -1,7 +1,7 @@
 """Several training processes as one job, on JAX's distributed runtime.
 
-Keras 3's multi-host route is the JAX backend: :func:`keras.distribution.initialize` starts
-JAX's distributed runtime and a ``DataParallel`` distribution over
+Keras 3's multi-host route is the JAX backend: JAX's distributed runtime (started as
+:func:`keras.distribution.initialize` starts it) and a ``DataParallel`` distribution over
 ``keras.distribution.list_devices()`` then spans every process. :func:`start` does that from
 the flags or, as for any Keras program, from the environment alone::
 
@@ -47,6 +47,12 @@ ADDRESS_ENV = "KERAS_DISTRIBUTION_JOB_ADDRESSES"
 COUNT_ENV = "KERAS_DISTRIBUTION_NUM_PROCESSES"
 INDEX_ENV = "KERAS_DISTRIBUTION_PROCESS_ID"
 
+HEARTBEAT_TIMEOUT = 900.0
+"""Seconds JAX's distributed service waits for a silent process before it aborts every other
+process with a C++ stack dump (JAX's default: 100). Longer than the peer timeout, so that a job
+that lost a process ends with the package's message first: the survivors' next collective
+fails at once (:func:`is_lost_peer`), or :class:`PeerWatchdog` fires."""
+
 START_TIMEOUT = 240.0
 """Seconds a process waits for the others to join before it ends with a message (under JAX's
 own 300, after which it aborts with a C++ stack dump)."""
@@ -60,12 +66,13 @@ class PeerLostError(RuntimeError):
     """Another process of the job stopped; this one cannot go on alone."""
 
 
-def lost_peer_message(processes: Processes, epoch: int, cause: str) -> str:
-    """What a process says when another process of its job has stopped."""
+def lost_peer_message(processes: Processes, epoch: int | None, cause: str) -> str:
+    """What a process says when another process of its job has stopped (``epoch``: the last
+    finished one, where known)."""
     return (f"Process {processes.index} of {processes.count}: {cause}, so another process of "
             "the job has stopped (killed, crashed or its machine lost). Ending this one. Run the "
-            "same commands again on every process to resume from the last checkpoint (the last "
-            f"finished epoch was {epoch}).")
+            "same commands again on every process to resume from the last checkpoint"
+            + ("." if epoch is None else f" (the last finished epoch was {epoch})."))
 
 
 def is_lost_peer(error: BaseException) -> bool:
@@ -110,11 +117,13 @@ def _setting(value, variable, parse):
 
 def start(coordinator: str | None = None, num_processes: int | None = None,
           process_id: int | None = None, *, command: str = "train_cls.py",
-          start_timeout: float = START_TIMEOUT) -> Processes:
-    """Join the job: with more than one process, start JAX's distributed runtime through
-    :func:`keras.distribution.initialize` (once per interpreter) and return this process's
-    place. Unset arguments come from ``KERAS_DISTRIBUTION_JOB_ADDRESSES``,
-    ``KERAS_DISTRIBUTION_NUM_PROCESSES`` and ``KERAS_DISTRIBUTION_PROCESS_ID``.
+          start_timeout: float = START_TIMEOUT,
+          heartbeat_timeout: float = HEARTBEAT_TIMEOUT) -> Processes:
+    """Join the job: with more than one process, start JAX's distributed runtime as
+    :func:`keras.distribution.initialize` does (once per interpreter), with JAX's heartbeat
+    timeout set to ``heartbeat_timeout``, and return this process's place. Unset arguments
+    come from ``KERAS_DISTRIBUTION_JOB_ADDRESSES``, ``KERAS_DISTRIBUTION_NUM_PROCESSES`` and
+    ``KERAS_DISTRIBUTION_PROCESS_ID``.
 
     Must run before any JAX computation. Other backends refuse several processes with the
     command that works (``command`` names the script in that message). A process whose peers
@@ -149,16 +158,24 @@ def start(coordinator: str | None = None, num_processes: int | None = None,
     import jax
 
     if index == 0:
-        _check_coordinator_port(coordinator, count)
+        _check_coordinator_port(coordinator.split(",")[0], count)
     # CPU processes need a collectives implementation to talk to each other; GPUs use NCCL
     # whatever this says.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     joined = threading.Event()
     threading.Thread(target=_bound_start, args=(joined, wanted, coordinator, start_timeout),
                      name="vgg_keras-start-watchdog", daemon=True).start()
-    keras.distribution.initialize(coordinator, count, index)
+    # keras.distribution.initialize(coordinator, count, index), which cannot pass the
+    # heartbeat timeout: a process that died before the first step would end the others
+    # through JAX's abort after 100 s, before the package's own message.
+    jax.distributed.initialize(coordinator.split(",")[0], count, index,
+                               heartbeat_timeout_seconds=int(heartbeat_timeout))
     joined.set()
     _started = Processes(jax.process_index(), jax.process_count())
+    # Then, as Keras does, one random seed for every process (the same draw on each from a
+    # seed already set).
+    keras.utils.set_random_seed(int(broadcast(
+        keras.ops.convert_to_numpy(keras.random.randint((), 0, 2 ** 31 - 1)), _started)))
     log.info("Process %d of %d; coordinator %s; %d devices in all.", _started.index,
              _started.count, coordinator, len(keras.distribution.list_devices()))
     return _started
@@ -221,7 +238,7 @@ def broadcast(values: ArrayLike, processes: Processes) -> np.ndarray:
         return values
     from jax.experimental import multihost_utils
 
-    return np.asarray(multihost_utils.broadcast_one_to_all(values))
+    return np.asarray(_collective(processes, multihost_utils.broadcast_one_to_all, values))
 
 
 def share(value: Any, processes: Processes) -> Any:
@@ -241,7 +258,20 @@ def barrier(name: str, processes: Processes) -> None:
     if processes.count > 1:
         from jax.experimental import multihost_utils
 
-        multihost_utils.sync_global_devices(name)
+        _collective(processes, multihost_utils.sync_global_devices, name)
+
+
+def _collective(processes, function, *args):
+    """``function(*args)``, a collective; one that failed because a process of the job went
+    away raises :class:`PeerLostError` with the package's message."""
+    try:
+        return function(*args)
+    except Exception as error:
+        if not is_lost_peer(error):
+            raise
+        raise PeerLostError(lost_peer_message(
+            processes, None, f"a collective failed ({str(error).splitlines()[0][:200]})")) \
+            from error
 
 
 class StallWatchdog(keras.callbacks.Callback):

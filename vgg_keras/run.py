@@ -225,7 +225,8 @@ class Run(Generic[ConfigT]):
         # the task reads the model it starts from).
         self.processes = processes = cluster.start(
             c.coordinator, c.num_processes, c.process_id, command=self.task.script,
-            start_timeout=min(c.peer_timeout, cluster.START_TIMEOUT))
+            start_timeout=min(c.peer_timeout, cluster.START_TIMEOUT),
+            heartbeat_timeout=max(cluster.HEARTBEAT_TIMEOUT, c.peer_timeout + 60))
         self.task.prepare(c)
         if c.data_service:
             data_service.check_reachable(c.data_service)

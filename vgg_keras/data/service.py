@@ -21,10 +21,16 @@ filesystem); they do not need this package's code, which travels as the graph.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
+import re
 import socket
 import sys
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import tensorflow as tf
 
@@ -62,6 +68,72 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
             f"No tf.data service dispatcher answers at {target} ({reason}, within {timeout:g} "
             f"s). Start one there (python -m vgg_keras.data.service dispatcher --port "
             f"{port or 'PORT'}) and its workers, or check --data-service.") from None
+
+
+WORKER_TIMEOUT = 60.0
+"""Seconds without a heartbeat after which the dispatcher takes a worker for lost."""
+
+HEARTBEAT_INTERVAL = 5.0
+"""Seconds between a worker's heartbeats to the dispatcher (TensorFlow's default: 30)."""
+
+
+def dispatcher_config(port: int, work_dir: str | None = None,
+                      worker_timeout: float = WORKER_TIMEOUT,
+                      ) -> tf.data.experimental.service.DispatcherConfig:
+    """The dispatcher's config: a worker silent for ``worker_timeout`` seconds is lost.
+
+    TensorFlow checks for lost workers only on its maintenance beat,
+    ``job_gc_check_interval_ms`` (default 10 min, on top of a 10 min ``worker_timeout_ms``):
+    a quarter of the timeout here, so that a loss is known within 1.25 timeouts."""
+    timeout_ms = max(1000, int(worker_timeout * 1000))
+    return tf.data.experimental.service.DispatcherConfig(
+        port=port, work_dir=work_dir, fault_tolerant_mode=work_dir is not None,
+        worker_timeout_ms=timeout_ms, job_gc_check_interval_ms=max(1000, timeout_ms // 4))
+
+
+_LOST_WORKER = re.compile(rb"Lost worker (\S+) due to timeout")
+
+
+def lost_worker_message(worker: str, timeout: float) -> str:
+    """What the dispatcher says when ``worker`` stopped heartbeating."""
+    return (f"tf.data service dispatcher: worker {worker} is lost (no heartbeat for "
+            f"{timeout:g} s). Training goes on with the other workers, slower; the examples "
+            "it had taken are skipped this epoch. Start a worker again to restore the pace.")
+
+
+def _relay(source: int, target: int, timeout: float) -> None:
+    pending = b""
+    with os.fdopen(source, "rb", buffering=0) as pipe:
+        while chunk := pipe.read(65536):
+            os.write(target, chunk)
+            *lines, pending = (pending + chunk).split(b"\n")
+            pending = pending[-4096:]
+            for line in lines:
+                if match := _LOST_WORKER.search(line):
+                    os.write(target, (lost_worker_message(match[1].decode(errors="replace"),
+                                                          timeout) + "\n").encode())
+
+
+@contextlib.contextmanager
+def reporting_lost_workers(timeout: float) -> Iterator[None]:
+    """While inside, this process's fd 2 (where TensorFlow's C++ log goes) passes through a
+    thread that adds :func:`lost_worker_message` after TensorFlow's INFO line ``Lost worker
+    ADDRESS due to timeout``; everything else passes unchanged."""
+    sys.stderr.flush()
+    original = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    relay = threading.Thread(target=_relay, args=(read_end, original, timeout),
+                             name="vgg_keras-dispatcher-log", daemon=True)
+    relay.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(original, 2)    # the pipe's last writer closes: the relay drains it and ends
+        relay.join(5)
+        os.close(original)
 
 
 def stalled_message(address: str, epoch: int, cause: str) -> str:
@@ -112,31 +184,64 @@ def main(argv: Sequence[str] | None = None) -> int:
     dispatcher.add_argument("--work-dir", default=None,
                             help="where the dispatcher keeps its journal, so that a restarted "
                             "dispatcher resumes its jobs (none: not fault tolerant)")
+    dispatcher.add_argument("--worker-timeout", type=float, default=WORKER_TIMEOUT,
+                            help="seconds without a heartbeat after which a worker is "
+                            "reported lost (at least three heartbeats, "
+                            f"{3 * HEARTBEAT_INTERVAL:g}; TensorFlow's C++ INFO log is on for "
+                            "the dispatcher, which reports lost workers there)")
     worker = kinds.add_parser("worker", help="a worker that reads and augments examples")
     worker.add_argument("--dispatcher", required=True, help="the dispatcher's HOST:PORT")
     worker.add_argument("--port", type=int, default=0, help="port to listen on (0: any)")
     worker.add_argument("--address", default=None,
                         help="HOST:PORT by which the training processes reach this worker "
-                        "(default: this machine's name and --port)")
+                        "(default: localhost and its port, which serves training processes on "
+                        "this machine only)")
     args = parser.parse_args(argv)
     service = tf.data.experimental.service
     if args.kind == "dispatcher":
-        server = service.DispatchServer(service.DispatcherConfig(
-            port=args.port, work_dir=args.work_dir,
-            fault_tolerant_mode=args.work_dir is not None))
-        print(f"tf.data service dispatcher at {server.target}", flush=True)
+        if args.worker_timeout < 3 * HEARTBEAT_INTERVAL:
+            parser.error(f"--worker-timeout must be at least {3 * HEARTBEAT_INTERVAL:g} s (three "
+                         "of the workers' heartbeats), or live workers are reported lost.")
+        if argv is None and os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "0":
+            _restart_with_info_log()
+        server = service.DispatchServer(
+            dispatcher_config(args.port, args.work_dir, args.worker_timeout))
+        print(f"tf.data service dispatcher at {server.target}; a worker silent for "
+              f"{args.worker_timeout:g} s is reported lost", flush=True)
+        with reporting_lost_workers(args.worker_timeout):
+            _serve(server)
+        return 0
     else:
-        options = dict(dispatcher_address=_address(args.dispatcher)[1], port=args.port)
+        options = dict(dispatcher_address=_address(args.dispatcher)[1], port=args.port,
+                       heartbeat_interval_ms=int(HEARTBEAT_INTERVAL * 1000))
         if args.address:
             options["worker_address"] = args.address
         server = service.WorkerServer(service.WorkerConfig(**options))
         print(f"tf.data service worker on port {args.port or 'any'}, dispatcher "
               f"{args.dispatcher}", flush=True)
-    try:
-        server.join()
-    except KeyboardInterrupt:
-        pass
+    _serve(server)
     return 0
+
+
+def _restart_with_info_log() -> None:
+    """Run this command again with TensorFlow's C++ INFO log on, where the dispatcher reports
+    lost workers. TensorFlow reads TF_CPP_MIN_LOG_LEVEL once, when it first logs, and importing
+    JAX (KERAS_BACKEND=jax, or TensorFlow importing it) sets it to 1 if unset; by the time this
+    module runs, that has happened."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "vgg_keras.data.service", *sys.argv[1:]],
+              dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0"))
+
+
+def _serve(server: Any) -> None:
+    """Serve until interrupted: ``server.join()`` waits in C++, where Ctrl-C never reaches
+    Python, so this process waits in Python instead (the server runs on its own threads)."""
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
 
 
 if __name__ == "__main__":
