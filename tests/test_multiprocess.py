@@ -188,3 +188,28 @@ def test_a_process_lost_before_the_first_step_ends_the_other_with_the_message(tm
     assert "another process of the job has stopped" in out
     assert "Check failure stack trace" not in out and "Terminating process" not in out
     assert time.monotonic() - killed < 90   # JAX's own abort came after 100 s
+
+
+def test_process_0_lost_ends_the_others_with_the_message_not_jax_abort(tmp_path, env):
+    """Process 0 holds JAX's coordination service: killed, JAX aborts every other process at
+    once with a C++ stack dump. The command of process 1 says what happened instead."""
+    tree = user_trees.class_folders(tmp_path / "pets", per_class=10, salt=False)
+    started = launch("train_cls.py", [*TINY, "--data", tree["root"], "--epochs", 1,
+                                      "--val-fraction", 0.2, "--run-dir", tmp_path / "run"],
+                     env, processes=2)
+    seen = []
+    for line in started[0].stdout:
+        seen.append(line)
+        if "replica(s); run directory" in line:
+            break
+    else:
+        raise AssertionError("".join(seen)[-3000:])
+    started[0].send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    out = started[1].communicate(timeout=300)[0]
+    started[0].communicate(timeout=30)
+    assert started[1].returncode == 3, out[-3000:]
+    assert "Process 1 of 2: process 0 stopped answering, so another process of the job has " \
+           "stopped" in out
+    assert "Check failure stack trace" not in out and "Terminating process" not in out
+    assert time.monotonic() - killed < 60

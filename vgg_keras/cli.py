@@ -12,6 +12,9 @@ messages on the terminal and a clear error, not a traceback, for what a user can
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -20,7 +23,10 @@ from typing import Any
 from .options import (
     ClassificationConfig, LocalizationConfig, build_parser, from_args, test_scale,
 )
-from .cluster import PeerLostError, leave_after_error, multi_process
+from .cluster import (
+    JAX_ABORT, ClusterError, PeerLostError, leave_after_error, lost_peer_message, multi_process,
+    place,
+)
 from .progress import set_quiet
 from .rundir import RunDirectoryError, TrainingDiverged, UnfinishedWrite, terminal_logging
 
@@ -58,12 +64,58 @@ def run_command(prog: str, quiet: bool, work: Callable[[], Any]) -> int:
     return code
 
 
+SUPERVISED_ENV = "VGG_KERAS_SUPERVISED_AS"
+"""Set in the child of :func:`supervise`, to the command's name."""
+
+
+def supervise(module: str, argv: Sequence[str] | None, prog: str,
+              config: ClassificationConfig | LocalizationConfig) -> int | None:
+    """Run a command of a process other than 0 of a multi-process job (on Linux) as a child,
+    its stderr through this process: when process 0, which holds JAX's coordination service,
+    dies, JAX ends every other process at once with its own abort and a C++ stack dump, which
+    this replaces by the package's message and exit status 3. None where not needed."""
+    try:
+        processes = place(config.num_processes, config.process_id)
+    except ClusterError:   # said when the job starts
+        return None
+    if processes.index == 0 or os.environ.get(SUPERVISED_ENV) or sys.platform != "linux":
+        return None
+    command = [sys.executable, "-m", module, *(sys.argv[1:] if argv is None else argv)]
+    child = subprocess.Popen(command, env={**os.environ, SUPERVISED_ENV: prog},
+                             stderr=subprocess.PIPE, preexec_fn=_end_with_parent)
+    aborted = False
+    assert child.stderr is not None
+    with contextlib.suppress(KeyboardInterrupt):   # Ctrl-C reaches the child too; it decides
+        for line in child.stderr:
+            aborted = aborted or JAX_ABORT in line
+            if not aborted:
+                sys.stderr.buffer.write(line)
+                sys.stderr.buffer.flush()
+    code = child.wait()
+    if aborted:
+        print(f"{prog}: {lost_peer_message(processes, None, 'process 0 stopped answering')}",
+              file=sys.stderr)
+        return 3
+    return code if code >= 0 else 128 - code
+
+
+def _end_with_parent():
+    """In the child: be killed with the supervising process (``kill -9`` of the command ends
+    the training process, as without a supervisor)."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+
+
 def train_cls(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """train_cls.py: train a classifier, or ``--evaluate`` saved ones (several: fusion)."""
     parser = build_parser(ClassificationConfig, CLS_DESCRIPTION)
-    if prog:
-        parser.prog = prog
+    parser.prog = os.environ.get(SUPERVISED_ENV) or prog or parser.prog
     config = from_args(ClassificationConfig, parser.parse_args(argv))
+    supervised = supervise("vgg_keras.train_cls", argv, parser.prog, config)
+    if supervised is not None:
+        return supervised
     # The task module brings TensorFlow; imported after the flags, so --help answers at once.
     from . import classification
 
@@ -83,9 +135,11 @@ def train_cls(argv: Sequence[str] | None = None, prog: str | None = None) -> int
 def train_loc(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """train_loc.py: train a localizer, or ``--evaluate`` saved ones by both protocols."""
     parser = build_parser(LocalizationConfig, LOC_DESCRIPTION)
-    if prog:
-        parser.prog = prog
+    parser.prog = os.environ.get(SUPERVISED_ENV) or prog or parser.prog
     config = from_args(LocalizationConfig, parser.parse_args(argv))
+    supervised = supervise("vgg_keras.train_loc", argv, parser.prog, config)
+    if supervised is not None:
+        return supervised
     from .localization import training as localization  # after the flags, as in train_cls
 
     def work():

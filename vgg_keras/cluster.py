@@ -115,6 +115,21 @@ def _setting(value, variable, parse):
         raise ClusterError(f"{variable}={text!r} is not a valid value.") from None
 
 
+JAX_ABORT = b"Terminating process because the JAX distributed service detected fatal errors"
+"""The line JAX writes to stderr before it aborts a process whose job lost its coordinator."""
+
+
+def place(num_processes: int | None = None, process_id: int | None = None) -> Processes:
+    """This process's place in the job, from the flags or else the environment, without
+    joining it (:func:`start` joins)."""
+    count = _setting(num_processes, COUNT_ENV, int) or 1
+    index = _setting(process_id, INDEX_ENV, int) or 0
+    if count < 1 or not 0 <= index < count:
+        raise ClusterError(f"Process index {index} is not in 0..{count - 1} "
+                           f"(--process-id, --num-processes).")
+    return Processes(index, count)
+
+
 def start(coordinator: str | None = None, num_processes: int | None = None,
           process_id: int | None = None, *, command: str = "train_cls.py",
           start_timeout: float = START_TIMEOUT,
@@ -132,11 +147,7 @@ def start(coordinator: str | None = None, num_processes: int | None = None,
     """
     global _started
     coordinator = _setting(coordinator, ADDRESS_ENV, str)
-    count = _setting(num_processes, COUNT_ENV, int) or 1
-    index = _setting(process_id, INDEX_ENV, int) or 0
-    if count < 1 or not 0 <= index < count:
-        raise ClusterError(f"Process index {index} is not in 0..{count - 1} "
-                           f"(--process-id, --num-processes).")
+    index, count = place(num_processes, process_id).shard
     if count == 1:
         return Processes()
     backend = keras.backend.backend()
