@@ -4,6 +4,7 @@ one process, each process reading only its share of every batch, and a job kille
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -165,51 +166,75 @@ def test_two_processes_given_one_id_end_with_messages_not_a_wait(tmp_path, env):
     assert time.monotonic() - started < 120
 
 
-def test_a_process_lost_before_the_first_step_ends_the_other_with_the_message(tmp_path, env):
-    """Process 1 killed while the job prepares its first step (before any step finished, so
-    before the stall watchdog is armed): process 0 ends with the package's message and exit 3
-    within seconds, not with JAX's abort and stack dump after its heartbeat timeout."""
+def kill_before_the_first_step(tmp_path, env, victim):
+    """Two processes of a one-epoch job; process ``victim`` killed as the first step is about
+    to compile (no step finished: the stall watchdog is not armed). The survivor's exit status,
+    output and seconds from the kill to its end."""
     tree = user_trees.class_folders(tmp_path / "pets", per_class=10, salt=False)
     started = launch("train_cls.py", [*TINY, "--data", tree["root"], "--epochs", 1,
                                       "--val-fraction", 0.2, "--run-dir", tmp_path / "run"],
                      env, processes=2)
     seen = []
-    for line in started[1].stdout:
-        seen.append(line)
-        if "replica(s); run directory" in line:   # the first step is about to compile
-            break
-    else:
-        raise AssertionError("".join(seen)[-3000:])
-    started[1].send_signal(signal.SIGKILL)
-    killed = time.monotonic()
-    out = started[0].communicate(timeout=300)[0]
-    started[1].communicate(timeout=30)
-    assert started[0].returncode == 3, out[-3000:]
-    assert "another process of the job has stopped" in out
-    assert "Check failure stack trace" not in out and "Terminating process" not in out
-    assert time.monotonic() - killed < 90   # JAX's own abort came after 100 s
-
-
-def test_process_0_lost_ends_the_others_with_the_message_not_jax_abort(tmp_path, env):
-    """Process 0 holds JAX's coordination service: killed, JAX aborts every other process at
-    once with a C++ stack dump. The command of process 1 says what happened instead."""
-    tree = user_trees.class_folders(tmp_path / "pets", per_class=10, salt=False)
-    started = launch("train_cls.py", [*TINY, "--data", tree["root"], "--epochs", 1,
-                                      "--val-fraction", 0.2, "--run-dir", tmp_path / "run"],
-                     env, processes=2)
-    seen = []
-    for line in started[0].stdout:
+    for line in started[victim].stdout:
         seen.append(line)
         if "replica(s); run directory" in line:
             break
     else:
         raise AssertionError("".join(seen)[-3000:])
-    started[0].send_signal(signal.SIGKILL)
+    started[victim].send_signal(signal.SIGKILL)
     killed = time.monotonic()
-    out = started[1].communicate(timeout=300)[0]
-    started[0].communicate(timeout=30)
-    assert started[1].returncode == 3, out[-3000:]
-    assert "Process 1 of 2: process 0 stopped answering, so another process of the job has " \
-           "stopped" in out
+    survivor = started[1 - victim]
+    out = survivor.communicate(timeout=300)[0]
+    started[victim].communicate(timeout=30)
     assert "Check failure stack trace" not in out and "Terminating process" not in out
-    assert time.monotonic() - killed < 60
+    return survivor.returncode, out, time.monotonic() - killed
+
+
+def test_a_process_lost_before_the_first_step_ends_the_other_with_the_message(tmp_path, env):
+    """Process 1 killed: process 0 ends with the package's message and exit 3 within seconds,
+    not with JAX's abort and stack dump after its heartbeat timeout."""
+    code, out, seconds = kill_before_the_first_step(tmp_path, env, victim=1)
+    assert code == 3, out[-3000:]
+    assert "Process 0 of 2: a collective failed" in out
+    assert "another process of the job has stopped" in out
+    assert seconds < 90   # JAX's own abort came after 100 s
+
+
+def test_process_0_lost_ends_the_others_with_the_message_not_jax_abort(tmp_path, env):
+    """Process 0 holds JAX's coordination service: killed, JAX aborts every other process at
+    once with a C++ stack dump. The command of process 1 says what happened instead."""
+    code, out, seconds = kill_before_the_first_step(tmp_path, env, victim=0)
+    assert code == 3, out[-3000:]
+    # Whichever comes first: JAX's abort (replaced) or a collective failing (raised).
+    assert re.search(r"Process 1 of 2: (process 0 stopped answering|a collective failed .*), so "
+                     "another process of the job has stopped", out), out[-3000:]
+    assert seconds < 60
+
+
+def test_the_command_of_process_1_replaces_jax_abort_by_the_message(tmp_path, monkeypatch,
+                                                                      capfd):
+    """The relay alone, deterministically (in a real job a collective may fail first): a
+    training child that writes JAX's last line and its stack dump, then aborts."""
+    from vgg_keras import cli
+    from vgg_keras.cluster import JAX_ABORT
+    from vgg_keras.options import ClassificationConfig
+
+    (tmp_path / "aborting_training.py").write_text(
+        "import os, sys\n"
+        "sys.stderr.write('Epoch 1/3\\n')\n"
+        f"sys.stderr.buffer.write(b'F1207 client.h:80] ' + {JAX_ABORT!r} + b'. absl::Status\\n')\n"
+        "sys.stderr.write('*** Check failure stack trace: ***\\n    @ 0x7f abort\\n')\n"
+        "sys.stderr.flush()\n"
+        "os.abort()\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.delenv(cli.SUPERVISED_ENV, raising=False)
+    code = cli.supervise("aborting_training", [], "train_cls.py",
+                         ClassificationConfig(num_processes=2, process_id=1))
+    err = capfd.readouterr().err
+    assert code == 3
+    assert "Epoch 1/3" in err and "Terminating process" not in err and "stack trace" not in err
+    assert "train_cls.py: Process 1 of 2: process 0 stopped answering" in err
+    # Process 0's command and a single process run as they are.
+    for place in ({"num_processes": 2, "process_id": 0}, {}):
+        assert cli.supervise("aborting_training", [], "train_cls.py",
+                             ClassificationConfig(**place)) is None
