@@ -44,30 +44,37 @@ def _address(address: str) -> tuple[str, str]:
     return protocol or "grpc", rest
 
 
-CONNECT_TIMEOUT = 10.0
-"""Seconds :func:`check_reachable` waits for the dispatcher to answer."""
+CONNECT_TIMEOUT = 30.0
+"""Seconds :func:`check_reachable` waits for the dispatcher to answer (one just started may
+still be importing TensorFlow)."""
 
 
 def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
     """A ``ConnectionError`` naming ``address`` when no server accepts a connection there
     within ``timeout`` seconds (tf.data would wait for one without a word).
 
-    >>> check_reachable("localhost:1")
+    >>> check_reachable("localhost:1", timeout=1)
     Traceback (most recent call last):
     ...
     ConnectionError: No tf.data service dispatcher answers at localhost:1 ...
     """
     target = _address(address)[1]
     host, _, port = target.rpartition(":")
-    try:
-        with socket.create_connection((host or "localhost", int(port)), timeout=timeout):
-            pass
-    except (OSError, ValueError) as error:
-        reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
-        raise ConnectionError(
-            f"No tf.data service dispatcher answers at {target} ({reason}, within {timeout:g} "
-            f"s). Start one there (python -m vgg_keras.data.service dispatcher --port "
-            f"{port or 'PORT'}) and its workers, or check --data-service.") from None
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host or "localhost", int(port)),
+                                          timeout=max(0.1, deadline - time.monotonic())):
+                return
+        except (OSError, ValueError) as error:
+            if isinstance(error, ConnectionRefusedError) and time.monotonic() < deadline - 0.5:
+                time.sleep(0.5)   # not listening yet: a dispatcher that is starting
+                continue
+            reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+            raise ConnectionError(
+                f"No tf.data service dispatcher answers at {target} ({reason}, within "
+                f"{timeout:g} s). Start one there (python -m vgg_keras.data.service dispatcher "
+                f"--port {port or 'PORT'}) and its workers, or check --data-service.") from None
 
 
 WORKER_TIMEOUT = 60.0
@@ -202,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.worker_timeout < 3 * HEARTBEAT_INTERVAL:
             parser.error(f"--worker-timeout must be at least {3 * HEARTBEAT_INTERVAL:g} s (three "
                          "of the workers' heartbeats), or live workers are reported lost.")
-        if argv is None and os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "0":
+        if argv is None and os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") != "0":
             _restart_with_info_log()
         server = service.DispatchServer(
             dispatcher_config(args.port, args.work_dir, args.worker_timeout))
