@@ -168,8 +168,9 @@ def start(coordinator: str | None = None, num_processes: int | None = None,
         return _started
     import jax
 
+    address = coordinator.split(",")[0]   # Keras also takes every process's address, 0 first
     if index == 0:
-        _check_coordinator_port(coordinator.split(",")[0], count)
+        _check_coordinator_port(address, count)
     # CPU processes need a collectives implementation to talk to each other; GPUs use NCCL
     # whatever this says.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
@@ -179,7 +180,7 @@ def start(coordinator: str | None = None, num_processes: int | None = None,
     # keras.distribution.initialize(coordinator, count, index), which cannot pass the
     # heartbeat timeout: a process that died before the first step would end the others
     # through JAX's abort after 100 s, before the package's own message.
-    jax.distributed.initialize(coordinator.split(",")[0], count, index,
+    jax.distributed.initialize(address, count, index,
                                heartbeat_timeout_seconds=int(heartbeat_timeout))
     joined.set()
     _started = Processes(jax.process_index(), jax.process_count())

@@ -208,6 +208,7 @@ def _writing(path, tmp, *, hdf5=False):
             None if "h5py" in str(unraisable.object) else hooks[0](unraisable))
         sys.excepthook = lambda kind, value, trace: (
             None if "h5py" in "".join(traceback.format_tb(trace)) else hooks[1](kind, value, trace))
+    unfinished = False
     try:
         yield
         os.replace(tmp, path)
@@ -223,7 +224,9 @@ def _writing(path, tmp, *, hdf5=False):
         raise (UnfinishedWrite if unfinished else OSError)(
             number, f"Cannot write {path}: {reason}. Any earlier checkpoint is intact: make "
                     "room and run the same command to resume from it") from None
-    sys.unraisablehook, sys.excepthook = hooks
+    finally:
+        if not unfinished:   # the hooks stay only for a process that is about to end
+            sys.unraisablehook, sys.excepthook = hooks
 
 
 def _atomic_write_text(path, text):

@@ -98,6 +98,18 @@ def dispatcher_config(port: int, work_dir: str | None = None,
         worker_timeout_ms=timeout_ms, job_gc_check_interval_ms=max(1000, timeout_ms // 4))
 
 
+def worker_config(dispatcher: str, port: int = 0, address: str | None = None,
+                  ) -> tf.data.experimental.service.WorkerConfig:
+    """A worker's config: it dials ``dispatcher`` (HOST:PORT), listens on ``port`` (0: any),
+    is reached at ``address`` (default: localhost and its port) and heartbeats every
+    :data:`HEARTBEAT_INTERVAL` seconds."""
+    options: dict[str, Any] = dict(dispatcher_address=dispatcher, port=port,
+                                   heartbeat_interval_ms=int(HEARTBEAT_INTERVAL * 1000))
+    if address:
+        options["worker_address"] = address
+    return tf.data.experimental.service.WorkerConfig(**options)
+
+
 _LOST_WORKER = re.compile(rb"Lost worker (\S+) due to timeout")
 
 
@@ -169,12 +181,10 @@ def start_local(
            list[tf.data.experimental.service.WorkerServer]]:
     """A dispatcher and ``workers`` workers in this process (stop them with ``.stop()``):
     ``(dispatcher, [worker, ...])``; the address is ``dispatcher.target``."""
-    dispatcher = tf.data.experimental.service.DispatchServer(
-        tf.data.experimental.service.DispatcherConfig(port=port))
+    dispatcher = tf.data.experimental.service.DispatchServer(dispatcher_config(port))
     host = dispatcher.target.split("://")[1]
-    started = [tf.data.experimental.service.WorkerServer(
-        tf.data.experimental.service.WorkerConfig(dispatcher_address=host))
-        for _ in range(workers)]
+    started = [tf.data.experimental.service.WorkerServer(worker_config(host))
+               for _ in range(workers)]
     return dispatcher, started
 
 
@@ -219,11 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _serve(server)
         return 0
     else:
-        options = dict(dispatcher_address=_address(args.dispatcher)[1], port=args.port,
-                       heartbeat_interval_ms=int(HEARTBEAT_INTERVAL * 1000))
-        if args.address:
-            options["worker_address"] = args.address
-        server = service.WorkerServer(service.WorkerConfig(**options))
+        server = service.WorkerServer(
+            worker_config(_address(args.dispatcher)[1], args.port, args.address))
         print(f"tf.data service worker on port {args.port or 'any'}, dispatcher "
               f"{args.dispatcher}", flush=True)
     _serve(server)
